@@ -1,0 +1,53 @@
+# groupsync — build, test and measure.
+#
+#   make run     the whole system on this machine (same as `go run ./cmd/groupsync`)
+#   make test    everything CI runs: formatting, vet, unit, integration and interop tests
+#   make bench   benchmarks and the load report (figures on stdout and in bench-results/)
+
+GO        ?= go
+PKGS      := ./...
+INTEROP   := virgil/interop
+TESTFLAGS ?= -race -count=1 -timeout 14m
+
+.PHONY: all build run test lint interop-deps compose-check bench chaos fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o bin/groupsync ./cmd/groupsync
+
+run:
+	$(GO) run ./cmd/groupsync
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# The interop tests drive the official E3Kit Node client; its exact versions
+# are pinned by the committed package-lock.json.
+interop-deps:
+	@if [ -f $(INTEROP)/package-lock.json ]; then \
+		cd $(INTEROP) && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+
+# docker-compose.yml is validated by a test in cmd/groupsync; this target does it by hand.
+compose-check:
+	GROUPSYNC_VIRGIL_APP_ID=x GROUPSYNC_VIRGIL_APP_KEY_ID=x GROUPSYNC_VIRGIL_APP_KEY=x GROUPSYNC_IDENTITY_SECRET=x \
+	GROUPSYNC_WEBHOOK_USERNAME=x GROUPSYNC_WEBHOOK_PASSWORD=x GROUPSYNC_COMETCHAT_APP_ID=x \
+	docker-compose -f docker-compose.yml config -q
+
+test: lint interop-deps
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+bench:
+	./scripts/bench.sh
+
+chaos:
+	./scripts/chaos.sh
+
+fuzz:
+	./scripts/fuzz.sh
+
+clean:
+	rm -rf bin bench-results
