@@ -1,0 +1,189 @@
+package queue
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Defaults for the zero-value fields of Config.
+const (
+	DefaultStream            = "GROUPSYNC"
+	DefaultDeadLetterStream  = "GROUPSYNC_DLQ"
+	DefaultSubjectPrefix     = "groupsync.jobs"
+	DefaultDeadLetterSubject = "groupsync.dlq"
+	DefaultPartitions        = 16
+	DefaultDuplicateWindow   = 2 * time.Minute
+	DefaultAckWait           = 30 * time.Second
+	DefaultMaxDeliver        = 50
+	DefaultDeadLetterMaxAge  = 30 * 24 * time.Hour
+	DefaultReplicas          = 1
+	DefaultPublishTimeout    = 5 * time.Second
+	DefaultFetchWait         = 5 * time.Second
+)
+
+// MaxPartitions is the largest Config.Partitions accepted.
+const MaxPartitions = 1024
+
+// Config configures a Queue. Zero fields take the defaults named in their
+// docs; Open fills them in, then validates the result.
+type Config struct {
+	// Stream is the JetStream stream carrying jobs (default "GROUPSYNC").
+	// It has work-queue retention: a job is removed once acknowledged or
+	// terminated.
+	Stream string
+	// DeadLetterStream is the stream holding jobs that failed for good
+	// (default "GROUPSYNC_DLQ"), with limits retention and DeadLetterMaxAge.
+	DeadLetterStream string
+	// SubjectPrefix is the prefix of the partition subjects (default
+	// "groupsync.jobs"); partition p is "<SubjectPrefix>.<p>" and the stream
+	// captures "<SubjectPrefix>.*".
+	SubjectPrefix string
+	// DeadLetterSubject is the subject dead letters are published on
+	// (default "groupsync.dlq"). It must not fall under SubjectPrefix.
+	DeadLetterSubject string
+	// Partitions is the number of ordering partitions (default 16, at most
+	// MaxPartitions). A group's jobs always land on the same partition and
+	// each partition hands out one job at a time. All processes sharing a
+	// stream must use the same count; see the package doc on changing it.
+	Partitions int
+	// DuplicateWindow is how long JetStream remembers a Nats-Msg-Id to drop
+	// a second publish of the same job (default 2 minutes; CometChat retries
+	// within 30 seconds).
+	DuplicateWindow time.Duration
+	// AckWait is how long a delivered job may stay unacknowledged before
+	// JetStream redelivers it (default 30 seconds). Long jobs call
+	// Delivery.InProgress to extend it.
+	AckWait time.Duration
+	// MaxDeliver is how many deliveries a worker gets for one job (default
+	// 50). A worker that fails on the delivery for which
+	// Delivery.LastAttempt reports true must dead-letter the job. The
+	// consumers allow one delivery more, which Next uses to dead-letter a job
+	// whose last delivery was never settled (the worker crashed or timed out),
+	// so no job is ever left stuck in the stream.
+	MaxDeliver int
+	// DeadLetterMaxAge is how long dead letters are kept (default 30 days).
+	DeadLetterMaxAge time.Duration
+	// Replicas is the replica count of both streams (default 1; 3 on a
+	// clustered JetStream).
+	Replicas int
+	// PublishTimeout bounds Publish, Ping and the other calls to JetStream
+	// when the caller's context has no deadline (default 5 seconds).
+	PublishTimeout time.Duration
+	// FetchWait is how long one pull request of Next waits on the server
+	// before Next asks again (default 5 seconds). It also bounds how long a
+	// message that arrives just after Next's context ended waits before it is
+	// handed back with a nak.
+	FetchWait time.Duration
+	// Logger receives the queue's logs. The zero value logs nothing.
+	Logger zerolog.Logger
+}
+
+// withDefaults returns c with its zero fields set to the defaults.
+func (c Config) withDefaults() Config {
+	if c.Stream == "" {
+		c.Stream = DefaultStream
+	}
+	if c.DeadLetterStream == "" {
+		c.DeadLetterStream = DefaultDeadLetterStream
+	}
+	if c.SubjectPrefix == "" {
+		c.SubjectPrefix = DefaultSubjectPrefix
+	}
+	if c.DeadLetterSubject == "" {
+		c.DeadLetterSubject = DefaultDeadLetterSubject
+	}
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.AckWait == 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = DefaultMaxDeliver
+	}
+	if c.DeadLetterMaxAge == 0 {
+		c.DeadLetterMaxAge = DefaultDeadLetterMaxAge
+	}
+	if c.Replicas == 0 {
+		c.Replicas = DefaultReplicas
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.FetchWait == 0 {
+		c.FetchWait = DefaultFetchWait
+	}
+	return c
+}
+
+// validate reports the first invalid field of a defaulted Config.
+func (c Config) validate() error {
+	for _, s := range []struct{ field, name string }{
+		{"Stream", c.Stream},
+		{"DeadLetterStream", c.DeadLetterStream},
+	} {
+		if strings.ContainsAny(s.name, " \t\r\n.*>/\\") {
+			return fmt.Errorf("queue: config: %s %q: a stream name cannot contain whitespace, '.', '*', '>', '/' or '\\'", s.field, s.name)
+		}
+	}
+	if c.Stream == c.DeadLetterStream {
+		return fmt.Errorf("queue: config: Stream and DeadLetterStream are both %q", c.Stream)
+	}
+	for _, s := range []struct{ field, subject string }{
+		{"SubjectPrefix", c.SubjectPrefix},
+		{"DeadLetterSubject", c.DeadLetterSubject},
+	} {
+		if err := checkSubject(s.subject); err != nil {
+			return fmt.Errorf("queue: config: %s %q: %w", s.field, s.subject, err)
+		}
+	}
+	if c.DeadLetterSubject == c.SubjectPrefix || strings.HasPrefix(c.DeadLetterSubject, c.SubjectPrefix+".") {
+		return fmt.Errorf("queue: config: DeadLetterSubject %q falls under SubjectPrefix %q", c.DeadLetterSubject, c.SubjectPrefix)
+	}
+	if c.Partitions < 1 || c.Partitions > MaxPartitions {
+		return fmt.Errorf("queue: config: Partitions %d: want 1 to %d", c.Partitions, MaxPartitions)
+	}
+	if c.MaxDeliver < 1 {
+		return fmt.Errorf("queue: config: MaxDeliver %d: want at least 1", c.MaxDeliver)
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		return fmt.Errorf("queue: config: Replicas %d: want 1 to 5", c.Replicas)
+	}
+	for _, d := range []struct {
+		field string
+		d     time.Duration
+	}{
+		{"DuplicateWindow", c.DuplicateWindow},
+		{"AckWait", c.AckWait},
+		{"DeadLetterMaxAge", c.DeadLetterMaxAge},
+		{"PublishTimeout", c.PublishTimeout},
+		{"FetchWait", c.FetchWait},
+	} {
+		if d.d < 0 {
+			return fmt.Errorf("queue: config: %s %v: must be positive", d.field, d.d)
+		}
+	}
+	if c.FetchWait < 100*time.Millisecond {
+		return fmt.Errorf("queue: config: FetchWait %v: want at least 100ms", c.FetchWait)
+	}
+	return nil
+}
+
+// checkSubject accepts literal subjects of non-empty dot-separated tokens.
+func checkSubject(s string) error {
+	if strings.ContainsAny(s, " \t\r\n*>") {
+		return fmt.Errorf("subject cannot contain whitespace or wildcards")
+	}
+	for _, tok := range strings.Split(s, ".") {
+		if tok == "" {
+			return fmt.Errorf("empty subject token")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,230 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupsync/groupsync/groupsync"
+)
+
+// Reasons Next gives when it dead-letters a message itself.
+const (
+	// ReasonMalformed is the dead-letter reason of a message whose body does
+	// not decode as a Job with an ID.
+	ReasonMalformed = "malformed job"
+	// ReasonDeliveriesExhausted is the dead-letter reason of a job delivered
+	// MaxDeliver times without being settled (the worker crashed or timed out
+	// on its last attempt).
+	ReasonDeliveriesExhausted = "delivery limit reached without a result"
+)
+
+// Delivery is one delivery of a job to a worker. Settle it exactly once with
+// Ack, Nak, NakWithDelay or DeadLetter; InProgress may be called any number of
+// times before. Until it is settled (or Config.AckWait passes without
+// InProgress) its partition hands out nothing else.
+type Delivery struct {
+	// Job is the decoded job.
+	Job groupsync.Job
+	// Subject is the partition subject the job was published on.
+	Subject string
+	// Partition is the partition the job was delivered from.
+	Partition int
+	// StreamSeq is the job's sequence in the job stream.
+	StreamSeq uint64
+	// NumDelivered counts deliveries of this job, this one included (1 on
+	// the first).
+	NumDelivered uint64
+	// Stored is when JetStream stored the job.
+	Stored time.Time
+
+	q   *Queue
+	msg jetstream.Msg
+}
+
+// LastAttempt reports whether this is the last delivery a worker gets
+// (NumDelivered >= Queue.MaxDeliver()): a worker that fails now must
+// DeadLetter the job rather than nak it.
+func (d *Delivery) LastAttempt() bool {
+	return d.NumDelivered >= uint64(d.q.cfg.MaxDeliver)
+}
+
+// Ack acknowledges the job and waits for JetStream to confirm, so the job is
+// gone from the stream when Ack returns nil. ctx without a deadline gets
+// Config.PublishTimeout. Errors match ErrUnavailable when NATS cannot be
+// reached; the job is then redelivered after Config.AckWait.
+func (d *Delivery) Ack(ctx context.Context) error {
+	ctx, cancel := d.q.withTimeout(ctx)
+	defer cancel()
+	if err := d.msg.DoubleAck(ctx); err != nil {
+		return wrap(fmt.Sprintf("ack job %s (seq %d)", d.Job.ID, d.StreamSeq), err)
+	}
+	return nil
+}
+
+// Nak hands the job back for immediate redelivery (for example on shutdown).
+// It does not wait for a confirmation.
+func (d *Delivery) Nak() error {
+	if err := d.msg.Nak(); err != nil {
+		return wrap(fmt.Sprintf("nak job %s (seq %d)", d.Job.ID, d.StreamSeq), err)
+	}
+	return nil
+}
+
+// NakWithDelay hands the job back to be redelivered after delay, for
+// transient failures. The job keeps its place: its partition hands out nothing
+// else until the redelivery (see the package doc on ordering), so keep delays
+// short. It does not wait for a confirmation.
+func (d *Delivery) NakWithDelay(delay time.Duration) error {
+	if err := d.msg.NakWithDelay(delay); err != nil {
+		return wrap(fmt.Sprintf("nak job %s (seq %d)", d.Job.ID, d.StreamSeq), err)
+	}
+	return nil
+}
+
+// InProgress tells JetStream the job is still being worked on, restarting its
+// Config.AckWait. It does not wait for a confirmation.
+func (d *Delivery) InProgress() error {
+	if err := d.msg.InProgress(); err != nil {
+		return wrap(fmt.Sprintf("in progress job %s (seq %d)", d.Job.ID, d.StreamSeq), err)
+	}
+	return nil
+}
+
+// DeadLetter moves the job to the dead-letter stream with reason (one line;
+// line breaks are replaced), then terminates the delivery so it is never
+// redelivered. The dead letter is stored before the job is removed: if
+// DeadLetter fails the job stays in the job stream and is redelivered, and a
+// second DeadLetter of the same delivery within two minutes is de-duplicated.
+// Errors match ErrUnavailable when NATS cannot be reached.
+func (d *Delivery) DeadLetter(ctx context.Context, reason string) error {
+	return d.q.deadLetter(ctx, d.msg, deadLetterInfo{
+		jobID:     d.Job.ID,
+		trigger:   string(d.Job.Event.Trigger),
+		guid:      d.Job.Event.GUID,
+		subject:   d.Subject,
+		streamSeq: d.StreamSeq,
+		attempts:  d.NumDelivered,
+		reason:    reason,
+	})
+}
+
+// Next waits for the next job of partition p and returns its delivery. While a
+// delivery of p is unsettled, Next(ctx, p) in any process waits, which gives
+// one job at a time per partition; different partitions are independent.
+//
+// Next dead-letters by itself, and skips, a message that does not decode as a
+// job (reason ReasonMalformed) and a job whose deliveries are exhausted
+// (ReasonDeliveriesExhausted).
+//
+// It returns ctx's error (wrapped) when ctx ends; a message arriving just after
+// that is handed back with a nak in the background (see Close). It returns an
+// error matching ErrInvalidPartition for p outside [0, Partitions), and one
+// matching ErrUnavailable when NATS cannot be reached; callers back off and call
+// again.
+func (q *Queue) Next(ctx context.Context, p int) (*Delivery, error) {
+	if p < 0 || p >= q.cfg.Partitions {
+		return nil, fmt.Errorf("%w: %d (partitions: %d)", ErrInvalidPartition, p, q.cfg.Partitions)
+	}
+	c := q.consumers[p]
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("queue: next on partition %d: %w", p, err)
+		}
+		batch, err := c.Fetch(1, jetstream.FetchMaxWait(q.cfg.FetchWait))
+		if err != nil {
+			return nil, wrap(fmt.Sprintf("next on partition %d", p), err)
+		}
+		var msg jetstream.Msg
+		select {
+		case m, ok := <-batch.Messages():
+			if !ok {
+				if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+					return nil, wrap(fmt.Sprintf("next on partition %d", p), err)
+				}
+				continue
+			}
+			msg = m
+			if ctx.Err() != nil {
+				// The caller is gone: hand the job back at once.
+				_ = msg.Nak()
+				return nil, fmt.Errorf("queue: next on partition %d: %w", p, ctx.Err())
+			}
+		case <-ctx.Done():
+			q.drain(batch)
+			return nil, fmt.Errorf("queue: next on partition %d: %w", p, ctx.Err())
+		}
+		d, err := q.delivery(ctx, p, msg)
+		if err != nil {
+			return nil, err
+		}
+		if d != nil {
+			return d, nil
+		}
+	}
+}
+
+// drain naks, in the background, whatever an abandoned fetch still receives,
+// so the partition is not blocked until AckWait.
+func (q *Queue) drain(batch jetstream.MessageBatch) {
+	q.drains.Add(1)
+	go func() {
+		defer q.drains.Done()
+		for m := range batch.Messages() {
+			if err := m.Nak(); err != nil {
+				q.log.Warn().Err(err).Str("subject", m.Subject()).Msg("nak of a late message failed; it is redelivered after the ack wait")
+			}
+		}
+	}()
+}
+
+// delivery turns msg into a Delivery, or dead-letters it and returns nil, nil.
+func (q *Queue) delivery(ctx context.Context, p int, msg jetstream.Msg) (*Delivery, error) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		// Not a JetStream delivery: nothing to settle.
+		q.log.Error().Err(err).Int("partition", p).Msg("message without jetstream metadata skipped")
+		return nil, nil
+	}
+	d := &Delivery{
+		Subject:      msg.Subject(),
+		Partition:    p,
+		StreamSeq:    meta.Sequence.Stream,
+		NumDelivered: meta.NumDelivered,
+		Stored:       meta.Timestamp,
+		q:            q,
+		msg:          msg,
+	}
+	info := deadLetterInfo{
+		subject:   d.Subject,
+		streamSeq: d.StreamSeq,
+		attempts:  d.NumDelivered,
+	}
+	if err := json.Unmarshal(msg.Data(), &d.Job); err != nil || d.Job.ID == "" {
+		info.jobID = msg.Headers().Get(jetstream.MsgIDHeader)
+		info.reason = ReasonMalformed
+		if err == nil {
+			err = errors.New("empty job id")
+		}
+		q.log.Error().Err(err).Int("partition", p).Uint64("stream_seq", d.StreamSeq).
+			Msg("malformed job, dead-lettering it")
+	} else if meta.NumDelivered > uint64(q.cfg.MaxDeliver) {
+		info.jobID = d.Job.ID
+		info.trigger = string(d.Job.Event.Trigger)
+		info.guid = d.Job.Event.GUID
+		info.attempts = uint64(q.cfg.MaxDeliver)
+		info.reason = ReasonDeliveriesExhausted
+	} else {
+		return d, nil
+	}
+	if err := q.deadLetter(ctx, msg, info); err != nil {
+		// Try again soon rather than after the ack wait.
+		_ = msg.NakWithDelay(time.Second)
+		return nil, err
+	}
+	return nil, nil
+}

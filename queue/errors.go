@@ -1,0 +1,79 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrUnavailable reports that NATS or JetStream could not be reached in time:
+// no connection, a timeout, or nobody answering the request. Callers treat it
+// as transient (the webhook answers 503, the worker backs off). Match it with
+// errors.Is; the underlying NATS error stays in the chain.
+var ErrUnavailable = errors.New("queue: nats unavailable")
+
+// ErrInvalidJob reports a job that cannot be queued, such as one without an ID.
+var ErrInvalidJob = errors.New("queue: invalid job")
+
+// ErrInvalidPartition reports a partition number outside [0, Partitions).
+var ErrInvalidPartition = errors.New("queue: invalid partition")
+
+// ErrJobNotFound is matched (errors.Is) by every *JobNotFoundError.
+var ErrJobNotFound = errors.New("queue: job not found")
+
+// JobNotFoundError reports job IDs that Retry did not find among the dead
+// letters.
+type JobNotFoundError struct {
+	// IDs are the unknown job IDs, in the order given.
+	IDs []string
+}
+
+// Error implements error.
+func (e *JobNotFoundError) Error() string {
+	return fmt.Sprintf("queue: dead-lettered job not found: %s", strings.Join(e.IDs, ", "))
+}
+
+// Is makes errors.Is(err, ErrJobNotFound) true.
+func (e *JobNotFoundError) Is(target error) bool {
+	return target == ErrJobNotFound
+}
+
+// isUnavailable reports whether err means NATS could not be reached or did
+// not answer in time.
+func isUnavailable(err error) bool {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrReconnectBufExceeded),
+		errors.Is(err, nats.ErrNoServers),
+		errors.Is(err, nats.ErrStaleConnection),
+		errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
+		errors.Is(err, jetstream.ErrJetStreamPublisherClosed):
+		return true
+	}
+	return false
+}
+
+// wrap prefixes err with "queue: <op>: ", or with "queue: nats unavailable:
+// <op>: " and ErrUnavailable in the chain when err means NATS could not be
+// reached.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if isUnavailable(err) && !errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+	}
+	return fmt.Errorf("queue: %s: %w", op, err)
+}
