@@ -20,6 +20,11 @@ const (
 	TriggerMemberLeft         Trigger = "group_member_left"
 	TriggerMemberScopeChanged Trigger = "group_member_scope_changed"
 	TriggerOwnerTransferred   Trigger = "group_owner_transferred"
+
+	// TriggerReconcile is not a CometChat trigger: it marks a job made by
+	// `groupsync reconcile`, whose Action is ActionReconcile. The webhook
+	// receiver never accepts it from outside.
+	TriggerReconcile Trigger = "groupsync_reconcile"
 )
 
 // Action is what an event means for the Virgil group, independent of how

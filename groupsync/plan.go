@@ -1,0 +1,305 @@
+package groupsync
+
+import (
+	"context"
+	"sort"
+)
+
+// TriggerCardCheck is not a CometChat trigger: it marks a job the worker
+// makes itself when a group member's Virgil card appeared (Action
+// ActionEnsure: finish a pending add) or changed (Action ActionReAdd). Such a
+// job never decides membership: it acts only on users the stored state holds
+// as members. The webhook receiver never accepts it from outside.
+const TriggerCardCheck Trigger = "groupsync_card_check"
+
+// ActionReAdd gives Event.Members the group's tickets again under their
+// current Virgil card (their key changed). Only TriggerCardCheck jobs carry it.
+const ActionReAdd Action = "readd"
+
+// Op is one kind of change to a Virgil group.
+type Op string
+
+// The changes a Plan can ask for.
+const (
+	// OpCreate creates the group with Step.UIDs (converging to an add when
+	// the group exists).
+	OpCreate Op = "create"
+	// OpAdd makes Step.UIDs participants, creating the group with them if it
+	// does not exist in Virgil.
+	OpAdd Op = "add"
+	// OpEnsure is OpAdd for users who should already be participants (scope
+	// change, owner transfer, a pending member whose card appeared): no key
+	// change unless they were missing.
+	OpEnsure Op = "ensure"
+	// OpRemove takes Step.UIDs out of the group (new epoch for the rest). A
+	// group missing in Virgil has nobody to remove.
+	OpRemove Op = "remove"
+	// OpDelete deletes the group.
+	OpDelete Op = "delete"
+	// OpReAdd gives Step.UIDs the group's tickets again under their current
+	// card.
+	OpReAdd Op = "readd"
+)
+
+// Step is one change of a Plan, in terms of CometChat uids.
+type Step struct {
+	// Op is the change.
+	Op Op `json:"op"`
+	// UIDs are the users it concerns, sorted (empty for OpDelete, and for an
+	// OpCreate with no member besides the owner).
+	UIDs []string `json:"uids,omitempty"`
+}
+
+// Plan is what one event requires of the Virgil group: only the changes the
+// event describes, minus what stored state shows to be stale.
+type Plan struct {
+	// GUID is the CometChat group id.
+	GUID string `json:"guid"`
+	// Steps are the changes, to apply in order. Empty when the event changes
+	// nothing.
+	Steps []Step `json:"steps,omitempty"`
+	// Stale lists the uids the event named but a later event had already
+	// decided, so the plan leaves them alone.
+	Stale []string `json:"stale,omitempty"`
+	// Ignored explains why the event changes nothing at all, "" otherwise.
+	Ignored string `json:"ignored,omitempty"`
+	// Reconcile reports that the event cannot be trusted and the group must
+	// be read from CometChat instead (ActionReconcile).
+	Reconcile bool `json:"reconcile,omitempty"`
+}
+
+// Empty reports whether p asks for no Virgil change.
+func (p Plan) Empty() bool { return len(p.Steps) == 0 && !p.Reconcile }
+
+// Reasons a Plan ignores an event (Plan.Ignored).
+const (
+	IgnoredDeleted         = "group deleted"
+	IgnoredOldIncarnation  = "event of an earlier incarnation of the group"
+	IgnoredNoChange        = "no membership change"
+	IgnoredAllStale        = "every member already decided by a later event"
+	IgnoredNotMembers      = "users are not members"
+	IgnoredUnknownAction   = "unknown action"
+	IgnoredNothingToRemove = "nobody to remove"
+)
+
+// Groups is the planner's port to Virgil groups, in terms of CometChat
+// uids and guids. Every method is convergent: repeating a call, or resuming
+// one that stopped halfway, leaves the group as one call would. Calls for one
+// group must not run concurrently; different groups are independent.
+type Groups interface {
+	// Create creates the group with the owner and uids as participants; an
+	// existing group converges to Add(uids). Users without a Virgil card are
+	// left out and returned in pending.
+	Create(ctx context.Context, guid string, uids []string) (pending []string, err error)
+	// Add makes uids participants, creating the group when it does not exist.
+	// Users without a Virgil card are left out and returned in pending.
+	Add(ctx context.Context, guid string, uids []string) (pending []string, err error)
+	// Remove takes uids out of the group: a new epoch for the others, then
+	// their access to every epoch revoked. A missing group succeeds.
+	Remove(ctx context.Context, guid string, uids []string) error
+	// Delete deletes the group. A missing group succeeds.
+	Delete(ctx context.Context, guid string) error
+}
+
+// Cards is the port to Virgil cards, for members whose card appeared or
+// changed.
+type Cards interface {
+	// CardIDs returns the current Virgil card id of each uid that has a card;
+	// uids without one are absent from the map.
+	CardIDs(ctx context.Context, uids []string) (map[string]string, error)
+	// ReAdd gives uids, current members, the group's tickets again under
+	// their current cards.
+	ReAdd(ctx context.Context, guid string, uids []string) error
+}
+
+// Virgil is everything the worker needs from Virgil: groups and cards.
+type Virgil interface {
+	Groups
+	Cards
+}
+
+// Apply returns the state after event ev, carried by the job with stream
+// sequence seq, and the Plan of Virgil changes the event requires. It is pure
+// and deterministic and does not modify state.
+//
+// Each member an event names is decided by the last event about them
+// (Stamp.After: the body's time, then seq): an add older than a kick of the
+// same user is stale, and so is a kick older than a later add. A deleted
+// group stays deleted against late events of the same incarnation. Plans
+// only ever contain users the event names, so an empty state (lost, or a
+// group never seen) applies the event as it stands.
+func Apply(state GroupState, ev Event, seq uint64) (GroupState, Plan) {
+	st := state.Clone()
+	if st.GUID == "" {
+		st.GUID = ev.GUID
+	}
+	if st.Members == nil {
+		st.Members = make(map[string]MemberState)
+	}
+	plan := Plan{GUID: ev.GUID}
+
+	if ev.Trigger == TriggerCardCheck {
+		return st, planCardCheck(st, ev, plan)
+	}
+
+	// A guid reused after a deletion starts a new incarnation; events of an
+	// earlier one are stale.
+	if ev.CreatedAt != 0 {
+		switch {
+		case st.Incarnation != 0 && ev.CreatedAt < st.Incarnation:
+			plan.Ignored = IgnoredOldIncarnation
+			return st, plan
+		case st.Incarnation != 0 && ev.CreatedAt > st.Incarnation:
+			// The guid was reused. If the deletion of the earlier group has not
+			// arrived yet, delete that group first so none of its members or
+			// tickets carry over.
+			if st.Lifecycle != LifecycleDeleted {
+				plan.Steps = append(plan.Steps, Step{Op: OpDelete})
+			}
+			st = GroupState{GUID: st.GUID, Members: make(map[string]MemberState)}
+		}
+		st.Incarnation = ev.CreatedAt
+	}
+	if st.Lifecycle == LifecycleDeleted {
+		plan.Ignored = IgnoredDeleted
+		return st, plan
+	}
+
+	switch ev.Action {
+	case ActionCreate:
+		st.Lifecycle = LifecycleExists
+		in, stale := decide(&st, ev, seq, true)
+		plan.Stale = stale
+		plan.Steps = append(plan.Steps, Step{Op: OpCreate, UIDs: in})
+	case ActionAdd, ActionEnsure:
+		st.Lifecycle = LifecycleExists
+		in, stale := decide(&st, ev, seq, true)
+		plan.Stale = stale
+		op := OpAdd
+		if ev.Action == ActionEnsure {
+			op = OpEnsure
+		}
+		if len(in) > 0 {
+			plan.Steps = append(plan.Steps, Step{Op: op, UIDs: in})
+		} else if len(stale) > 0 {
+			plan.Ignored = IgnoredAllStale
+		} else {
+			plan.Ignored = IgnoredNoChange
+		}
+	case ActionRemove:
+		out, stale := decide(&st, ev, seq, false)
+		plan.Stale = stale
+		if len(out) > 0 {
+			plan.Steps = append(plan.Steps, Step{Op: OpRemove, UIDs: out})
+		} else if len(stale) > 0 {
+			plan.Ignored = IgnoredAllStale
+		} else {
+			plan.Ignored = IgnoredNothingToRemove
+		}
+	case ActionDelete:
+		stamp := Stamp{At: eventTime(ev, Member{}), Seq: seq}
+		st.Lifecycle = LifecycleDeleted
+		st.Deleted = stamp
+		for uid, m := range st.Members {
+			if m.In {
+				st.Members[uid] = MemberState{In: false, Stamp: stamp}
+			}
+		}
+		plan.Steps = append(plan.Steps, Step{Op: OpDelete})
+	case ActionNone:
+		plan.Ignored = IgnoredNoChange
+	case ActionReconcile:
+		plan.Reconcile = true
+	default:
+		plan.Ignored = IgnoredUnknownAction
+	}
+	return st, plan
+}
+
+// subjects returns the uids an event is about: its members, or for an
+// ownership transfer without members, the new owner.
+func subjects(ev Event) []Member {
+	if len(ev.Members) > 0 {
+		return ev.Members
+	}
+	if ev.Action == ActionEnsure && ev.Owner != "" {
+		return []Member{{UID: ev.Owner}}
+	}
+	return nil
+}
+
+// eventTime is the time of ev as it concerns member m: the group's
+// updatedAt, else the member's joinedAt, else (for a creation) createdAt.
+func eventTime(ev Event, m Member) int64 {
+	switch {
+	case ev.UpdatedAt != 0:
+		return ev.UpdatedAt
+	case m.JoinedAt != 0:
+		return m.JoinedAt
+	case ev.Action == ActionCreate:
+		return ev.CreatedAt
+	}
+	return 0
+}
+
+// decide records the event's verdict (in or out) on each member it names
+// whose last decision is older, and returns the sorted uids it decided and
+// those it found stale.
+func decide(st *GroupState, ev Event, seq uint64, in bool) (decided, stale []string) {
+	for _, m := range subjects(ev) {
+		if m.UID == "" {
+			continue
+		}
+		stamp := Stamp{At: eventTime(ev, m), Seq: seq}
+		cur, known := st.Members[m.UID]
+		if known && !stamp.After(cur.Stamp) {
+			if stamp == cur.Stamp && cur.In == in {
+				// The very event that decided the member, again (a redelivery
+				// whose first run did not finish): apply it again.
+				decided = append(decided, m.UID)
+				continue
+			}
+			stale = append(stale, m.UID)
+			continue
+		}
+		next := MemberState{In: in, Stamp: stamp}
+		if in && known && cur.In {
+			// Still a member: keep what we know of their card.
+			next.Pending, next.CardID = cur.Pending, cur.CardID
+		}
+		st.Members[m.UID] = next
+		decided = append(decided, m.UID)
+	}
+	sort.Strings(decided)
+	sort.Strings(stale)
+	return decided, stale
+}
+
+// planCardCheck plans a TriggerCardCheck job: finish pending adds (ensure) or
+// re-add members whose card changed, for users the state holds as members.
+func planCardCheck(st GroupState, ev Event, plan Plan) Plan {
+	if st.Lifecycle == LifecycleDeleted {
+		plan.Ignored = IgnoredDeleted
+		return plan
+	}
+	var uids []string
+	for _, m := range ev.Members {
+		if cur, ok := st.Members[m.UID]; ok && cur.In {
+			uids = append(uids, m.UID)
+		}
+	}
+	sort.Strings(uids)
+	if len(uids) == 0 {
+		plan.Ignored = IgnoredNotMembers
+		return plan
+	}
+	switch ev.Action {
+	case ActionEnsure:
+		plan.Steps = []Step{{Op: OpEnsure, UIDs: uids}}
+	case ActionReAdd:
+		plan.Steps = []Step{{Op: OpReAdd, UIDs: uids}}
+	default:
+		plan.Ignored = IgnoredUnknownAction
+	}
+	return plan
+}

@@ -1,0 +1,488 @@
+package groupsync_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"sort"
+	"testing"
+
+	"github.com/groupsync/groupsync/groupsync"
+)
+
+const guid = "project-falcon"
+
+func ev(action groupsync.Action, at int64, uids ...string) groupsync.Event {
+	e := groupsync.Event{GUID: guid, Action: action, UpdatedAt: at, CreatedAt: 1000, MembersCount: -1}
+	switch action {
+	case groupsync.ActionCreate:
+		e.Trigger, e.UpdatedAt = groupsync.TriggerGroupCreated, 0
+	case groupsync.ActionAdd:
+		e.Trigger = groupsync.TriggerMemberAdded
+	case groupsync.ActionRemove:
+		e.Trigger = groupsync.TriggerMemberKicked
+	case groupsync.ActionDelete:
+		e.Trigger = groupsync.TriggerGroupDeleted
+	case groupsync.ActionEnsure:
+		e.Trigger = groupsync.TriggerMemberScopeChanged
+	case groupsync.ActionNone:
+		e.Trigger = groupsync.TriggerGroupUpdated
+	}
+	for _, u := range uids {
+		e.Members = append(e.Members, groupsync.Member{UID: u})
+	}
+	return e
+}
+
+// applyAll runs events through Apply in order, numbering them 1, 2, ... and
+// returns the final state and the plans.
+func applyAll(st groupsync.GroupState, events ...groupsync.Event) (groupsync.GroupState, []groupsync.Plan) {
+	var plans []groupsync.Plan
+	for i, e := range events {
+		var p groupsync.Plan
+		st, p = groupsync.Apply(st, e, uint64(i+1))
+		plans = append(plans, p)
+	}
+	return st, plans
+}
+
+func TestApplyPlans(t *testing.T) {
+	created := ev(groupsync.ActionCreate, 0, "alice")
+	tests := []struct {
+		name   string
+		events []groupsync.Event
+		want   groupsync.Plan // plan of the last event
+		in     []string       // members in the final state
+	}{
+		{"CreateWithMembers", []groupsync.Event{created},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpCreate, UIDs: []string{"alice"}}}}, []string{"alice"}},
+		{"AddToUnknownGroup", []groupsync.Event{ev(groupsync.ActionAdd, 1100, "carol", "bob")},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpAdd, UIDs: []string{"bob", "carol"}}}}, []string{"bob", "carol"}},
+		{"KickThenLateAdd", []groupsync.Event{created, ev(groupsync.ActionRemove, 1200, "bob"), ev(groupsync.ActionAdd, 1100, "bob")},
+			groupsync.Plan{GUID: guid, Stale: []string{"bob"}, Ignored: groupsync.IgnoredAllStale}, []string{"alice"}},
+		{"AddThenLateKick", []groupsync.Event{created, ev(groupsync.ActionAdd, 1200, "bob"), ev(groupsync.ActionRemove, 1100, "bob")},
+			groupsync.Plan{GUID: guid, Stale: []string{"bob"}, Ignored: groupsync.IgnoredAllStale}, []string{"alice", "bob"}},
+		{"PartlyStaleRemove", []groupsync.Event{ev(groupsync.ActionAdd, 1200, "bob"), ev(groupsync.ActionRemove, 1100, "bob", "carol")},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpRemove, UIDs: []string{"carol"}}}, Stale: []string{"bob"}}, []string{"bob"}},
+		{"SameSecondUsesSequence", []groupsync.Event{ev(groupsync.ActionAdd, 1200, "bob"), ev(groupsync.ActionRemove, 1200, "bob")},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpRemove, UIDs: []string{"bob"}}}}, nil},
+		{"UntimedAddAfterKickUsesSequence", []groupsync.Event{ev(groupsync.ActionRemove, 1200, "bob"), ev(groupsync.ActionAdd, 0, "bob")},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpAdd, UIDs: []string{"bob"}}}}, []string{"bob"}},
+		{"DuplicateAddHasNoEffectOnState", []groupsync.Event{ev(groupsync.ActionAdd, 1100, "bob"), ev(groupsync.ActionAdd, 1100, "bob")},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpAdd, UIDs: []string{"bob"}}}}, []string{"bob"}},
+		{"Delete", []groupsync.Event{created, ev(groupsync.ActionDelete, 1300)},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpDelete}}}, nil},
+		{"LateAddAfterDelete", []groupsync.Event{created, ev(groupsync.ActionDelete, 1300), ev(groupsync.ActionAdd, 1200, "bob")},
+			groupsync.Plan{GUID: guid, Ignored: groupsync.IgnoredDeleted}, nil},
+		{"LateCreateAfterDelete", []groupsync.Event{ev(groupsync.ActionDelete, 1300), created},
+			groupsync.Plan{GUID: guid, Ignored: groupsync.IgnoredDeleted}, nil},
+		{"ScopeChangeEnsures", []groupsync.Event{created, ev(groupsync.ActionEnsure, 1100, "alice")},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpEnsure, UIDs: []string{"alice"}}}}, []string{"alice"}},
+		{"OwnerTransferEnsuresNewOwner", []groupsync.Event{{GUID: guid, Trigger: groupsync.TriggerOwnerTransferred, Action: groupsync.ActionEnsure, Owner: "bob", UpdatedAt: 1100}},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpEnsure, UIDs: []string{"bob"}}}}, []string{"bob"}},
+		{"GroupUpdatedChangesNothing", []groupsync.Event{created, ev(groupsync.ActionNone, 1100)},
+			groupsync.Plan{GUID: guid, Ignored: groupsync.IgnoredNoChange}, []string{"alice"}},
+		{"ReconcileAsksForReconcile", []groupsync.Event{{GUID: guid, Trigger: groupsync.TriggerReconcile, Action: groupsync.ActionReconcile}},
+			groupsync.Plan{GUID: guid, Reconcile: true}, nil},
+		{"CardCheckOnlyForMembers", []groupsync.Event{created, {GUID: guid, Trigger: groupsync.TriggerCardCheck, Action: groupsync.ActionEnsure, Members: []groupsync.Member{{UID: "alice"}, {UID: "mallory"}}}},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpEnsure, UIDs: []string{"alice"}}}}, []string{"alice"}},
+		{"CardCheckReAdd", []groupsync.Event{created, {GUID: guid, Trigger: groupsync.TriggerCardCheck, Action: groupsync.ActionReAdd, Members: []groupsync.Member{{UID: "alice"}}}},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpReAdd, UIDs: []string{"alice"}}}}, []string{"alice"}},
+		{"CardCheckOfUnknownUserIgnored", []groupsync.Event{{GUID: guid, Trigger: groupsync.TriggerCardCheck, Action: groupsync.ActionEnsure, Members: []groupsync.Member{{UID: "bob"}}}},
+			groupsync.Plan{GUID: guid, Ignored: groupsync.IgnoredNotMembers}, nil},
+		{"EventOfEarlierIncarnationIgnored", []groupsync.Event{{GUID: guid, Action: groupsync.ActionAdd, CreatedAt: 2000, UpdatedAt: 2100, Members: []groupsync.Member{{UID: "bob"}}}, ev(groupsync.ActionRemove, 1200, "bob")},
+			groupsync.Plan{GUID: guid, Ignored: groupsync.IgnoredOldIncarnation}, []string{"bob"}},
+		{"NewIncarnationDeletesTheOldGroupFirst", []groupsync.Event{created, {GUID: guid, Action: groupsync.ActionCreate, CreatedAt: 2000, Members: []groupsync.Member{{UID: "bob"}}}},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpDelete}, {Op: groupsync.OpCreate, UIDs: []string{"bob"}}}}, []string{"bob"}},
+		{"NewIncarnationAfterDeletion", []groupsync.Event{created, ev(groupsync.ActionDelete, 1300), {GUID: guid, Action: groupsync.ActionCreate, CreatedAt: 2000, Members: []groupsync.Member{{UID: "bob"}}}},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpCreate, UIDs: []string{"bob"}}}}, []string{"bob"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, plans := applyAll(groupsync.GroupState{}, tt.events...)
+			got := plans[len(plans)-1]
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Apply(%v) = %+v, want %+v", tt.events[len(tt.events)-1], got, tt.want)
+			}
+			if cur := st.Current(); !slices.Equal(cur, tt.in) {
+				t.Errorf("members after %d events = %v, want %v", len(tt.events), cur, tt.in)
+			}
+		})
+	}
+}
+
+func TestApplyDoesNotModifyItsInput(t *testing.T) {
+	st, _ := applyAll(groupsync.GroupState{}, ev(groupsync.ActionCreate, 0, "alice"), ev(groupsync.ActionAdd, 1100, "bob"))
+	before := st.Clone()
+	groupsync.Apply(st, ev(groupsync.ActionRemove, 1200, "alice", "bob"), 9)
+	if !reflect.DeepEqual(st, before) {
+		t.Fatalf("Apply modified its input state: %+v, was %+v", st, before)
+	}
+}
+
+func TestApplyKeepsCardOfMembers(t *testing.T) {
+	st, _ := applyAll(groupsync.GroupState{}, ev(groupsync.ActionAdd, 1100, "bob", "carol"))
+	st.MarkCard("bob", "card-1")
+	st.MarkPending("carol", true)
+	st, _ = groupsync.Apply(st, ev(groupsync.ActionEnsure, 1200, "bob", "carol"), 5)
+	if m := st.Members["bob"]; m.CardID != "card-1" || m.Pending {
+		t.Errorf("bob after ensure = %+v, want card-1 kept", m)
+	}
+	if got := st.PendingMembers(); !slices.Equal(got, []string{"carol"}) {
+		t.Errorf("PendingMembers() = %v, want [carol]", got)
+	}
+	st, _ = groupsync.Apply(st, ev(groupsync.ActionRemove, 1300, "carol"), 6)
+	if got := st.PendingMembers(); len(got) != 0 {
+		t.Errorf("PendingMembers() after kick = %v, want none", got)
+	}
+	if idx := st.Index(); idx["carol"].In || !idx["bob"].In || idx["bob"].CardID != "card-1" {
+		t.Errorf("Index() = %+v", idx)
+	}
+}
+
+func TestStampAfter(t *testing.T) {
+	tests := []struct {
+		a, b groupsync.Stamp
+		want bool
+	}{
+		{groupsync.Stamp{At: 2, Seq: 1}, groupsync.Stamp{At: 1, Seq: 9}, true},
+		{groupsync.Stamp{At: 1, Seq: 9}, groupsync.Stamp{At: 2, Seq: 1}, false},
+		{groupsync.Stamp{At: 2, Seq: 5}, groupsync.Stamp{At: 2, Seq: 4}, true},
+		{groupsync.Stamp{At: 0, Seq: 5}, groupsync.Stamp{At: 9, Seq: 4}, true},
+		{groupsync.Stamp{At: 3, Seq: 5}, groupsync.Stamp{At: 3, Seq: 5}, false},
+		{groupsync.Stamp{At: 1, Seq: 1}, groupsync.Stamp{}, true},
+	}
+	for _, tt := range tests {
+		if got := tt.a.After(tt.b); got != tt.want {
+			t.Errorf("%+v.After(%+v) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+func TestPermanent(t *testing.T) {
+	base := fmt.Errorf("virgil: too many participants")
+	err := fmt.Errorf("worker: add: %w", groupsync.Permanent(base))
+	if !groupsync.IsPermanent(err) {
+		t.Errorf("IsPermanent(%v) = false, want true", err)
+	}
+	if groupsync.IsPermanent(base) {
+		t.Errorf("IsPermanent(%v) = true for an unmarked error", base)
+	}
+	if groupsync.Permanent(nil) != nil {
+		t.Error("Permanent(nil) != nil")
+	}
+	if p := groupsync.Permanent(err); p != err {
+		t.Errorf("Permanent(permanent) wrapped again: %v", p)
+	}
+}
+
+// fakeVirgil applies plans the way the Virgil owner does: create converges
+// to add, add creates a missing group, remove and delete of a missing group
+// succeed.
+type fakeVirgil struct {
+	exists bool
+	in     map[string]bool
+}
+
+func (f *fakeVirgil) apply(p groupsync.Plan) {
+	if f.in == nil {
+		f.in = map[string]bool{}
+	}
+	for _, s := range p.Steps {
+		switch s.Op {
+		case groupsync.OpCreate, groupsync.OpAdd, groupsync.OpEnsure:
+			f.exists = true
+			for _, u := range s.UIDs {
+				f.in[u] = true
+			}
+		case groupsync.OpRemove:
+			for _, u := range s.UIDs {
+				delete(f.in, u)
+			}
+		case groupsync.OpDelete:
+			f.exists, f.in = false, map[string]bool{}
+		}
+	}
+}
+
+func (f *fakeVirgil) members() []string {
+	var out []string
+	for u := range f.in {
+		out = append(out, u)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// delivery is one copy of an event as the queue stores it.
+type delivery struct {
+	at  int64
+	tie int
+	ev  groupsync.Event
+}
+
+// ScenarioTruth is CometChat's final state of a generated group.
+type scenarioTruth struct {
+	deleted bool
+	members []string
+}
+
+// genScenario makes a random life of one group: operations one to eight
+// seconds apart, each with the times CometChat puts in its bodies, and
+// returns the events in CometChat order with the final truth.
+func genScenario(r *rand.Rand, g string, users []string) ([]groupsync.Event, int64, scenarioTruth) {
+	t := int64(1_700_000_000 + r.IntN(1000))
+	created := t
+	in := map[string]bool{}
+	var out []groupsync.Event
+	mk := func(trig groupsync.Trigger, act groupsync.Action, uids ...string) groupsync.Event {
+		e := groupsync.Event{Trigger: trig, Action: act, GUID: g, CreatedAt: created, UpdatedAt: t, MembersCount: -1}
+		for _, u := range uids {
+			e.Members = append(e.Members, groupsync.Member{UID: u})
+		}
+		return e
+	}
+	creator := users[r.IntN(len(users))]
+	c := mk(groupsync.TriggerGroupCreated, groupsync.ActionCreate, creator)
+	c.UpdatedAt = 0
+	out = append(out, c)
+	in[creator] = true
+	n := 3 + r.IntN(14)
+	deleted := false
+	for i := 0; i < n; i++ {
+		t += 1 + int64(r.IntN(8))
+		u := users[r.IntN(len(users))]
+		var members []string
+		for m := range in {
+			members = append(members, m)
+		}
+		sort.Strings(members)
+		switch k := r.IntN(10); {
+		case k < 4:
+			// Added (no updatedAt in the body, joinedAt per member) or joined.
+			if r.IntN(2) == 0 {
+				e := mk(groupsync.TriggerMemberAdded, groupsync.ActionAdd)
+				e.UpdatedAt = 0
+				e.Members = []groupsync.Member{{UID: u, JoinedAt: t}}
+				out = append(out, e)
+			} else {
+				out = append(out, mk(groupsync.TriggerMemberJoined, groupsync.ActionAdd, u))
+			}
+			in[u] = true
+		case k < 7 && len(members) > 0:
+			v := members[r.IntN(len(members))]
+			trig := []groupsync.Trigger{groupsync.TriggerMemberKicked, groupsync.TriggerMemberBanned, groupsync.TriggerMemberLeft}[r.IntN(3)]
+			out = append(out, mk(trig, groupsync.ActionRemove, v))
+			delete(in, v)
+		case k < 8 && len(members) > 0:
+			v := members[r.IntN(len(members))]
+			if r.IntN(2) == 0 {
+				out = append(out, mk(groupsync.TriggerMemberScopeChanged, groupsync.ActionEnsure, v))
+			} else {
+				e := mk(groupsync.TriggerOwnerTransferred, groupsync.ActionEnsure)
+				e.Owner = v
+				out = append(out, e)
+			}
+		case k < 9:
+			out = append(out, mk(groupsync.TriggerGroupUpdated, groupsync.ActionNone))
+		default:
+			out = append(out, mk(groupsync.TriggerMemberUnbanned, groupsync.ActionNone, u))
+		}
+	}
+	if r.IntN(4) == 0 {
+		t += 1 + int64(r.IntN(8))
+		out = append(out, mk(groupsync.TriggerGroupDeleted, groupsync.ActionDelete))
+		deleted = true
+	}
+	truth := scenarioTruth{deleted: deleted}
+	if !deleted {
+		for m := range in {
+			truth.members = append(truth.members, m)
+		}
+		sort.Strings(truth.members)
+	}
+	return out, t, truth
+}
+
+// deliver turns CometChat's events into what the queue stores: each event
+// arrives at its time, or after its first or second retry (+10 s, +30 s)
+// when earlier attempts failed, and is sometimes stored twice (a retry of a
+// delivery we answered too slowly), in arrival order.
+func deliver(r *rand.Rand, events []groupsync.Event, base int64) []delivery {
+	var ds []delivery
+	for i, e := range events {
+		at := base + int64(i) // CometChat order, used when bodies carry no time
+		if e.UpdatedAt != 0 {
+			at = e.UpdatedAt
+		} else if len(e.Members) > 0 && e.Members[0].JoinedAt != 0 {
+			at = e.Members[0].JoinedAt
+		} else if e.Action == groupsync.ActionCreate {
+			at = e.CreatedAt
+		}
+		delays := []int64{0, 0, 0, 10, 30}
+		d := delays[r.IntN(len(delays))]
+		ds = append(ds, delivery{at: at + d, tie: r.Int(), ev: e})
+		if r.IntN(5) == 0 {
+			ds = append(ds, delivery{at: at + d + []int64{10, 30}[r.IntN(2)], tie: r.Int(), ev: e})
+		}
+	}
+	sort.Slice(ds, func(i, j int) bool {
+		if ds[i].at != ds[j].at {
+			return ds[i].at < ds[j].at
+		}
+		return ds[i].tie < ds[j].tie
+	})
+	return ds
+}
+
+// TestApplyConvergesUnderReorderingAndDuplicates is the property test of
+// invariant 2 for the planner: random group lives over several groups,
+// delivered with CometChat's retry delays (reordering within 30 s) and
+// duplicates, always end with Virgil holding CometChat's final members.
+func TestApplyConvergesUnderReorderingAndDuplicates(t *testing.T) {
+	users := []string{"alice", "bob", "carol", "dave", "erin", "frank"}
+	for seed := uint64(0); seed < 2000; seed++ {
+		r := rand.New(rand.NewPCG(seed, 7))
+		groups := []string{"g-one", "g-two", "g-three"}
+		var all []delivery
+		truth := map[string]scenarioTruth{}
+		for _, g := range groups {
+			events, _, tr := genScenario(r, g, users)
+			truth[g] = tr
+			all = append(all, deliver(r, events, events[0].CreatedAt)...)
+		}
+		sort.SliceStable(all, func(i, j int) bool { return all[i].at < all[j].at })
+		states := map[string]groupsync.GroupState{}
+		virgil := map[string]*fakeVirgil{}
+		for i, d := range all {
+			g := d.ev.GUID
+			st, p := groupsync.Apply(states[g], d.ev, uint64(i+1))
+			states[g] = st
+			if virgil[g] == nil {
+				virgil[g] = &fakeVirgil{}
+			}
+			virgil[g].apply(p)
+		}
+		for _, g := range groups {
+			want, v := truth[g], virgil[g]
+			if want.deleted {
+				if v.exists || len(v.in) > 0 {
+					t.Fatalf("seed %d: group %s deleted in CometChat, Virgil holds %v", seed, g, v.members())
+				}
+				continue
+			}
+			if got := v.members(); !v.exists || !slices.Equal(got, want.members) {
+				t.Fatalf("seed %d: group %s: Virgil members %v (exists %v), CometChat members %v", seed, g, got, v.exists, want.members)
+			}
+			if got := states[g].Current(); !slices.Equal(got, want.members) {
+				t.Fatalf("seed %d: group %s: state members %v, CometChat members %v", seed, g, got, want.members)
+			}
+		}
+	}
+}
+
+// TestApplyWithLostStateOnlyAppliesWhatEventsSay is invariant 5 for the
+// planner: from any stored state (random, empty, stale), a plan only adds
+// users the event adds and only removes users the event removes.
+func TestApplyWithLostStateOnlyAppliesWhatEventsSay(t *testing.T) {
+	users := []string{"alice", "bob", "carol", "dave"}
+	r := rand.New(rand.NewPCG(1, 2))
+	actions := []groupsync.Action{groupsync.ActionCreate, groupsync.ActionAdd, groupsync.ActionEnsure, groupsync.ActionRemove, groupsync.ActionDelete, groupsync.ActionNone}
+	for i := 0; i < 5000; i++ {
+		st := groupsync.GroupState{GUID: guid, Members: map[string]groupsync.MemberState{}}
+		switch r.IntN(3) {
+		case 0:
+			st.Lifecycle = groupsync.LifecycleExists
+		case 1:
+			st.Lifecycle = groupsync.LifecycleUnknown
+		}
+		for _, u := range users {
+			if r.IntN(2) == 0 {
+				st.Members[u] = groupsync.MemberState{In: r.IntN(2) == 0, Stamp: groupsync.Stamp{At: int64(1000 + r.IntN(20)), Seq: uint64(r.IntN(20))}}
+			}
+		}
+		var named []string
+		e := ev(actions[r.IntN(len(actions))], int64(1000+r.IntN(20)))
+		for _, u := range users {
+			if r.IntN(2) == 0 {
+				e.Members = append(e.Members, groupsync.Member{UID: u})
+				named = append(named, u)
+			}
+		}
+		_, p := groupsync.Apply(st, e, uint64(r.IntN(30)))
+		for _, s := range p.Steps {
+			for _, u := range s.UIDs {
+				if !slices.Contains(named, u) {
+					t.Fatalf("Apply(%+v, %+v) = %+v: step %s names %s, whom the event does not name", st, e, p, s.Op, u)
+				}
+			}
+			switch s.Op {
+			case groupsync.OpRemove:
+				if e.Action != groupsync.ActionRemove {
+					t.Fatalf("Apply(%+v, %+v) = %+v: removes on a %s event", st, e, p, e.Action)
+				}
+			case groupsync.OpAdd, groupsync.OpEnsure, groupsync.OpCreate:
+				if e.Action != groupsync.ActionAdd && e.Action != groupsync.ActionEnsure && e.Action != groupsync.ActionCreate {
+					t.Fatalf("Apply(%+v, %+v) = %+v: adds on a %s event", st, e, p, e.Action)
+				}
+			case groupsync.OpDelete:
+				if e.Action != groupsync.ActionDelete {
+					t.Fatalf("Apply(%+v, %+v) = %+v: deletes on a %s event", st, e, p, e.Action)
+				}
+			}
+		}
+	}
+}
+
+// TestApplyConvergesAfterStateLoss: losing the state between two in-order
+// parts of a group's life still ends with CometChat's members.
+func TestApplyConvergesAfterStateLoss(t *testing.T) {
+	users := []string{"alice", "bob", "carol", "dave"}
+	for seed := uint64(0); seed < 500; seed++ {
+		r := rand.New(rand.NewPCG(seed, 11))
+		events, _, truth := genScenario(r, "g-lost", users)
+		cut := r.IntN(len(events) + 1)
+		var st groupsync.GroupState
+		v := &fakeVirgil{}
+		for i, e := range events {
+			if i == cut {
+				st = groupsync.GroupState{}
+			}
+			var p groupsync.Plan
+			st, p = groupsync.Apply(st, e, uint64(i+1))
+			v.apply(p)
+		}
+		if truth.deleted {
+			if v.exists {
+				t.Fatalf("seed %d: deleted group exists with %v", seed, v.members())
+			}
+			continue
+		}
+		if got := v.members(); !slices.Equal(got, truth.members) {
+			t.Fatalf("seed %d (state lost before event %d): Virgil members %v, want %v", seed, cut, got, truth.members)
+		}
+	}
+}
+
+func ExampleApply() {
+	var st groupsync.GroupState
+	created := groupsync.Event{Trigger: groupsync.TriggerGroupCreated, Action: groupsync.ActionCreate, GUID: "falcon", CreatedAt: 1000,
+		Members: []groupsync.Member{{UID: "alice"}}}
+	kicked := groupsync.Event{Trigger: groupsync.TriggerMemberKicked, Action: groupsync.ActionRemove, GUID: "falcon", CreatedAt: 1000, UpdatedAt: 1200,
+		Members: []groupsync.Member{{UID: "bob"}}}
+	// The add happened before the kick but arrives after it (a retry).
+	added := groupsync.Event{Trigger: groupsync.TriggerMemberJoined, Action: groupsync.ActionAdd, GUID: "falcon", CreatedAt: 1000, UpdatedAt: 1100,
+		Members: []groupsync.Member{{UID: "bob"}}}
+	for i, e := range []groupsync.Event{created, kicked, added} {
+		var p groupsync.Plan
+		st, p = groupsync.Apply(st, e, uint64(i+1))
+		fmt.Printf("%s: steps %v stale %v\n", e.Trigger, p.Steps, p.Stale)
+	}
+	fmt.Println("members:", st.Current())
+	// Output:
+	// group_created: steps [{create [alice]}] stale []
+	// group_member_kicked: steps [{remove [bob]}] stale []
+	// group_member_joined: steps [] stale [bob]
+	// members: [alice]
+}

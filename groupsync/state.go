@@ -1,0 +1,174 @@
+package groupsync
+
+import "sort"
+
+// Lifecycle is what groupsync knows of a group's existence.
+type Lifecycle string
+
+// The lifecycles of a group.
+const (
+	// LifecycleUnknown: no event has said whether the group exists (a new
+	// group, or stored state that was lost).
+	LifecycleUnknown Lifecycle = ""
+	// LifecycleExists: an event showed the group exists.
+	LifecycleExists Lifecycle = "exists"
+	// LifecycleDeleted: the group was deleted. The state is a tombstone that
+	// keeps late events of the same incarnation from bringing it back.
+	LifecycleDeleted Lifecycle = "deleted"
+)
+
+// Stamp orders the events that decide a member's fate. At is the event's
+// time in Unix seconds as CometChat wrote it in the body (0 when the body
+// carries none); Seq is the job's stream sequence, the order in which the
+// queue stored the event.
+type Stamp struct {
+	// At is the event time in Unix seconds, 0 if unknown.
+	At int64 `json:"at,omitempty"`
+	// Seq is the stream sequence of the job that carried the event.
+	Seq uint64 `json:"seq,omitempty"`
+}
+
+// IsZero reports whether s is the zero Stamp (no event decided yet).
+func (s Stamp) IsZero() bool { return s.At == 0 && s.Seq == 0 }
+
+// After reports whether an event stamped s happened after one stamped o.
+// When both times are known and differ they decide; otherwise (a time is
+// missing, or both fall in the same second) the stream sequence does. A
+// stamp is never After itself, so a duplicate of the event that decided a
+// member changes nothing.
+func (s Stamp) After(o Stamp) bool {
+	if s.At != 0 && o.At != 0 && s.At != o.At {
+		return s.At > o.At
+	}
+	if s.Seq != o.Seq {
+		return s.Seq > o.Seq
+	}
+	// Same sequence (the same job), or both unsequenced: the later time, if
+	// any, wins; equal stamps are not After each other.
+	return s.At > o.At
+}
+
+// MemberState is what groupsync knows about one user of a group.
+type MemberState struct {
+	// In reports whether the last event that decided the member made them
+	// a member (added, joined, created with, ensured) rather than removed
+	// them (kicked, banned, left, group deleted).
+	In bool `json:"in"`
+	// Stamp orders the event that decided In.
+	Stamp Stamp `json:"stamp"`
+	// Pending reports a member who had no Virgil card at the last add and is
+	// therefore not a participant yet.
+	Pending bool `json:"pending,omitempty"`
+	// CardID is the id of the Virgil card the member was last given the
+	// group's tickets under, "" when unknown.
+	CardID string `json:"card_id,omitempty"`
+}
+
+// GroupState is what groupsync remembers about one CometChat group between
+// events. It only sharpens ordering and de-duplication: losing it must never
+// make a plan remove or add anyone an event did not name (DESIGN.md,
+// invariant 5). The zero value is the state of a group never seen.
+type GroupState struct {
+	// GUID is the CometChat group id.
+	GUID string `json:"guid"`
+	// Lifecycle is whether the group exists, is deleted, or is unknown.
+	Lifecycle Lifecycle `json:"lifecycle,omitempty"`
+	// Incarnation is the group's createdAt (Unix seconds), 0 if unknown. A
+	// guid reused after a deletion has a later createdAt: a new incarnation.
+	Incarnation int64 `json:"incarnation,omitempty"`
+	// Deleted is the stamp of the deletion when Lifecycle is deleted.
+	Deleted Stamp `json:"deleted,omitempty"`
+	// Members holds every user an event decided, removed ones included (their
+	// stamp filters late adds).
+	Members map[string]MemberState `json:"members,omitempty"`
+}
+
+// Clone returns a deep copy of s.
+func (s GroupState) Clone() GroupState {
+	c := s
+	if s.Members != nil {
+		c.Members = make(map[string]MemberState, len(s.Members))
+		for uid, m := range s.Members {
+			c.Members[uid] = m
+		}
+	}
+	return c
+}
+
+// Current returns the sorted uids of the members that are in the group
+// (participants and pending ones).
+func (s GroupState) Current() []string {
+	var uids []string
+	for uid, m := range s.Members {
+		if m.In {
+			uids = append(uids, uid)
+		}
+	}
+	sort.Strings(uids)
+	return uids
+}
+
+// PendingMembers returns the sorted uids of the members waiting for a Virgil
+// card.
+func (s GroupState) PendingMembers() []string {
+	var uids []string
+	for uid, m := range s.Members {
+		if m.In && m.Pending {
+			uids = append(uids, uid)
+		}
+	}
+	sort.Strings(uids)
+	return uids
+}
+
+// MarkPending records whether member uid, who is in the group, still waits
+// for a Virgil card. It does nothing for a user who is not in the group.
+func (s *GroupState) MarkPending(uid string, pending bool) {
+	m, ok := s.Members[uid]
+	if !ok || !m.In {
+		return
+	}
+	m.Pending = pending
+	if pending {
+		m.CardID = ""
+	}
+	s.Members[uid] = m
+}
+
+// MarkCard records the Virgil card id member uid was given the group's
+// tickets under. It does nothing for a user who is not in the group.
+func (s *GroupState) MarkCard(uid, cardID string) {
+	m, ok := s.Members[uid]
+	if !ok || !m.In {
+		return
+	}
+	m.CardID = cardID
+	if cardID != "" {
+		m.Pending = false
+	}
+	s.Members[uid] = m
+}
+
+// IndexEntry is how a user's membership of one group appears in the user to
+// groups index: pending (waiting for a card), or a participant with the card
+// id last used ("" when unknown).
+type IndexEntry struct {
+	// In reports that the user is in the group; false entries are removed
+	// from the index.
+	In bool
+	// Pending reports that the user waits for a Virgil card.
+	Pending bool
+	// CardID is the card id the user was last given tickets under.
+	CardID string
+}
+
+// Index returns, for every user the state knows, the entry the user to
+// groups index should hold for this group. Users with In false must be
+// removed from the index.
+func (s GroupState) Index() map[string]IndexEntry {
+	idx := make(map[string]IndexEntry, len(s.Members))
+	for uid, m := range s.Members {
+		idx[uid] = IndexEntry{In: m.In && s.Lifecycle != LifecycleDeleted, Pending: m.Pending, CardID: m.CardID}
+	}
+	return idx
+}

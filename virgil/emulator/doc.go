@@ -1,0 +1,52 @@
+// Package emulator is a Virgil-compatible HTTP service (Cards v5 and Keyknox
+// v2) for dev mode and tests. The official E3Kit clients accept it as their
+// apiUrl, and the project's own virgil.Client talks to it exactly as to the
+// real service.
+//
+// # What it serves
+//
+// Every Virgil endpoint needs "Authorization: Virgil <jwt>", verified with
+// the configured application keys (virgil.VerifyJWT): a missing header is
+// 401/20300, a bad token 401/20303, an expired one 401/20304. The caller
+// identity is the token's subject.
+//
+//	POST /card/v5                         publish (adds the "virgil" signature)
+//	POST /card/v5/actions/search          search by identities
+//	GET  /card/v5/{id}                    get (X-Virgil-Is-Superseeded: true when replaced or revoked)
+//	POST /card/v5/actions/revoke/{id}     revoke one of the caller's cards
+//	POST /keyknox/v2/push                 write an entry (previous-hash check, 409/50010)
+//	POST /keyknox/v2/pull                 read the caller's copy of an entry
+//	POST /keyknox/v2/keys                 list the keys the caller can read
+//	POST /keyknox/v2/reset                delete entries or revoke an identity's access
+//
+// Keyknox follows the data model of the protocol notes: an entry belongs to
+// the identity that pushed it and keeps one copy of (meta, value) per
+// identity it is shared with, so an owner can add a participant without
+// re-encrypting for everyone. Errors are always JSON {"code","message"}; the
+// codes are the Code* constants. CORS headers are sent for browser clients.
+//
+// The emulator refuses what Virgil refuses: bad or expired tokens, cards of
+// another identity, bad snapshots and self signatures, a previous card that
+// is unknown or already replaced, a stale Keyknox previous hash.
+//
+// # Dev and test aids
+//
+// Unless Config.DisableDebug is set, these endpoints answer without a token;
+// they exist for tests, dev mode and chaos runs, and `groupsync emulator`
+// can switch them off:
+//
+//	GET    /_emulator/groups/{groupID}?owner=<identity>   GroupView as JSON
+//	GET    /_emulator/cards/{identity}                    the identity's newest card
+//	GET    /_emulator/stats                               Stats as JSON
+//	POST   /_emulator/fault                               set a Fault (FaultRequest JSON)
+//	DELETE /_emulator/fault                               clear the fault
+//
+// The same functions are methods: Group, Card, SetFault, ClearFault, Stats.
+//
+// # Persistence
+//
+// With Config.Dir set, the state (cards and Keyknox entries) is written to
+// Dir/state.json atomically after every change and read back by New, and a
+// generated service key is kept in Dir/service-key.der, so a restarted
+// process serves the same data and signs cards with the same key.
+package emulator

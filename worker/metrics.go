@@ -1,0 +1,61 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the pool's Prometheus collectors.
+type metrics struct {
+	jobs     *prometheus.CounterVec
+	steps    *prometheus.CounterVec
+	checks   *prometheus.CounterVec
+	retries  prometheus.Counter
+	duration prometheus.Histogram
+	inFlight prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "groupsync", Subsystem: "worker", Name: "jobs_total",
+			Help: "Job deliveries by result: applied, duplicate, retried, dead_lettered, held, lease_lost, shutdown.",
+		}, []string{"result"}),
+		steps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "groupsync", Subsystem: "worker", Name: "virgil_steps_total",
+			Help: "Plan steps applied to Virgil, by operation.",
+		}, []string{"op"}),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "groupsync", Subsystem: "worker", Name: "card_checks_total",
+			Help: "User card checks by result: no_card, unchanged, queued, failed.",
+		}, []string{"result"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "groupsync", Subsystem: "worker", Name: "call_retries_total",
+			Help: "Retries of failed Virgil, store and CometChat calls within a delivery.",
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "groupsync", Subsystem: "worker", Name: "job_duration_seconds",
+			Help:    "Time from a job's delivery to its settlement.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "groupsync", Subsystem: "worker", Name: "jobs_in_flight",
+			Help: "Jobs running now in this process.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.jobs, m.steps, m.checks, m.retries, m.duration, m.inFlight} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return nil, fmt.Errorf("worker: metrics already registered (one pool per registerer): %w", err)
+			}
+			return nil, fmt.Errorf("worker: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}

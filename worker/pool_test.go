@@ -1,0 +1,92 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/virgil/emulator"
+	"github.com/groupsync/groupsync/worker"
+)
+
+func TestNewValidates(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	if _, err := worker.New(worker.Config{}, nil, e.store, e.groups); err == nil {
+		t.Error("New without a queue succeeded")
+	}
+	tests := []struct {
+		name string
+		cfg  worker.Config
+	}{
+		{"HeartbeatNotShorterThanLease", worker.Config{LeaseTTL: time.Second, Heartbeat: time.Second}},
+		{"NegativeConcurrency", worker.Config{Concurrency: -1}},
+		{"WorkerIDWithColon", worker.Config{WorkerID: "a:b"}},
+	}
+	for _, tt := range tests {
+		if _, err := worker.New(tt.cfg, e.q, e.store, e.groups); err == nil {
+			t.Errorf("New(%s) succeeded, want an error", tt.name)
+		}
+	}
+	p, err := worker.New(worker.Config{}, e.q, e.store, e.groups)
+	if err != nil {
+		t.Fatalf("New(zero Config): %v", err)
+	}
+	cfg := p.Config()
+	if cfg.Concurrency != e.q.Partitions() || cfg.LeaseTTL != worker.DefaultLeaseTTL || cfg.Heartbeat <= 0 || cfg.Heartbeat >= cfg.LeaseTTL || cfg.WorkerID == "" {
+		t.Errorf("defaults = %+v", cfg)
+	}
+	if err := p.Stop(context.Background()); err != nil {
+		t.Errorf("Stop before Run: %v", err)
+	}
+	if err := p.Run(context.Background()); !errors.Is(err, worker.ErrPoolStopped) {
+		t.Errorf("Run after Stop = %v, want ErrPoolStopped", err)
+	}
+}
+
+// TestStopLetsRunningJobsFinish: Stop with time to spare waits for the
+// running job, which completes and is acknowledged.
+func TestStopLetsRunningJobsFinish(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.register("alice")
+	p, stop := e.startPool(e.poolConfig(), nil, nil, nil)
+	e.emu.SetFault(emulator.Fault{Delay: 300 * time.Millisecond})
+	g := evt{guid: "graceful", created: 1_718_000_000}
+	e.publish(job(g.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice")))
+	eventually(t, 10*time.Second, func() (bool, string) { return p.InFlight() == 1, "no job in flight" })
+	stop()
+	e.emu.ClearFault()
+	if v, ok := e.view(g.guid); !ok {
+		t.Fatalf("group not created by the job Stop waited for: %v", v)
+	}
+	e.waitSettled()
+}
+
+// TestStopTimeoutHandsJobsBack: Stop whose context ends cancels the running
+// job, which goes back to the queue (not to the dead letters) and is
+// finished by another pool.
+func TestStopTimeoutHandsJobsBack(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.register("alice")
+	p, _ := e.startPool(e.poolConfig(), nil, nil, nil)
+	e.emu.SetFault(emulator.Fault{Delay: 2 * time.Second})
+	g := evt{guid: "hard-stop", created: 1_718_000_000}
+	e.publish(job(g.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice")))
+	eventually(t, 10*time.Second, func() (bool, string) { return p.InFlight() == 1, "no job in flight" })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	err := p.Stop(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop = %v, want a deadline error", err)
+	}
+	if p.InFlight() != 0 {
+		t.Fatalf("%d jobs still in flight after Stop returned", p.InFlight())
+	}
+	e.emu.ClearFault()
+	e.startPool(e.poolConfig(), nil, nil, nil)
+	e.waitMembers(g.guid, "alice")
+	if failed, _ := e.q.Failed(context.Background()); len(failed) != 0 {
+		t.Fatalf("shutdown dead-lettered %+v", failed)
+	}
+}
