@@ -1,0 +1,193 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/groupsync/groupsync/groupsync"
+)
+
+// AcceptedBody is the answer to a webhook whose job the queue stored.
+type AcceptedBody struct {
+	// JobID is the job's idempotency key.
+	JobID string `json:"job_id"`
+	// Duplicate reports that the job was already stored (a retry).
+	Duplicate bool `json:"duplicate"`
+}
+
+// IgnoredBody is the answer to a webhook whose trigger groupsync does not
+// handle.
+type IgnoredBody struct {
+	// Ignored is the trigger.
+	Ignored string `json:"ignored"`
+}
+
+// digest hashes a credential, so that comparisons run on equal lengths.
+func digest(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+// bufPool holds body buffers; buffers grown past maxPooledBuf are dropped.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBuf = 64 << 10
+
+// handleWebhook is POST /webhooks/cometchat. In order: Basic auth (401),
+// media type (415), size (413), envelope (400), app id and webhook id (403),
+// trigger (200 ignored), required keys (400), then the job is queued and the
+// answer is 200 only once the queue acknowledged it, 503 with Retry-After
+// otherwise.
+func (s *Server) handleWebhook(c echo.Context) error {
+	r := c.Request()
+	trigger := groupsync.Trigger("")
+	count := func(outcome string) {
+		s.metrics.requests.WithLabelValues(triggerLabel(trigger), outcome).Inc()
+	}
+
+	if !s.authorized(r) {
+		count(outcomeUnauthorized)
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Basic realm="groupsync", charset="UTF-8"`)
+		return c.JSON(http.StatusUnauthorized, errorBody{Error: "unauthorized"})
+	}
+	if !isJSON(r.Header.Get(echo.HeaderContentType)) {
+		count(outcomeMediaType)
+		return c.JSON(http.StatusUnsupportedMediaType, errorBody{Error: "content type must be application/json"})
+	}
+	tooLarge := func() error {
+		count(outcomeTooLarge)
+		return c.JSON(http.StatusRequestEntityTooLarge, errorBody{Error: fmt.Sprintf("body larger than %d bytes", s.cfg.MaxBodyBytes)})
+	}
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		return tooLarge()
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= maxPooledBuf {
+			bufPool.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, s.cfg.MaxBodyBytes+1)); err != nil {
+		count(outcomeInvalid)
+		return c.JSON(http.StatusBadRequest, errorBody{Error: "cannot read body"})
+	}
+	if int64(buf.Len()) > s.cfg.MaxBodyBytes {
+		return tooLarge()
+	}
+
+	job, err := groupsync.NewJob(buf.Bytes(), time.Now())
+	ev := job.Event
+	trigger = ev.Trigger
+	c.Set(ctxTrigger, triggerLabel(trigger))
+	var verr *groupsync.ValidationError
+	if errors.As(err, &verr) && verr.Field == "body" {
+		count(outcomeInvalid)
+		return c.JSON(http.StatusBadRequest, errorBody{Error: verr.Message()})
+	}
+	if ev.AppID != "" && ev.AppID != s.cfg.AppID {
+		count(outcomeForbidden)
+		return c.JSON(http.StatusForbidden, errorBody{Error: "appId does not match"})
+	}
+	if s.cfg.WebhookID != "" && ev.AppID != "" && ev.Webhook != s.cfg.WebhookID {
+		count(outcomeForbidden)
+		return c.JSON(http.StatusForbidden, errorBody{Error: "webhook id does not match"})
+	}
+	if errors.Is(err, groupsync.ErrUnknownTrigger) {
+		count(outcomeIgnored)
+		var ute *groupsync.UnknownTriggerError
+		errors.As(err, &ute)
+		return c.JSON(http.StatusOK, IgnoredBody{Ignored: ute.Trigger})
+	}
+	if err != nil {
+		count(outcomeInvalid)
+		msg := "invalid body"
+		if verr != nil {
+			msg = verr.Message()
+		}
+		return c.JSON(http.StatusBadRequest, errorBody{Error: msg})
+	}
+	c.Set(ctxGUID, ev.GUID)
+	c.Set(ctxJobID, job.ID)
+
+	dup, err := s.enqueue(r.Context(), job)
+	if err != nil {
+		count(outcomeUnavailable)
+		s.log.Warn().Err(err).Str("trigger", string(trigger)).Str("guid", ev.GUID).Str("job_id", job.ID).
+			Msg("queue unavailable, asking CometChat to retry")
+		c.Response().Header().Set(echo.HeaderRetryAfter, s.retryAfter)
+		return c.JSON(http.StatusServiceUnavailable, errorBody{Error: "queue unavailable, retry later"})
+	}
+	if dup {
+		count(outcomeDuplicate)
+	} else {
+		count(outcomeAccepted)
+	}
+	return c.JSON(http.StatusOK, AcceptedBody{JobID: job.ID, Duplicate: dup})
+}
+
+// errPublishTimeout reports an Enqueue that did not return within
+// PublishTimeout.
+var errPublishTimeout = errors.New("webhook: queue did not acknowledge in time")
+
+// enqueue hands job to the Enqueuer and waits at most PublishTimeout for its
+// acknowledgement, even if the Enqueuer ignores its context.
+func (s *Server) enqueue(ctx context.Context, job groupsync.Job) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	type result struct {
+		dup bool
+		err error
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		dup, err := s.enq.Enqueue(ctx, job)
+		done <- result{dup, err}
+	}()
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		res.err = fmt.Errorf("%w (%v): %w", errPublishTimeout, s.cfg.PublishTimeout, ctx.Err())
+	}
+	s.metrics.publishLatency.Observe(time.Since(start).Seconds())
+	if res.err != nil {
+		return false, fmt.Errorf("webhook: enqueue job %s: %w", job.ID, res.err)
+	}
+	return res.dup, nil
+}
+
+// authorized checks the Basic auth credentials in constant time: both the
+// user name and the password are always compared, on their SHA-256 digests,
+// so neither their contents nor their lengths leak through timing.
+func (s *Server) authorized(r *http.Request) bool {
+	user, pass, ok := r.BasicAuth()
+	u, p := digest(user), digest(pass)
+	match := subtle.ConstantTimeCompare(u[:], s.webhookUser[:]) & subtle.ConstantTimeCompare(p[:], s.webhookPass[:])
+	return ok && match == 1
+}
+
+// isJSON reports whether a Content-Type names application/json, compared
+// case-insensitively, whatever its parameters.
+func isJSON(contentType string) bool {
+	if contentType == "" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		// A malformed parameter list; judge the media type alone.
+		mt, _, _ = strings.Cut(contentType, ";")
+		mt = strings.TrimSpace(mt)
+	}
+	return strings.EqualFold(mt, "application/json")
+}

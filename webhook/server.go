@@ -1,0 +1,386 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+)
+
+// Paths served by a Server.
+const (
+	PathWebhook       = "/webhooks/cometchat"
+	PathVirgilJWT     = "/v1/virgil-jwt"
+	PathGetIdentities = "/v1/get-identities"
+	PathHealth        = "/healthz"
+	PathReady         = "/readyz"
+	PathMetrics       = "/metrics"
+)
+
+// Context keys of the per-request log fields handlers fill in.
+const (
+	ctxTrigger = "groupsync.trigger"
+	ctxGUID    = "groupsync.guid"
+	ctxJobID   = "groupsync.job_id"
+)
+
+// Server is groupsync's HTTP server: CometChat webhooks, the client API of
+// the end-to-end encryption extension, health, readiness and metrics. Create
+// one with New. Its methods are safe for concurrent use.
+type Server struct {
+	cfg      Config
+	enq      Enqueuer
+	log      zerolog.Logger
+	echo     *echo.Echo
+	metrics  *metrics
+	verifier *verifier
+	// webhookUser and webhookPass are SHA-256 digests of the credentials,
+	// so the comparison takes the same time whatever their lengths.
+	webhookUser, webhookPass [32]byte
+	retryAfter               string
+
+	mu       sync.Mutex
+	srv      *http.Server
+	addr     string
+	shutdown bool
+}
+
+// New returns a Server that queues webhooks through enq. It fills cfg's zero
+// fields with the defaults, validates it and registers the metrics; it
+// returns an error naming every invalid field (missing webhook credentials or
+// app id among them) and does no I/O. With ClientAuth "trust-header" it logs
+// a warning: the client API then trusts X-CometChat-UID alone.
+func New(cfg Config, enq Enqueuer) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	// Own copy: the caller may reuse its map.
+	checks := make(map[string]func(context.Context) error, len(cfg.ReadyChecks))
+	for name, check := range cfg.ReadyChecks {
+		checks[name] = check
+	}
+	cfg.ReadyChecks = checks
+	if enq == nil {
+		return nil, errors.New("webhook: new: nil Enqueuer")
+	}
+	reg := cfg.Registerer
+	gatherer := cfg.Gatherer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg = r
+		if gatherer == nil {
+			gatherer = r
+		}
+	}
+	if gatherer == nil {
+		if g, ok := reg.(prometheus.Gatherer); ok {
+			gatherer = g
+		} else {
+			gatherer = prometheus.DefaultGatherer
+		}
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:         cfg,
+		enq:         enq,
+		log:         cfg.Logger.With().Str("component", "http").Logger(),
+		metrics:     m,
+		webhookUser: digest(cfg.Username),
+		webhookPass: digest(cfg.Password),
+		retryAfter:  retryAfterSeconds(cfg.RetryAfter),
+	}
+	if cfg.ClientAuth == ClientAuthCometChat {
+		base, _ := cfg.CometChat.baseURL() // validated
+		s.verifier = newVerifier(cfg.CometChat, base)
+	} else {
+		s.log.Warn().Str("client_auth", cfg.ClientAuth).
+			Msg("client API trusts the X-CometChat-UID header without checking a CometChat auth token; run it only behind a gateway that authenticates users, or for development")
+	}
+
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.recoverer, s.accessLog)
+	e.POST(PathWebhook, s.handleWebhook)
+	e.GET(PathVirgilJWT, s.handleVirgilJWT, s.clientAuth)
+	e.POST(PathGetIdentities, s.handleGetIdentities, s.clientAuth)
+	e.GET(PathHealth, s.handleHealth)
+	e.GET(PathReady, s.handleReady)
+	e.GET(PathMetrics, echo.WrapHandler(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})))
+	s.echo = e
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler, for tests and for embedding in
+// another server.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Start listens on Config.Addr and serves in the background until Shutdown.
+// It returns once the listener is bound (see Addr), or the error of binding;
+// ctx bounds the bind only. A serving failure after Start is logged.
+func (s *Server) Start(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("webhook: listen on %s: %w", s.cfg.Addr, err)
+	}
+	srv, err := s.prepare(ln)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error().Err(err).Msg("http server stopped")
+		}
+	}()
+	return nil
+}
+
+// Serve serves on ln until Shutdown, when it returns nil. It returns an
+// error if the server is already serving or was shut down.
+func (s *Server) Serve(ln net.Listener) error {
+	srv, err := s.prepare(ln)
+	if err != nil {
+		return err
+	}
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("webhook: serve: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) prepare(ln net.Listener) (*http.Server, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown {
+		return nil, errors.New("webhook: server was shut down")
+	}
+	if s.srv != nil {
+		return nil, errors.New("webhook: server is already serving")
+	}
+	s.srv = &http.Server{
+		Handler:           s.echo,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          log.New(s.log, "", 0),
+	}
+	s.addr = ln.Addr().String()
+	s.log.Info().Str("addr", s.addr).Msg("http server listening")
+	return s.srv, nil
+}
+
+// Addr returns the address the server is bound to (with the port chosen for
+// ":0"), or "" before Start or Serve.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Shutdown stops accepting connections and waits, until ctx ends, for the
+// requests in flight; a webhook in flight still gets its answer once the
+// queue acknowledged it. It is idempotent; after it, Start and Serve fail.
+// It returns ctx's error when requests were still running at the deadline.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	srv := s.srv
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	if err := srv.Shutdown(ctx); err != nil {
+		return fmt.Errorf("webhook: shutdown: %w", err)
+	}
+	return nil
+}
+
+// errorBody is the JSON body of every error answer.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// handleError answers errors returned by handlers and by echo's router.
+// Internal errors get a generic message; the detail goes to the log.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status := http.StatusInternalServerError
+	msg := http.StatusText(status)
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		status = he.Code
+		if m, ok := he.Message.(string); ok {
+			msg = m
+		} else {
+			msg = http.StatusText(status)
+		}
+	} else {
+		s.log.Error().Err(err).Str("method", c.Request().Method).Str("path", c.Path()).Msg("request failed")
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(status)
+		return
+	}
+	_ = c.JSON(status, errorBody{Error: msg})
+}
+
+// recoverer turns a panic into a 500 and a log line.
+func (s *Server) recoverer(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				s.log.Error().Str("panic", fmt.Sprint(r)).Str("path", c.Path()).Msg("handler panicked")
+				err = echo.NewHTTPError(http.StatusInternalServerError, http.StatusText(http.StatusInternalServerError))
+			}
+		}()
+		return next(c)
+	}
+}
+
+// accessLog logs one line per request: method, route, status, and the
+// trigger, group and job id a webhook handler found. Nothing else of the
+// request is logged: no header (Authorization holds secrets), no body.
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		status := c.Response().Status
+		path := c.Path()
+		if path == "" {
+			path = "unmatched"
+		}
+		lvl := zerolog.InfoLevel
+		switch {
+		case path == PathHealth || path == PathReady || path == PathMetrics:
+			lvl = zerolog.DebugLevel
+		case status >= 500:
+			lvl = zerolog.WarnLevel
+		}
+		ev := s.log.WithLevel(lvl).
+			Str("method", c.Request().Method).
+			Str("path", path).
+			Int("status", status).
+			Dur("duration", time.Since(start))
+		for _, k := range []struct{ key, field string }{{ctxTrigger, "trigger"}, {ctxGUID, "guid"}, {ctxJobID, "job_id"}} {
+			if v, ok := c.Get(k.key).(string); ok && v != "" {
+				ev = ev.Str(k.field, v)
+			}
+		}
+		ev.Msg("http request")
+		return nil
+	}
+}
+
+func (s *Server) handleHealth(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyBody is the answer of /readyz.
+type readyBody struct {
+	Status  string   `json:"status"`
+	Failing []string `json:"failing,omitempty"`
+}
+
+// handleReady runs every ready check concurrently within ReadyTimeout and
+// answers 503 with the names of those that failed or did not answer in time.
+func (s *Server) handleReady(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.ReadyTimeout)
+	defer cancel()
+	names := make([]string, 0, len(s.cfg.ReadyChecks))
+	for name := range s.cfg.ReadyChecks {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var (
+		mu   sync.Mutex
+		errs = make([]error, len(names))
+		done = make([]bool, len(names))
+		wg   sync.WaitGroup
+	)
+	for i, name := range names {
+		check := s.cfg.ReadyChecks[name]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := runCheck(ctx, check)
+			mu.Lock()
+			errs[i], done[i] = err, true
+			mu.Unlock()
+		}()
+	}
+	finished := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-ctx.Done():
+	}
+	var failing []string
+	mu.Lock()
+	for i, name := range names {
+		err := errs[i]
+		if !done[i] {
+			err = fmt.Errorf("no answer within %v", s.cfg.ReadyTimeout)
+		}
+		if err != nil {
+			s.log.Warn().Err(err).Str("check", name).Msg("readiness check failed")
+			failing = append(failing, name)
+		}
+	}
+	mu.Unlock()
+	if len(failing) > 0 {
+		return c.JSON(http.StatusServiceUnavailable, readyBody{Status: "unavailable", Failing: failing})
+	}
+	return c.JSON(http.StatusOK, readyBody{Status: "ready"})
+}
+
+// runCheck runs check, turning a panic into an error.
+func runCheck(ctx context.Context, check func(context.Context) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("webhook: ready check panicked: %v", r)
+		}
+	}()
+	return check(ctx)
+}
+
+// retryAfterSeconds formats d as a Retry-After value: whole seconds, at
+// least 1, rounded up.
+func retryAfterSeconds(d time.Duration) string {
+	secs := int64((d + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return fmt.Sprint(secs)
+}
