@@ -1,0 +1,239 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// usageError is a configuration mistake: main prints it on one line and
+// exits with status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// option describes one setting: its flag, its environment variable and, for
+// secrets, that it is read only from the environment or a file.
+type option struct {
+	name   string // flag name in kebab case
+	usage  string
+	def    string
+	secret bool // value from GROUPSYNC_X or GROUPSYNC_X_FILE (or --x-file), never from a flag
+}
+
+// env returns the option's environment variable, GROUPSYNC_ + the flag name
+// in upper snake case.
+func (o option) env() string {
+	return "GROUPSYNC_" + strings.ToUpper(strings.ReplaceAll(o.name, "-", "_"))
+}
+
+// options is every setting of every command. The README's configuration table
+// is checked against it by a test.
+var options = map[string]option{
+	"http-addr":            {name: "http-addr", usage: "listen address of the HTTP server (\":0\" picks a port)", def: "127.0.0.1:8080"},
+	"metrics-addr":         {name: "metrics-addr", usage: "worker: listen address for /metrics and /healthz (empty: none)"},
+	"data-dir":             {name: "data-dir", usage: "dev and emulator: folder for embedded NATS data, keys and dev.json", def: ".groupsync"},
+	"nats-url":             {name: "nats-url", usage: "NATS server with JetStream", def: "nats://127.0.0.1:4222"},
+	"redis-url":            {name: "redis-url", usage: "Redis for idempotency and group state (dev: empty uses JetStream KV)"},
+	"virgil-api-url":       {name: "virgil-api-url", usage: "Virgil API base URL", def: "https://api.virgilsecurity.com"},
+	"virgil-app-id":        {name: "virgil-app-id", usage: "Virgil application id"},
+	"virgil-app-key-id":    {name: "virgil-app-key-id", usage: "Virgil App Key id"},
+	"virgil-app-key":       {name: "virgil-app-key", usage: "Virgil App Key, base64 PKCS#8", secret: true},
+	"owner-identity":       {name: "owner-identity", usage: "Virgil identity that owns every group", def: "2137f9ef75295ea"},
+	"owner-key-file":       {name: "owner-key-file", usage: "file holding the owner's private key (base64 PKCS#8)", def: "owner.key"},
+	"identity-secret":      {name: "identity-secret", usage: "key of the uid/guid to Virgil identity mapping; never change it", secret: true},
+	"webhook-username":     {name: "webhook-username", usage: "Basic auth user name CometChat sends"},
+	"webhook-password":     {name: "webhook-password", usage: "Basic auth password CometChat sends", secret: true},
+	"webhook-id":           {name: "webhook-id", usage: "expected CometChat webhook id (empty: any)"},
+	"cometchat-app-id":     {name: "cometchat-app-id", usage: "CometChat app id webhooks must carry"},
+	"cometchat-region":     {name: "cometchat-region", usage: "CometChat app region (us, eu, in)", def: "us"},
+	"cometchat-api-key":    {name: "cometchat-api-key", usage: "CometChat REST API key (fullAccess)", secret: true},
+	"cometchat-api-url":    {name: "cometchat-api-url", usage: "CometChat REST base URL; overrides the regional default"},
+	"partitions":           {name: "partitions", usage: "ordering partitions of the job stream", def: "16"},
+	"concurrency":          {name: "concurrency", usage: "jobs in flight per worker process (0: one per partition)", def: "0"},
+	"client-auth":          {name: "client-auth", usage: "client API auth: cometchat or trust-header", def: "cometchat"},
+	"log-level":            {name: "log-level", usage: "debug, info, warn or error", def: "info"},
+	"log-format":           {name: "log-format", usage: "json or console", def: "json"},
+	"emulator-addr":        {name: "emulator-addr", usage: "dev: listen address of the Virgil emulator", def: "127.0.0.1:8271"},
+	"nats-port":            {name: "nats-port", usage: "dev: port of the embedded NATS (-1 picks one)", def: "4250"},
+	"shutdown-timeout":     {name: "shutdown-timeout", usage: "how long in-flight work may take to finish on shutdown", def: "20s"},
+	"emulator-debug-api":   {name: "emulator-debug-api", usage: "emulator: serve the /_emulator/ inspection and fault endpoints", def: "true"},
+	"emulator-service-key": {name: "emulator-service-key", usage: "emulator: private key of its card signatures, base64 PKCS#8 (empty: kept in the data dir)", secret: true},
+}
+
+// settings is the resolved value of every option a command registered.
+type settings struct {
+	values map[string]*string
+	files  map[string]*string // --x-file for secrets
+	fs     *flag.FlagSet
+	getenv func(string) string
+}
+
+// newSettings registers the named options on a FlagSet for cmd. Flags take
+// precedence over GROUPSYNC_* variables, which take precedence over defaults.
+func newSettings(cmd string, getenv func(string) string, names ...string) *settings {
+	s := &settings{
+		values: map[string]*string{},
+		files:  map[string]*string{},
+		fs:     flag.NewFlagSet("groupsync "+cmd, flag.ContinueOnError),
+		getenv: getenv,
+	}
+	s.fs.SetOutput(io.Discard)
+	for _, n := range names {
+		o, ok := options[n]
+		if !ok {
+			panic("groupsync: unknown option " + n)
+		}
+		if o.secret {
+			s.files[n] = s.fs.String(n+"-file", "", fmt.Sprintf("file holding the %s (or %s / %s_FILE)", o.usage, o.env(), o.env()))
+			continue
+		}
+		s.values[n] = s.fs.String(n, "", fmt.Sprintf("%s (%s, default %q)", o.usage, o.env(), o.def))
+	}
+	return s
+}
+
+// parse parses args; -h prints the usage to out.
+func (s *settings) parse(args []string, out io.Writer) error {
+	if err := s.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			s.printUsage(out)
+			return err
+		}
+		return usagef("%v", err)
+	}
+	return nil
+}
+
+func (s *settings) printUsage(out io.Writer) {
+	fmt.Fprintf(out, "usage: %s [flags]\n\nflags (each also read from its GROUPSYNC_* variable):\n", s.fs.Name())
+	var names []string
+	s.fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	sort.Strings(names)
+	for _, n := range names {
+		f := s.fs.Lookup(n)
+		fmt.Fprintf(out, "  --%s\n      %s\n", f.Name, f.Usage)
+	}
+}
+
+// str returns the option's value: the flag if set, else the environment,
+// else the default. Secrets come from the environment, the _FILE variable or
+// the --x-file flag.
+func (s *settings) str(name string) (string, error) {
+	o := options[name]
+	if o.secret {
+		return s.secret(o)
+	}
+	p, ok := s.values[name]
+	if !ok {
+		panic("groupsync: option not registered: " + name)
+	}
+	if *p != "" || s.flagSet(name) {
+		return *p, nil
+	}
+	if v := s.getenv(o.env()); v != "" {
+		return v, nil
+	}
+	return o.def, nil
+}
+
+func (s *settings) flagSet(name string) bool {
+	set := false
+	s.fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+func (s *settings) secret(o option) (string, error) {
+	file := ""
+	if p := s.files[o.name]; p != nil && *p != "" {
+		file = *p
+	} else if v := s.getenv(o.env()); v != "" {
+		return strings.TrimSpace(v), nil
+	} else {
+		file = s.getenv(o.env() + "_FILE")
+	}
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", usagef("%s: read %s file: %v", o.env(), o.name, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// mustStr is str for options whose errors were already checked; it is used
+// where only non-secret options are read.
+func (s *settings) mustStr(name string) string {
+	v, err := s.str(name)
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func (s *settings) required(name string) (string, error) {
+	v, err := s.str(name)
+	if err != nil {
+		return "", err
+	}
+	if v == "" {
+		o := options[name]
+		if o.secret {
+			return "", usagef("%s is required (set %s or %s_FILE)", o.name, o.env(), o.env())
+		}
+		return "", usagef("%s is required (set --%s or %s)", o.name, o.name, o.env())
+	}
+	return v, nil
+}
+
+func (s *settings) int(name string, min int) (int, error) {
+	v := s.mustStr(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		return 0, usagef("%s: %q is not a whole number >= %d", name, v, min)
+	}
+	return n, nil
+}
+
+func (s *settings) duration(name string) (time.Duration, error) {
+	v := s.mustStr(name)
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, usagef("%s: %q is not a duration such as 20s", name, v)
+	}
+	return d, nil
+}
+
+func (s *settings) bool(name string) (bool, error) {
+	v := s.mustStr(name)
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, usagef("%s: %q is not true or false", name, v)
+	}
+	return b, nil
+}
+
+func (s *settings) oneOf(name string, allowed ...string) (string, error) {
+	v := s.mustStr(name)
+	for _, a := range allowed {
+		if v == a {
+			return v, nil
+		}
+	}
+	return "", usagef("%s: %q is not one of %s", name, v, strings.Join(allowed, ", "))
+}

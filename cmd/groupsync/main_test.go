@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the groupsync binary built once for the test run.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "groupsync-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "groupsync")
+	build := exec.Command("go", "build", "-race", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build groupsync:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// process is a running groupsync command.
+type process struct {
+	cmd    *exec.Cmd
+	stdout *syncBuffer
+	stderr *syncBuffer
+	done   chan error
+}
+
+// startBinary runs the binary with args and env (added to a clean
+// environment without GROUPSYNC_ variables of the caller).
+func startBinary(tb testing.TB, env []string, args ...string) *process {
+	tb.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	p := &process{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("start groupsync %v: %v", args, err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	tb.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GROUPSYNC_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// stop sends SIGINT and waits for a clean exit.
+func (p *process) stop(tb testing.TB) {
+	tb.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			tb.Fatalf("groupsync exited with %v after SIGINT\nstderr:\n%s", err, p.stderr.String())
+		}
+	case <-time.After(60 * time.Second):
+		_ = p.cmd.Process.Kill()
+		tb.Fatalf("groupsync did not stop within 60s of SIGINT\nstderr:\n%s", p.stderr.String())
+	}
+}
+
+// runBinary runs a command to completion and returns its exit code and output.
+func runBinary(tb testing.TB, env []string, args ...string) (code int, stdout, stderr string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, out.String(), errOut.String()
+	case errors.As(err, &ee):
+		return ee.ExitCode(), out.String(), errOut.String()
+	default:
+		tb.Fatalf("run groupsync %v: %v", args, err)
+		return -1, "", ""
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(tb testing.TB, timeout time.Duration, what string, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		if last = cond(); last == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tb.Fatalf("%s: still failing after %v: %v", what, timeout, last)
+}
+
+func getJSON(url string, out any) (int, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if out != nil && resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(b, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode %s: %w (%s)", url, err, b)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+func TestBadConfigurationIsOneLineAndExitCode2(t *testing.T) {
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"UnknownCommand", nil, []string{"frobnicate"}, "unknown command"},
+		{"UnknownFlag", nil, []string{"serve", "--no-such-flag"}, "no-such-flag"},
+		{"ServeWithoutWebhookPassword", []string{"GROUPSYNC_WEBHOOK_USERNAME=u"}, []string{"serve"}, "webhook-password"},
+		{"BadPartitions", []string{"GROUPSYNC_PARTITIONS=zero"}, []string{"jobs", "failed"}, "partitions"},
+		{"RetryWithoutIDs", nil, []string{"jobs", "retry"}, "job ids or --all"},
+		{"ReconcileWithoutGroups", nil, []string{"reconcile"}, "group ids or --all"},
+		{"BadLogLevel", []string{"GROUPSYNC_LOG_LEVEL=loud"}, []string{"worker"}, "log-level"},
+		{"MissingSecretFile", []string{"GROUPSYNC_VIRGIL_APP_ID=a", "GROUPSYNC_VIRGIL_APP_KEY_ID=k", "GROUPSYNC_VIRGIL_APP_KEY_FILE=/nonexistent/key"}, []string{"owner", "init"}, "GROUPSYNC_VIRGIL_APP_KEY"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runBinary(t, tc.env, tc.args...)
+			if code != 2 {
+				t.Fatalf("groupsync %v exited %d, want 2\nstdout: %s\nstderr: %s", tc.args, code, stdout, stderr)
+			}
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			if len(lines) != 1 {
+				t.Errorf("stderr has %d lines, want one:\n%s", len(lines), stderr)
+			}
+			if !strings.Contains(stderr, tc.want) {
+				t.Errorf("stderr %q does not mention %q", stderr, tc.want)
+			}
+			if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic") {
+				t.Errorf("stderr holds a stack trace:\n%s", stderr)
+			}
+		})
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	code, stdout, _ := runBinary(t, nil, "version")
+	if code != 0 || !strings.HasPrefix(stdout, "groupsync ") {
+		t.Fatalf("version: exit %d, output %q", code, stdout)
+	}
+	code, stdout, _ = runBinary(t, nil, "help")
+	if code != 0 {
+		t.Fatalf("help exited %d", code)
+	}
+	for name := range commands() {
+		if !strings.Contains(stdout, name) {
+			t.Errorf("help does not list %s", name)
+		}
+	}
+}
