@@ -177,9 +177,6 @@ func startServer(ctx context.Context, sc *serveConfig, q *queue.Queue, nc *nats.
 			log.Warn().Err(err).Msg("could not schedule the card check of a user")
 		}
 	}
-	if cfg.ClientAuth == webhook.ClientAuthTrustHeader {
-		log.Warn().Msg("client API trusts the X-CometChat-UID header without checking a CometChat auth token: run it only behind a gateway that authenticates users")
-	}
 	srv, err := webhook.New(cfg, q)
 	if err != nil {
 		return nil, usagef("%v", err)

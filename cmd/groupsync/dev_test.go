@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/groupsync/groupsync/groupsync"
+)
+
+// devInstance is a running `groupsync dev` and what its dev.json says.
+type devInstance struct {
+	proc *process
+	info devInfo
+	dir  string
+}
+
+func startDev(t *testing.T, dir string) *devInstance {
+	t.Helper()
+	os.Remove(filepath.Join(dir, "dev.json"))
+	p := startBinary(t, nil, "dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0",
+		"--emulator-addr", "127.0.0.1:0", "--nats-port", "-1", "--partitions", "4")
+	d := &devInstance{proc: p, dir: dir}
+	eventually(t, 60*time.Second, "dev.json written", func() error {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			return fmt.Errorf("dev exited: %v\nstderr:\n%s", err, p.stderr.String())
+		default:
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(b, &d.info)
+	})
+	return d
+}
+
+func (d *devInstance) postWebhook(t *testing.T, body []byte) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, d.info.HTTPURL+d.info.Webhook.Path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(d.info.Webhook.Username, d.info.Webhook.Password)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("post webhook: %v", err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	return resp.StatusCode, buf.String()
+}
+
+// groupIdentity asks the client API for the Virgil identity of guid.
+func (d *devInstance) groupIdentity(t *testing.T, guid string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, d.info.HTTPURL+"/v1/get-identities", strings.NewReader(`{"guids":["`+guid+`"]}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(d.info.ClientUIDHeader, "alice")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("get-identities: %v", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		GroupIdentities []map[string]string `json:"groupIdentities"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || len(out.GroupIdentities) != 1 {
+		t.Fatalf("get-identities answer %v, %v", out, err)
+	}
+	return out.GroupIdentities[0][guid]
+}
+
+type groupView struct {
+	Participants []string `json:"participants"`
+	Epochs       []string `json:"epochs"`
+}
+
+func (d *devInstance) group(groupID string) (groupView, int, error) {
+	var v groupView
+	code, err := getJSON(d.info.VirgilAPIURL+"/_emulator/groups/"+groupID+"?owner="+d.info.OwnerIdentity, &v)
+	return v, code, err
+}
+
+func TestDevEndToEndAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	d := startDev(t, dir)
+
+	for name, u := range map[string]string{"http": d.info.HTTPURL, "virgil": d.info.VirgilAPIURL, "nats": d.info.NATSURL} {
+		if !strings.Contains(u, "127.0.0.1:") {
+			t.Errorf("dev.json %s url %q is not a bound loopback address", name, u)
+		}
+	}
+	eventually(t, 30*time.Second, "/readyz", func() error {
+		code, err := getJSON(d.info.HTTPURL+"/readyz", nil)
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("status %d", code)
+		}
+		return err
+	})
+
+	body, err := os.ReadFile("../../testdata/cometchat/group_created.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out := d.postWebhook(t, body); code != http.StatusOK {
+		t.Fatalf("example webhook answered %d %s", code, out)
+	}
+	groupID := d.groupIdentity(t, "project-falcon")
+	eventually(t, 30*time.Second, "group appears in the emulator", func() error {
+		v, code, err := d.group(groupID)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK || !slices.Contains(v.Participants, d.info.OwnerIdentity) {
+			return fmt.Errorf("status %d, view %+v", code, v)
+		}
+		return nil
+	})
+	d.proc.stop(t)
+
+	// A second start on the same folder keeps the group, the credentials and
+	// the queue.
+	d2 := startDev(t, dir)
+	if d2.info.Webhook.Password != d.info.Webhook.Password || d2.info.Virgil.AppKey != d.info.Virgil.AppKey {
+		t.Error("restart made new credentials instead of reusing the data dir's")
+	}
+	if got := d2.groupIdentity(t, "project-falcon"); got != groupID {
+		t.Errorf("group identity changed across restart: %s, then %s", groupID, got)
+	}
+	v, code, err := d2.group(groupID)
+	if err != nil || code != http.StatusOK || !slices.Contains(v.Participants, d.info.OwnerIdentity) {
+		t.Fatalf("after restart the emulator has group %s: status %d, view %+v, err %v", groupID, code, v, err)
+	}
+	// The same webhook again is a duplicate job or, past the window, a job
+	// that changes nothing: no new epoch.
+	if code, out := d2.postWebhook(t, body); code != http.StatusOK {
+		t.Fatalf("repeated webhook answered %d %s", code, out)
+	}
+	d2.proc.stop(t)
+	for _, secret := range []string{d.info.Webhook.Password, d.info.Virgil.AppKey} {
+		for _, out := range []string{d.proc.stderr.String(), d2.proc.stderr.String()} {
+			if strings.Contains(out, secret) {
+				t.Error("a secret from dev.json appears in the logs")
+			}
+		}
+	}
+}
+
+// bigGroupBody is a group_created webhook with n members.
+func bigGroupBody(guid string, n int, createdAt int64) []byte {
+	members := map[string]any{}
+	for i := range n {
+		uid := fmt.Sprintf("member-%03d", i)
+		members[uid] = map[string]any{"uid": uid, "name": uid}
+	}
+	b, _ := json.Marshal(map[string]any{
+		"trigger": "group_created",
+		"appId":   exampleAppID,
+		"region":  "eu",
+		"webhook": "groupsync",
+		"data": map[string]any{
+			"group":   map[string]any{"guid": guid, "name": guid, "type": "private", "owner": "member-000", "createdAt": createdAt, "membersCount": n},
+			"members": members,
+		},
+	})
+	return b
+}
+
+func kickBody(guid, uid string, createdAt, at int64) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"trigger": "group_member_kicked",
+		"appId":   exampleAppID,
+		"data": map[string]any{
+			"group":   map[string]any{"guid": guid, "createdAt": createdAt, "updatedAt": at},
+			"members": map[string]any{uid: map[string]any{"uid": uid}},
+			"by":      map[string]any{"uid": "member-000"},
+		},
+	})
+	return b
+}
+
+func TestFailedJobListedAndRetried(t *testing.T) {
+	dir := t.TempDir()
+	d := startDev(t, dir)
+	env := []string{"GROUPSYNC_NATS_URL=" + d.info.NATSURL, "GROUPSYNC_PARTITIONS=4"}
+
+	// 101 members plus the owner cannot be an E3Kit group: the job fails for
+	// good and waits for an operator.
+	const guid = "too-big-group"
+	if code, out := d.postWebhook(t, bigGroupBody(guid, 101, 1718000000)); code != http.StatusOK {
+		t.Fatalf("webhook answered %d %s", code, out)
+	}
+	var failed []struct {
+		ID       string `json:"id"`
+		Trigger  string `json:"trigger"`
+		GUID     string `json:"guid"`
+		Error    string `json:"error"`
+		Attempts int    `json:"attempts"`
+	}
+	eventually(t, 60*time.Second, "job listed by jobs failed --json", func() error {
+		code, stdout, stderr := runBinary(t, env, "jobs", "failed", "--json")
+		if code != 0 {
+			return fmt.Errorf("exit %d: %s", code, stderr)
+		}
+		if err := json.Unmarshal([]byte(stdout), &failed); err != nil {
+			return fmt.Errorf("decode %q: %v", stdout, err)
+		}
+		if len(failed) != 1 {
+			return fmt.Errorf("%d failed jobs", len(failed))
+		}
+		return nil
+	})
+	if f := failed[0]; f.GUID != guid || f.Trigger != "group_created" || f.Error == "" || f.Attempts < 1 {
+		t.Fatalf("failed job = %+v, want the group_created of %s with a reason", f, guid)
+	}
+	if !strings.Contains(strings.ToLower(failed[0].Error), "participant") {
+		t.Errorf("reason %q does not say the group has too many participants", failed[0].Error)
+	}
+	code, stdout, _ := runBinary(t, env, "jobs", "failed")
+	if code != 0 || !strings.Contains(stdout, failed[0].ID) {
+		t.Errorf("jobs failed table (exit %d) lacks the job id:\n%s", code, stdout)
+	}
+
+	// The cause goes away: two members are kicked in CometChat.
+	for i, uid := range []string{"member-099", "member-100"} {
+		if code, out := d.postWebhook(t, kickBody(guid, uid, 1718000000, 1718000100+int64(i))); code != http.StatusOK {
+			t.Fatalf("kick answered %d %s", code, out)
+		}
+	}
+	if code, stdout, stderr := runBinary(t, env, "jobs", "retry", failed[0].ID); code != 0 || !strings.Contains(stdout, "retried 1") {
+		t.Fatalf("jobs retry: exit %d\n%s%s", code, stdout, stderr)
+	}
+	ids, err := groupsync.NewIdentities([]byte(readSecret(t, dir)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			_, out, _ := runBinary(t, env, "jobs", "failed")
+			t.Logf("jobs failed:\n%s\ndev log:\n%s", out, d.proc.stderr.String())
+		}
+	})
+	eventually(t, 60*time.Second, "replayed job creates the group", func() error {
+		v, code, err := d.group(ids.Group(guid))
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("status %d, %v", code, err)
+		}
+		if !slices.Contains(v.Participants, d.info.OwnerIdentity) {
+			return fmt.Errorf("view %+v", v)
+		}
+		return nil
+	})
+	code, stdout, _ = runBinary(t, env, "jobs", "failed", "--json")
+	if code != 0 || strings.TrimSpace(stdout) != "[]" {
+		t.Errorf("after the replay jobs failed --json = %q (exit %d), want []", stdout, code)
+	}
+	d.proc.stop(t)
+}
+
+func readSecret(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "secrets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s devSecrets
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s.IdentitySecret
+}
