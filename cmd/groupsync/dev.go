@@ -25,7 +25,7 @@ import (
 const exampleAppID = "5f1d2e3c4b5a6978"
 
 var devOptions = append([]string{"http-addr", "data-dir", "redis-url", "partitions", "concurrency", "owner-identity",
-	"emulator-addr", "nats-port"}, commonOptions...)
+	"emulator-addr", "nats-port", "cometchat-app-id", "cometchat-region", "cometchat-api-key", "cometchat-api-url"}, commonOptions...)
 
 // runDev runs the whole system in one process: embedded NATS with
 // JetStream, the Virgil emulator, the HTTP server and a worker pool.
@@ -85,6 +85,20 @@ func runDev(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if id := s.mustStr("cometchat-app-id"); id != "" {
+		sec.CometChatAppID = id
+	}
+	// With a CometChat REST key, reconcile jobs read CometChat's members.
+	var reconciler *membership
+	if key, err := s.str("cometchat-api-key"); err != nil {
+		return err
+	} else if key != "" {
+		cc, err := newCometChat(s)
+		if err != nil {
+			return err
+		}
+		reconciler = &membership{cc}
+	}
 
 	// NATS.
 	ns, err := startEmbeddedNATS(dir, natsPort)
@@ -134,6 +148,9 @@ func runDev(ctx context.Context, e env, args []string) error {
 
 	// Workers.
 	wp := &workerParts{app: app, ids: ids, ownerKey: ownerKey, identity: identity, concurrent: conc, store: redisURL}
+	if reconciler != nil {
+		wp.reconciler = *reconciler
+	}
 	pool, err := newPool(ctx, wp, q, store, prometheus.NewRegistry(), log.With().Str("component", "worker").Logger())
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/cometchat/cometchattest"
 	"github.com/groupsync/groupsync/groupsync"
 )
 
@@ -280,4 +281,51 @@ func readSecret(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return s.IdentitySecret
+}
+
+func TestReconcileCreatesGroupsThatExistedBefore(t *testing.T) {
+	cc := cometchattest.Start(t)
+	cc.SetGroup("legacy-group-one", "alice", "bob")
+	cc.SetGroup("legacy-group-two", "carol")
+	cc.RateLimit(1) // the first REST call is refused with 429 and retried
+	dir := t.TempDir()
+	os.Remove(filepath.Join(dir, "dev.json"))
+	p := startBinary(t, []string{"GROUPSYNC_COMETCHAT_API_KEY=" + cc.APIKey, "GROUPSYNC_COMETCHAT_API_URL=" + cc.URL()},
+		"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--emulator-addr", "127.0.0.1:0", "--nats-port", "-1", "--partitions", "4")
+	d := &devInstance{proc: p, dir: dir}
+	eventually(t, 60*time.Second, "dev.json written", func() error {
+		b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(b, &d.info)
+	})
+	env := []string{"GROUPSYNC_NATS_URL=" + d.info.NATSURL, "GROUPSYNC_PARTITIONS=4",
+		"GROUPSYNC_COMETCHAT_API_KEY=" + cc.APIKey, "GROUPSYNC_COMETCHAT_API_URL=" + cc.URL()}
+	code, stdout, stderr := runBinary(t, env, "reconcile", "--all")
+	if code != 0 || !strings.Contains(stdout, "queued 2 reconcile job(s)") {
+		t.Fatalf("reconcile --all: exit %d\n%s%s", code, stdout, stderr)
+	}
+	ids, err := groupsync.NewIdentities([]byte(readSecret(t, dir)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, guid := range []string{"legacy-group-one", "legacy-group-two"} {
+		eventually(t, 60*time.Second, "reconcile creates "+guid, func() error {
+			v, code, err := d.group(ids.Group(guid))
+			if err != nil || code != http.StatusOK || !slices.Contains(v.Participants, d.info.OwnerIdentity) {
+				return fmt.Errorf("status %d, view %+v, err %v", code, v, err)
+			}
+			return nil
+		})
+	}
+	// Running it again is safe: nothing fails and no group changes epoch.
+	if code, _, stderr := runBinary(t, env, "reconcile", "legacy-group-one"); code != 0 {
+		t.Fatalf("second reconcile: exit %d: %s", code, stderr)
+	}
+	code, stdout, _ = runBinary(t, env, "jobs", "failed", "--json")
+	if code != 0 || strings.TrimSpace(stdout) != "[]" {
+		t.Errorf("jobs failed after reconcile = %q", stdout)
+	}
+	d.proc.stop(t)
 }
