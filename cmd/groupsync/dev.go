@@ -134,17 +134,13 @@ func runDev(ctx context.Context, e env, args []string) error {
 		}
 		return ""
 	}, "nats-url", "partitions")
-	nc, q, err := openQueue(ctx, sNATS, log, "groupsync-dev")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
 	redisURL := s.mustStr("redis-url")
-	store, closeStore, err := openStore(ctx, redisURL, nc)
+	b, err := openBackends(ctx, sNATS, log, "groupsync-dev", redisURL)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
+	defer b.close()
+	nc, q, store := b.nc, b.q, b.store
 
 	// Workers.
 	wp := &workerParts{app: app, ids: ids, ownerKey: ownerKey, identity: identity, concurrent: conc, store: redisURL}
@@ -185,8 +181,8 @@ func runDev(ctx context.Context, e env, args []string) error {
 		Virgil:          devVirgilInfo{AppID: sec.VirgilAppID, AppKeyID: sec.VirgilAppKeyID, AppKey: sec.VirgilAppKey},
 		OwnerIdentity:   identity,
 	}
-	b, _ := json.MarshalIndent(info, "", "  ")
-	if err := writeFileAtomic(filepath.Join(dir, "dev.json"), append(b, '\n'), 0o600); err != nil {
+	out, _ := json.MarshalIndent(info, "", "  ")
+	if err := writeFileAtomic(filepath.Join(dir, "dev.json"), append(out, '\n'), 0o600); err != nil {
 		return err
 	}
 	printBanner(e, info, dir, redisURL == "")

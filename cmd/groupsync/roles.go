@@ -100,6 +100,43 @@ func loadServeConfig(s *settings, log zerolog.Logger) (*serveConfig, error) {
 	}, nil
 }
 
+// processRegistry is a Prometheus registry with the Go and process
+// collectors.
+func processRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// backends are the connections a role shares: NATS, the job queue and the
+// worker store.
+type backends struct {
+	nc         *nats.Conn
+	q          *queue.Queue
+	store      worker.Store
+	closeStore func()
+}
+
+func (b *backends) close() {
+	b.closeStore()
+	b.nc.Close()
+}
+
+// openBackends connects to NATS, provisions the queue and opens the store
+// (Redis at redisURL, or JetStream KV when it is empty).
+func openBackends(ctx context.Context, s *settings, log zerolog.Logger, name, redisURL string) (*backends, error) {
+	nc, q, err := openQueue(ctx, s, log, name)
+	if err != nil {
+		return nil, err
+	}
+	store, closeStore, err := openStore(ctx, redisURL, nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &backends{nc: nc, q: q, store: store, closeStore: closeStore}, nil
+}
+
 // openStore opens the worker store: Redis when url is set, else JetStream KV
 // on nc.
 func openStore(ctx context.Context, url string, nc *nats.Conn) (worker.Store, func(), error) {
@@ -157,8 +194,7 @@ func pingVirgil(apiURL string) func(context.Context) error {
 
 // startServer builds and starts the HTTP server.
 func startServer(ctx context.Context, sc *serveConfig, q *queue.Queue, nc *nats.Conn, store worker.CheckSchedule, onUser func(context.Context, string) error, log zerolog.Logger) (*webhook.Server, error) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := processRegistry()
 	cfg := sc.web
 	cfg.Registerer = reg
 	cfg.ReadyChecks = map[string]func(context.Context) error{
@@ -204,17 +240,13 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, q, err := openQueue(ctx, s, log, "groupsync-serve")
+	b, err := openBackends(ctx, s, log, "groupsync-serve", sc.store)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	store, closeStore, err := openStore(ctx, sc.store, nc)
-	if err != nil {
-		return err
-	}
-	defer closeStore()
-	srv, err := startServer(ctx, sc, q, nc, store, nil, log)
+	defer b.close()
+	q := b.q
+	srv, err := startServer(ctx, sc, q, b.nc, b.store, nil, log)
 	if err != nil {
 		return err
 	}
@@ -327,19 +359,14 @@ func runWorker(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, q, err := openQueue(ctx, s, log, "groupsync-worker")
+	b, err := openBackends(ctx, s, log, "groupsync-worker", wp.store)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	store, closeStore, err := openStore(ctx, wp.store, nc)
-	if err != nil {
-		return err
-	}
-	defer closeStore()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	pool, err := newPool(ctx, wp, q, store, reg, log)
+	defer b.close()
+	q := b.q
+	reg := processRegistry()
+	pool, err := newPool(ctx, wp, q, b.store, reg, log)
 	if err != nil {
 		return err
 	}
