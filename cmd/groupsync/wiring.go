@@ -77,8 +77,12 @@ func loadVirgilApp(s *settings) (*virgilApp, error) {
 	if err != nil {
 		return nil, usagef("virgil-app-key: not a base64 PKCS#8 Ed25519 key: %v", err)
 	}
+	apiURL := ""
+	if _, ok := s.values["virgil-api-url"]; ok {
+		apiURL = s.mustStr("virgil-api-url")
+	}
 	return &virgilApp{
-		apiURL: s.mustStr("virgil-api-url"),
+		apiURL: apiURL,
 		gen:    &virgil.JWTGenerator{AppID: appID, AppKeyID: keyID, AppKey: key},
 	}, nil
 }
