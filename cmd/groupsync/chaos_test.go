@@ -42,7 +42,7 @@ func freeAddr(tb testing.TB) string {
 // chaos is a groupsync deployment of separate processes: NATS (in the test
 // process, restartable), redis-server, the emulator, serve and workers.
 type chaos struct {
-	t         *testing.T
+	t         testing.TB
 	nats      *natstest.Server
 	redis     *redistest.Server
 	env       []string
@@ -59,7 +59,7 @@ type chaos struct {
 
 const chaosPassword = "chaospassword0123456789"
 
-func startChaos(t *testing.T, workers int) *chaos {
+func startChaos(t testing.TB, workers int) *chaos {
 	dir := t.TempDir()
 	c := &chaos{t: t, nats: natstest.Run(t), redis: redistest.Start(t)}
 	appKey, err := virgil.GenerateKey()
