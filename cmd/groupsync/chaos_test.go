@@ -315,14 +315,14 @@ func TestChaosShort(t *testing.T) {
 	}
 
 	for _, p := range c.procs {
-		if p.cmd.ProcessState == nil {
+		if p.running() {
 			_ = p.cmd.Process.Signal(syscall.SIGINT)
 		}
 	}
 	for _, p := range c.procs {
-		if p.cmd.ProcessState == nil {
+		if p.running() {
 			select {
-			case <-p.done:
+			case <-p.exited:
 			case <-time.After(30 * time.Second):
 				_ = p.cmd.Process.Kill()
 			}

@@ -31,9 +31,8 @@ func startDev(t *testing.T, dir string) *devInstance {
 	d := &devInstance{proc: p, dir: dir}
 	eventually(t, 60*time.Second, "dev.json written", func() error {
 		select {
-		case err := <-p.done:
-			p.done <- err
-			return fmt.Errorf("dev exited: %v\nstderr:\n%s", err, p.stderr.String())
+		case <-p.exited:
+			return fmt.Errorf("dev exited: %v\nstderr:\n%s", p.err, p.stderr.String())
 		default:
 		}
 		b, err := os.ReadFile(filepath.Join(dir, "dev.json"))

@@ -70,7 +70,18 @@ type process struct {
 	cmd    *exec.Cmd
 	stdout *syncBuffer
 	stderr *syncBuffer
-	done   chan error
+	exited chan struct{} // closed once the process has exited
+	err    error         // Wait's result, valid after exited is closed
+}
+
+// running reports whether the process has not exited yet.
+func (p *process) running() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
 }
 
 // startBinary runs the binary with args and env (added to a clean
@@ -79,16 +90,19 @@ func startBinary(tb testing.TB, env []string, args ...string) *process {
 	tb.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(cleanEnv(), env...)
-	p := &process{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &process{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start groupsync %v: %v", args, err)
 	}
-	go func() { p.done <- cmd.Wait() }()
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
 	tb.Cleanup(func() {
-		if cmd.ProcessState == nil {
+		if p.running() {
 			_ = cmd.Process.Kill()
-			<-p.done
+			<-p.exited
 		}
 	})
 	return p
@@ -109,9 +123,9 @@ func (p *process) stop(tb testing.TB) {
 	tb.Helper()
 	_ = p.cmd.Process.Signal(syscall.SIGINT)
 	select {
-	case err := <-p.done:
-		if err != nil {
-			tb.Fatalf("groupsync exited with %v after SIGINT\nstderr:\n%s", err, p.stderr.String())
+	case <-p.exited:
+		if p.err != nil {
+			tb.Fatalf("groupsync exited with %v after SIGINT\nstderr:\n%s", p.err, p.stderr.String())
 		}
 	case <-time.After(60 * time.Second):
 		_ = p.cmd.Process.Kill()
