@@ -1,44 +1,88 @@
 #!/usr/bin/env bash
-# Runs groupsync's benchmarks on this machine and prints one table; the raw
-# output goes to bench-results/. Figures only: nothing here passes or fails
-# on time. Takes about five minutes.
+# Measures groupsync and prints a table; every figure also goes to
+# bench-results/bench.json. Nothing here asserts on time: it reports.
+#
+#   1. webhook -> PubAck vs raw JetStream publish (go test ./webhook)
+#   2. end-to-end latency webhook 200 -> Virgil group changed, at a fixed
+#      offered rate, against the binary with the emulator (test/chaos)
+#   3. worker throughput with 1, 2 and 4 worker processes (test/chaos)
+#   4. Go owner vs the official E3Kit owner: add/remove on groups of 10/50/99
+#      (test/chaos TestOwnerCost), and ticket crypto (go test ./virgil -bench)
+#   5. peak RSS (VmHWM) of serve and worker, from the latency run
+#
+# Knobs (environment): BENCH_RATE (200), BENCH_DURATION (30s),
+# BENCH_WORKERS (1,2,4), BENCH_EVENTS (2000), BENCH_LATENCY_WORKERS (2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench-results
 mkdir -p "$out"
-RATE=${RATE:-200}
-DURATION=${DURATION:-20s}
+rate=${BENCH_RATE:-200}
+duration=${BENCH_DURATION:-30s}
+workers=${BENCH_WORKERS:-1,2,4}
+events=${BENCH_EVENTS:-2000}
+latw=${BENCH_LATENCY_WORKERS:-2}
 
-echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+step() { printf '\n== %s\n' "$*" >&2; }
 
-echo "== webhook -> PubAck vs raw JetStream publish"
-go test ./webhook -count=1 -run TestPrintThroughputRatio -webhook.ratio -v 2>&1 | tee "$out/webhook.txt" | grep -iE 'ratio|msg/s|ns/op' || true
+step "webhook -> PubAck vs raw JetStream publish"
+go test ./webhook -run TestPrintThroughputRatio -webhook.ratio -count=1 -v | tee "$out/ratio.txt" >&2
 
-echo "== ticket encryption and owner operations (Go)"
-go test ./virgil -count=1 -run '^$' -bench . -benchtime 2s 2>&1 | tee "$out/virgil.txt" | grep -E '^Benchmark' || true
+step "latency at $rate events/s for $duration ($latw workers)"
+go run ./test/chaos -mode latency -rate "$rate" -duration "$duration" -workers "$latw" -groups 20 -users 60 \
+  -json "$out/latency.json" | tee "$out/latency.txt" >&2
 
-echo "== ticket encryption (official virgil-crypto, Node)"
-(cd virgil/interop && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; } && node --no-experimental-fetch bench-crypto.js) 2>&1 | tee "$out/virgil-crypto.json"
+step "worker throughput with $workers worker processes, $events jobs"
+go run ./test/chaos -mode throughput -workers "$workers" -events "$events" -groups 32 -users 40 \
+  -json "$out/throughput.json" | tee "$out/throughput.txt" >&2
 
-echo "== worker throughput, in-process pools"
-go test ./worker -count=1 -run '^$' -bench WorkerThroughput -benchtime 1x 2>&1 | tee "$out/worker.txt" | grep -E '^Benchmark' || true
+step "Go owner vs E3Kit owner"
+(cd virgil/interop && [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error)
+go test ./test/chaos -run TestOwnerCost -chaos.ownercost -chaos.ownercost-json "$PWD/$out/ownercost.json" -count=1 -v \
+  | tee "$out/ownercost.txt" >&2
+go test ./virgil -run '^$' -bench 'SignThenEncryptTicket' -benchtime 2s -count=1 | tee "$out/virgil-bench.txt" >&2
+(cd virgil/interop && node --no-experimental-fetch bench-crypto.js 2000) > "$out/e3kit-crypto.json"
 
-echo "== end to end: serve + N worker processes + emulator, ${RATE} webhooks/s for ${DURATION}"
-for n in 1 2 4; do
-	go test ./cmd/groupsync -count=1 -run '^$' -bench BenchmarkEndToEnd -benchtime 1x -timeout 20m \
-		-args -e2e.rate="$RATE" -e2e.duration="$DURATION" -e2e.workers="$n" 2>&1 | tee "$out/e2e-$n.txt" | grep -E '^Benchmark' | sed "s/^/workers=$n  /" || true
-done
+step "machine"
+cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
+mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
 
-python3 - "$out" <<'PY' || true
-import json, re, sys, glob, os
-out = sys.argv[1]
-res = {}
-for f in glob.glob(os.path.join(out, "*.txt")):
-    for line in open(f):
-        if line.startswith("Benchmark"):
-            parts = line.split()
-            name = os.path.basename(f)[:-4] + ":" + parts[0]
-            res[name] = {parts[i + 1]: float(parts[i]) for i in range(2, len(parts) - 1, 2) if re.match(r"^[0-9.]+$", parts[i])}
-json.dump(res, open(os.path.join(out, "bench.json"), "w"), indent=2)
-print("figures written to", os.path.join(out, "bench.json"))
+python3 - "$out" "$(nproc)" "$cpu" "$mem" <<'PY'
+import json, re, sys
+out, nproc, cpu, mem = sys.argv[1:5]
+res = {"machine": {"nproc": int(nproc), "cpu": cpu, "memory": mem}}
+ratio = open(f"{out}/ratio.txt").read()
+m = re.search(r"BenchmarkRawPublish.*?([\d.]+) msg/s", ratio); raw = float(m.group(1)) if m else None
+m = re.search(r"BenchmarkWebhookToPubAck.*?([\d.]+) msg/s", ratio); hook = float(m.group(1)) if m else None
+m = re.search(r"ratio webhook/raw = ([\d.]+)", ratio)
+res["intake"] = {"raw_publish_msg_s": raw, "webhook_msg_s": hook, "ratio": float(m.group(1)) if m else None, "target": 0.5}
+res["latency"] = json.load(open(f"{out}/latency.json"))
+res["throughput"] = json.load(open(f"{out}/throughput.json"))
+res["owner_cost"] = json.load(open(f"{out}/ownercost.json"))
+go = {}
+for line in open(f"{out}/virgil-bench.txt"):
+    m = re.match(r"BenchmarkSignThenEncryptTicket/Recipients(\d+)\S*\s+\d+\s+([\d.]+) ns/op", line)
+    if m: go[int(m.group(1))] = float(m.group(2)) / 1e6
+e3 = {r["recipients"]: r["ms_per_op"] for r in json.load(open(f"{out}/e3kit-crypto.json"))["results"]}
+res["ticket_crypto_ms"] = [{"recipients": n, "go_ms": go.get(n), "e3kit_ms": e3.get(n)} for n in (1, 10, 99)]
+json.dump(res, open(f"{out}/bench.json", "w"), indent=2)
+
+def f(v, fmt="{:.2f}"): return "-" if v is None else fmt.format(v)
+print(f"\nmachine: {nproc} cores, {cpu}, {mem}")
+print("\n| measure | value |\n|---|---|")
+i = res["intake"]
+print(f"| webhook -> PubAck | {f(hook, '{:.0f}')} msg/s |")
+print(f"| raw JetStream publish | {f(raw, '{:.0f}')} msg/s |")
+print(f"| ratio webhook/raw (target 0.5) | {f(i['ratio'])} |")
+l = res["latency"]
+print(f"| latency 200 -> Virgil at {l['offered_rate']:.0f}/s, {l['workers']} workers: p50 / p95 / p99 | {l['p50_ms']:.1f} / {l['p95_ms']:.1f} / {l['p99_ms']:.1f} ms |")
+print(f"| events seen applied / accepted | {l['measured']} / {l['accepted']} ({l['superseded']} superseded, {l['unseen']} unseen) |")
+print(f"| webhook answer p50 / p99 | {l['webhook_p50_ms']:.1f} / {l['webhook_p99_ms']:.1f} ms |")
+for t in res["throughput"]:
+    print(f"| worker throughput, {t['workers']} process(es) | {t['jobs_per_s']:.0f} jobs/s ({t['jobs']} jobs, converged {t['converged']}) |")
+print(f"| peak RSS serve / worker | {l['serve_peak_rss_kb']/1024:.0f} / {l['worker_peak_rss_kb']/1024:.0f} MiB |")
+for o in res["owner_cost"]:
+    print(f"| owner {o['op']} 1 on a group of {o['members']}: Go / E3Kit | {o['go_ms']:.2f} / {o['e3kit_ms']:.2f} ms |")
+for c in res["ticket_crypto_ms"]:
+    print(f"| ticket sign+encrypt to {c['recipients']}: Go / E3Kit | {f(c['go_ms'], '{:.3f}')} / {f(c['e3kit_ms'], '{:.3f}')} ms |")
+print(f"\nwritten: {out}/bench.json")
 PY

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestChaosShort runs about a minute of webhooks through separate serve and
+// worker processes while workers are SIGKILLed, NATS and Redis restart and
+// Virgil answers 5xx, 429 and slowly. Nothing acknowledged may be lost and
+// every group must end with exactly its final members. It also checks that
+// webhook authentication cannot be bypassed and that no secret reaches any
+// process's output.
+func TestChaosShort(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bin, err := BuildBinary(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := StartCluster(ctx, ClusterConfig{Binary: bin, Dir: dir, Workers: 2, Partitions: 4,
+		LogLevel: "debug", NATSSyncAlways: true, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+
+	checkWebhookAuth(t, c)
+	// An issued token is a secret too: fetch one as an E3Kit app would.
+	req, _ := http.NewRequest(http.MethodGet, c.HTTPURL+"/v1/virgil-jwt", nil)
+	req.Header.Set("X-CometChat-UID", "chaos-user-000")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		VirgilToken string `json:"virgilToken"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || tok.VirgilToken == "" {
+		t.Fatalf("GET /v1/virgil-jwt: status %d, %v", resp.StatusCode, err)
+	}
+	c.AddSecret("issued JWT", tok.VirgilToken)
+
+	rep, err := RunChaos(ctx, c, ChaosConfig{Duration: 32 * time.Second, Groups: 6, Users: 12, Rate: 8,
+		Period: 3500 * time.Millisecond, Seed: uint64(time.Now().UnixNano()), Logf: t.Logf, Drain: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(rep.Summary())
+	t.Logf("webhook answers: %v", rep.Statuses)
+	for _, f := range rep.Faults {
+		t.Logf("fault injected: %s", f)
+	}
+	if rep.Accepted == 0 || rep.Reordered == 0 || rep.Duplicates == 0 {
+		t.Errorf("the generator did not exercise the system: %s", rep.Summary())
+	}
+	if len(rep.Faults) < FaultKinds {
+		t.Errorf("only %d faults were injected, want every one of the %d kinds: %v", len(rep.Faults), FaultKinds, rep.Faults)
+	}
+	for _, f := range rep.Faults {
+		if strings.Contains(f, "failed:") {
+			t.Errorf("fault injection failed: %s", f)
+		}
+	}
+	if rep.Unaccepted > 0 {
+		t.Errorf("%d events were never answered 200 despite retries", rep.Unaccepted)
+	}
+	if rep.Lost != 0 {
+		t.Errorf("%d accepted events lost:\n%s", rep.Lost, strings.Join(rep.Lapses, "\n"))
+	}
+	if rep.Diverged != 0 {
+		t.Errorf("%d groups diverged:\n%s", rep.Diverged, strings.Join(rep.Divergence, "\n"))
+	}
+	if rep.DeadLettered != 0 || len(rep.Failed) != 0 {
+		t.Errorf("jobs were dead-lettered during transient faults: %+v", rep.Failed)
+	}
+
+	// The checks can fail: an event accepted while no worker runs is
+	// reported lost until a worker applies it.
+	c.StopWorkers()
+	if err := c.RegisterUsers(ctx, []string{"chaos-canary"}); err != nil {
+		t.Fatal(err)
+	}
+	canary := newEvent("group_created", "chaos-canary-group", []string{"chaos-canary"}, 1718000000, 1718000000)
+	canary.Accepted, canary.AcceptedAt = c.Poster(30 * time.Second).Post(canary.Body)
+	if !canary.Accepted {
+		t.Fatal("canary event not accepted")
+	}
+	if got, err := c.Check(ctx, []*Event{canary}); err != nil || got.Lost != 1 || got.Diverged != 1 {
+		t.Errorf("with no worker running, the check reported %s (%v); want 1 lost and 1 diverged", got.Summary(), err)
+	}
+	if _, err := c.StartWorker(); err != nil {
+		t.Fatal(err)
+	}
+	err = poll(ctx, time.Minute, "canary applied", func() error {
+		got, err := c.Check(ctx, []*Event{canary})
+		if err == nil && (got.Lost != 0 || got.Diverged != 0) {
+			err = fmt.Errorf("%s", got.Summary())
+		}
+		return err
+	})
+	if err != nil {
+		t.Error(err)
+	}
+
+	// The auth probes must not have queued anything.
+	if _, found, err := c.Group(http.DefaultClient, probeGroup); err != nil || found {
+		t.Errorf("a webhook that failed authentication changed Virgil (found %v, %v)", found, err)
+	}
+
+	c.Stop()
+	leaks, err := c.ScanLogs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leaks {
+		t.Errorf("secret in a process log: %s", l)
+	}
+}
+
+const probeGroup = "chaos-auth-probe"
+
+// checkWebhookAuth posts a valid body with missing, wrong and partial
+// credentials; every one must be answered 401.
+func checkWebhookAuth(t *testing.T, c *Cluster) {
+	t.Helper()
+	p := c.Poster(0)
+	pw := p.Password
+	body := newEvent("group_created", probeGroup, []string{"chaos-user-000"}, 1718000000, 1718000000).Body
+	cases := []struct {
+		name, user, pass string
+		auth             bool
+	}{
+		{"no Authorization header", "", "", false},
+		{"empty user and password", "", "", true},
+		{"right user, empty password", webhookUser, "", true},
+		{"right user, password prefix", webhookUser, pw[:len(pw)/2], true},
+		{"right user, password plus a byte", webhookUser, pw + "x", true},
+		{"right user, wrong password", webhookUser, "not-the-password", true},
+		{"empty user, right password", "", pw, true},
+		{"wrong user, right password", webhookUser + "x", pw, true},
+		{"user prefix, right password", webhookUser[:3], pw, true},
+		{"password as user name", pw, webhookUser, true},
+	}
+	for _, tc := range cases {
+		code, err := p.once(body, tc.user, tc.pass, tc.auth)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if code != http.StatusUnauthorized {
+			t.Errorf("webhook with %s answered %d, want 401", tc.name, code)
+		}
+	}
+	for _, header := range []string{"Basic", "Basic !!!not-base64", "Bearer " + pw, "basic"} {
+		req, _ := http.NewRequest(http.MethodPost, p.URL, strings.NewReader(string(body)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("webhook with Authorization %q answered %d, want 401", strings.Replace(header, pw, "<password>", 1), resp.StatusCode)
+		}
+	}
+}

@@ -1,0 +1,728 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/virgil"
+)
+
+// Webhook credentials and CometChat app id of every cluster.
+const (
+	webhookUser = "cometchat"
+	cometAppID  = "chaosapp5f1d2e3c"
+)
+
+// ClusterConfig chooses how a Cluster runs.
+type ClusterConfig struct {
+	// Binary is the groupsync binary (see BuildBinary).
+	Binary string
+	// Dir holds every store, key file and process log.
+	Dir string
+	// Workers is how many `groupsync worker` processes start.
+	Workers int
+	// Partitions is GROUPSYNC_PARTITIONS (0: the binary's default).
+	Partitions int
+	// LogLevel is GROUPSYNC_LOG_LEVEL of every process (default info).
+	LogLevel string
+	// NATSSyncAlways fsyncs every JetStream write, as deploy/nats.conf does.
+	NATSSyncAlways bool
+	// Logf reports progress (default: nothing).
+	Logf func(format string, args ...any)
+}
+
+// Cluster is a groupsync deployment made of separate processes on this
+// machine: nats-server (in this process, restartable), redis-server, the
+// emulator, one `groupsync serve` and any number of `groupsync worker`.
+type Cluster struct {
+	cfg   ClusterConfig
+	nats  *natsServer
+	redis *redisServer
+	env   []string
+	logf  func(string, ...any)
+
+	HTTPURL   string
+	VirgilURL string
+	Identity  *groupsync.Identities
+	appKey    *virgil.PrivateKey
+	appID     string
+	appKeyID  string
+
+	mu       sync.Mutex
+	procs    []*Process // every process ever started
+	emulator *Process
+	serve    *Process
+	workers  []*Process
+	secrets  map[string]string // name -> value that must never be logged
+	nc       *nats.Conn
+}
+
+// Process is one groupsync child process; its output goes to LogFile.
+type Process struct {
+	Name    string
+	LogFile string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	err     error
+}
+
+// Pid returns the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Running reports whether the process has not exited yet.
+func (p *Process) Running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// PeakRSS returns VmHWM of the running process in KiB.
+func (p *Process) PeakRSS() (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+		}
+	}
+	return 0, errors.New("no VmHWM")
+}
+
+// ModuleRoot returns the folder of the groupsync go.mod.
+func ModuleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the groupsync module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// BuildBinary builds cmd/groupsync into dir and returns its path. When the
+// environment names a binary in GROUPSYNC_CHAOS_BIN, that one is used as is.
+func BuildBinary(dir string) (string, error) {
+	if bin := os.Getenv("GROUPSYNC_CHAOS_BIN"); bin != "" {
+		return bin, nil
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "groupsync")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/groupsync")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/groupsync: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// StartCluster starts NATS, Redis, the emulator, runs `groupsync owner init`
+// once, then starts serve and the workers, and waits until serve is ready.
+// On error whatever started is stopped.
+func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error) {
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = "info"
+	}
+	c = &Cluster{cfg: cfg, logf: cfg.Logf, secrets: map[string]string{}}
+	if c.logf == nil {
+		c.logf = func(string, ...any) {}
+	}
+	defer func() {
+		if err != nil {
+			c.Stop()
+			c = nil
+		}
+	}()
+	if c.nats, err = startNATS(filepath.Join(cfg.Dir, "nats"), cfg.NATSSyncAlways); err != nil {
+		return c, err
+	}
+	if c.redis, err = startRedis(filepath.Join(cfg.Dir, "redis")); err != nil {
+		return c, err
+	}
+	if c.appKey, err = virgil.GenerateKey(); err != nil {
+		return c, err
+	}
+	c.appID, c.appKeyID = randomHex(16), randomHex(16)
+	secret := randomHex(32)
+	password := "pw-" + randomHex(12)
+	if c.Identity, err = groupsync.NewIdentities([]byte(secret), ""); err != nil {
+		return c, err
+	}
+	c.secrets["app key"] = c.appKey.MarshalPKCS8Base64()
+	c.secrets["identity secret"] = secret
+	c.secrets["webhook password"] = password
+	emuAddr, err := freeAddr()
+	if err != nil {
+		return c, err
+	}
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return c, err
+	}
+	c.VirgilURL, c.HTTPURL = "http://"+emuAddr, "http://"+httpAddr
+	ownerFile := filepath.Join(cfg.Dir, "owner.key")
+	c.env = []string{
+		"GROUPSYNC_NATS_URL=" + c.nats.url, "GROUPSYNC_REDIS_URL=" + c.redis.URL(),
+		"GROUPSYNC_VIRGIL_API_URL=" + c.VirgilURL, "GROUPSYNC_VIRGIL_APP_ID=" + c.appID,
+		"GROUPSYNC_VIRGIL_APP_KEY_ID=" + c.appKeyID, "GROUPSYNC_VIRGIL_APP_KEY=" + c.appKey.MarshalPKCS8Base64(),
+		"GROUPSYNC_OWNER_KEY_FILE=" + ownerFile, "GROUPSYNC_IDENTITY_SECRET=" + secret,
+		"GROUPSYNC_WEBHOOK_USERNAME=" + webhookUser, "GROUPSYNC_WEBHOOK_PASSWORD=" + password,
+		"GROUPSYNC_COMETCHAT_APP_ID=" + cometAppID, "GROUPSYNC_CLIENT_AUTH=trust-header",
+		"GROUPSYNC_LOG_LEVEL=" + cfg.LogLevel, "GROUPSYNC_SHUTDOWN_TIMEOUT=5s",
+	}
+	if cfg.Partitions > 0 {
+		c.env = append(c.env, "GROUPSYNC_PARTITIONS="+strconv.Itoa(cfg.Partitions))
+	}
+	if c.emulator, err = c.start("emulator", []string{"GROUPSYNC_HTTP_ADDR=" + emuAddr, "GROUPSYNC_DATA_DIR=" + filepath.Join(cfg.Dir, "emulator")}, "emulator"); err != nil {
+		return c, err
+	}
+	if err = poll(ctx, 30*time.Second, "emulator up", func() error { return c.healthy(c.VirgilURL+"/healthz", c.emulator) }); err != nil {
+		return c, err
+	}
+	out, err := c.Run(ctx, "owner", "init")
+	if err != nil {
+		return c, fmt.Errorf("owner init: %v: %s", err, out)
+	}
+	key, err := os.ReadFile(ownerFile)
+	if err != nil {
+		return c, err
+	}
+	c.secrets["owner key"] = strings.TrimSpace(string(key))
+	if c.serve, err = c.start("serve", []string{"GROUPSYNC_HTTP_ADDR=" + httpAddr}, "serve"); err != nil {
+		return c, err
+	}
+	for range cfg.Workers {
+		if _, err = c.StartWorker(); err != nil {
+			return c, err
+		}
+	}
+	if err = poll(ctx, 60*time.Second, "serve ready", func() error { return c.healthy(c.HTTPURL+"/readyz", c.serve) }); err != nil {
+		return c, err
+	}
+	c.nc, err = nats.Connect(c.nats.url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.Name("chaos-observer"))
+	if err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) healthy(url string, p *Process) error {
+	if !p.Running() {
+		return fmt.Errorf("groupsync %s exited: %v; log %s:\n%s", p.Name, p.err, p.LogFile, tail(p.LogFile, 20))
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: status %d", url, resp.StatusCode)
+	}
+	return nil
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// start runs `groupsync args...` with the cluster environment plus extra.
+func (c *Cluster) start(name string, extra []string, args ...string) (*Process, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	logFile := filepath.Join(c.cfg.Dir, "logs", fmt.Sprintf("%02d-%s.log", len(c.procs), name))
+	if err := os.MkdirAll(filepath.Dir(logFile), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(logFile)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(c.cfg.Binary, args...)
+	cmd.Env = append(append(cleanEnv(), c.env...), extra...)
+	cmd.Stdout, cmd.Stderr = f, f
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start groupsync %v: %w", args, err)
+	}
+	p := &Process{Name: name, LogFile: logFile, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	c.procs = append(c.procs, p)
+	return p, nil
+}
+
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GROUPSYNC_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// Run runs a short-lived groupsync command and returns its stdout; its
+// stderr joins the error. Its output is also kept for the secret scan.
+func (c *Cluster) Run(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.cfg.Binary, args...)
+	cmd.Env = append(cleanEnv(), c.env...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	c.mu.Lock()
+	logFile := filepath.Join(c.cfg.Dir, "logs", fmt.Sprintf("%02d-%s.log", len(c.procs), strings.Join(args, "-")))
+	_ = os.MkdirAll(filepath.Dir(logFile), 0o755)
+	_ = os.WriteFile(logFile, []byte(stdout.String()+stderr.String()), 0o644)
+	done := make(chan struct{})
+	close(done)
+	c.procs = append(c.procs, &Process{Name: strings.Join(args, " "), LogFile: logFile, cmd: cmd, done: done})
+	c.mu.Unlock()
+	if err != nil {
+		return stdout.String(), fmt.Errorf("groupsync %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// StartWorker starts one more worker process.
+func (c *Cluster) StartWorker() (*Process, error) {
+	p, err := c.start("worker", nil, "worker")
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.workers = append(c.workers, p)
+	c.mu.Unlock()
+	return p, nil
+}
+
+// Workers returns the worker processes still running.
+func (c *Cluster) Workers() []*Process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var live []*Process
+	for _, p := range c.workers {
+		if p.Running() {
+			live = append(live, p)
+		}
+	}
+	return live
+}
+
+// Serve returns the serve process.
+func (c *Cluster) Serve() *Process { return c.serve }
+
+// KillWorker kills the i-th running worker with SIGKILL and waits for it.
+func (c *Cluster) KillWorker(i int) error {
+	live := c.Workers()
+	if len(live) == 0 {
+		return errors.New("no worker running")
+	}
+	p := live[i%len(live)]
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		return err
+	}
+	<-p.done
+	return nil
+}
+
+// StopWorkers stops every worker with SIGTERM (graceful) and waits.
+func (c *Cluster) StopWorkers() {
+	for _, p := range c.Workers() {
+		stopProcess(p)
+	}
+}
+
+func stopProcess(p *Process) {
+	if !p.Running() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// RestartNATS shuts the NATS server down, keeps it down for down, and starts
+// it again on the same port and store.
+func (c *Cluster) RestartNATS(down time.Duration) error {
+	c.nats.shutdown()
+	time.Sleep(down)
+	return c.nats.start()
+}
+
+// RestartRedis kills redis-server (SIGKILL; it keeps no data) and starts it
+// again, empty, on the same port after down.
+func (c *Cluster) RestartRedis(down time.Duration) error {
+	c.redis.kill()
+	time.Sleep(down)
+	return c.redis.start()
+}
+
+// Fault sets an emulator fault (POST /_emulator/fault).
+func (c *Cluster) Fault(body string) error {
+	resp, err := http.Post(c.VirgilURL+"/_emulator/fault", "application/json", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("set fault %s: status %d", body, resp.StatusCode)
+	}
+	return nil
+}
+
+// ClearFault removes the emulator fault.
+func (c *Cluster) ClearFault() error {
+	req, _ := http.NewRequest(http.MethodDelete, c.VirgilURL+"/_emulator/fault", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// GroupView is the emulator's view of a Virgil group.
+type GroupView struct {
+	Participants []string `json:"participants"`
+	Epochs       []string `json:"epochs"`
+}
+
+// Group returns the emulator view of the CometChat group guid; found is
+// false when the Virgil group does not exist.
+func (c *Cluster) Group(client *http.Client, guid string) (v GroupView, found bool, err error) {
+	url := c.VirgilURL + "/_emulator/groups/" + c.Identity.Group(guid) + "?owner=" + c.Identity.Owner()
+	resp, err := client.Get(url)
+	if err != nil {
+		return v, false, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		slices.Sort(v.Participants)
+		return v, err == nil, err
+	case http.StatusNotFound:
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return v, false, nil
+	default:
+		return v, false, fmt.Errorf("%s: status %d", url, resp.StatusCode)
+	}
+}
+
+// FailedJob is one object of `groupsync jobs failed --json`.
+type FailedJob struct {
+	ID       string    `json:"id"`
+	Trigger  string    `json:"trigger"`
+	GUID     string    `json:"guid"`
+	Error    string    `json:"error"`
+	Attempts int       `json:"attempts"`
+	FailedAt time.Time `json:"failed_at"`
+}
+
+// FailedJobs runs `groupsync jobs failed --json`.
+func (c *Cluster) FailedJobs(ctx context.Context) ([]FailedJob, error) {
+	out, err := c.Run(ctx, "jobs", "failed", "--json")
+	if err != nil {
+		return nil, err
+	}
+	var jobs []FailedJob
+	if err := json.Unmarshal([]byte(out), &jobs); err != nil {
+		return nil, fmt.Errorf("jobs failed --json: %v: %q", err, out)
+	}
+	return jobs, nil
+}
+
+// QueuedJobs returns how many jobs the GROUPSYNC stream still holds (it has
+// work-queue retention: a job leaves once settled) and its last sequence.
+func (c *Cluster) QueuedJobs(ctx context.Context) (msgs, lastSeq, firstSeq uint64, err error) {
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "GROUPSYNC")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return info.State.Msgs, info.State.LastSeq, info.State.FirstSeq, nil
+}
+
+// Secrets returns the values that must never appear in any log.
+func (c *Cluster) Secrets() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps(c.secrets)
+}
+
+func maps(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// AddSecret adds a value to the secret scan, such as an issued JWT.
+func (c *Cluster) AddSecret(name, value string) {
+	c.mu.Lock()
+	c.secrets[name] = value
+	c.mu.Unlock()
+}
+
+// ScanLogs reads every process log and returns one line per leaked secret
+// (or JWT-shaped string), naming the process and the secret, never its value.
+func (c *Cluster) ScanLogs() ([]string, error) {
+	secrets := c.Secrets()
+	c.mu.Lock()
+	procs := slices.Clone(c.procs)
+	c.mu.Unlock()
+	var leaks []string
+	for _, p := range procs {
+		f, err := os.Open(p.LogFile)
+		if err != nil {
+			return nil, err
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		n := 0
+		for sc.Scan() {
+			n++
+			line := sc.Text()
+			for name, s := range secrets {
+				if s != "" && strings.Contains(line, s) {
+					leaks = append(leaks, fmt.Sprintf("%s line %d: %s", filepath.Base(p.LogFile), n, name))
+				}
+			}
+			if strings.Contains(line, "eyJhbGciOi") || strings.Contains(line, "eyJ0eXAiOi") || strings.Contains(line, "eyJraWQiOi") {
+				leaks = append(leaks, fmt.Sprintf("%s line %d: a JWT", filepath.Base(p.LogFile), n))
+			}
+		}
+		f.Close()
+		if err := sc.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return leaks, nil
+}
+
+// Stop stops every process (SIGTERM, then SIGKILL), Redis and NATS.
+func (c *Cluster) Stop() {
+	c.mu.Lock()
+	procs := slices.Clone(c.procs)
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		if p.cmd.Process != nil && p.Running() {
+			wg.Add(1)
+			go func() { defer wg.Done(); stopProcess(p) }()
+		}
+	}
+	wg.Wait()
+	if c.nc != nil {
+		c.nc.Close()
+	}
+	if c.redis != nil {
+		c.redis.kill()
+	}
+	if c.nats != nil {
+		c.nats.shutdown()
+	}
+}
+
+// poll calls cond until it returns nil or timeout passes.
+func poll(ctx context.Context, timeout time.Duration, what string, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: still failing after %v: %w", what, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// natsServer is a nats-server with JetStream in this process, restartable on
+// the same port and store folder.
+type natsServer struct {
+	mu   sync.Mutex
+	opts server.Options
+	srv  *server.Server
+	url  string
+}
+
+func startNATS(dir string, syncAlways bool) (*natsServer, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	n := &natsServer{
+		opts: server.Options{Host: "127.0.0.1", Port: p, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true, SyncAlways: syncAlways},
+		url:  "nats://" + addr,
+	}
+	return n, n.start()
+}
+
+func (n *natsServer) start() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	opts := n.opts
+	srv, err := server.NewServer(&opts)
+	if err != nil {
+		return err
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(15 * time.Second) {
+		srv.Shutdown()
+		return errors.New("nats-server not ready")
+	}
+	n.srv = srv
+	return nil
+}
+
+func (n *natsServer) shutdown() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+		n.srv = nil
+	}
+}
+
+// redisServer is a redis-server child process without persistence: a
+// restart loses every key, as a Redis without AOF would.
+type redisServer struct {
+	dir  string
+	port int
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startRedis(dir string) (*redisServer, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	r := &redisServer{dir: dir}
+	r.port, _ = strconv.Atoi(port)
+	return r, r.start()
+}
+
+func (r *redisServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d", r.port) }
+
+func (r *redisServer) start() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", r.dir, "--protected-mode", "no")
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("redis-server: %w (install it: apt-get install redis-server)", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	r.cmd, r.done = cmd, done
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), time.Second)
+		if err == nil {
+			_, _ = conn.Write([]byte("PING\r\n"))
+			buf := make([]byte, 7)
+			_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+			n, _ := io.ReadFull(conn, buf)
+			conn.Close()
+			if string(buf[:n]) == "+PONG\r\n" {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("redis-server did not answer PING")
+}
+
+func (r *redisServer) kill() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		_ = r.cmd.Process.Kill()
+		<-r.done
+		r.cmd = nil
+	}
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/groupsync/groupsync/groupsync"
+)
+
+// Triggers the generator sends, by what they do to a member.
+var (
+	addTriggers    = []string{"group_member_added", "group_member_joined"}
+	removeTriggers = []string{"group_member_kicked", "group_member_left", "group_member_banned"}
+)
+
+// Event is one CometChat event as the generator made it.
+type Event struct {
+	GUID    string
+	Trigger string
+	UIDs    []string // members the event names
+	In      bool     // whether they are members afterwards
+	At      int64    // the group's updatedAt (createdAt for group_created)
+	Body    []byte
+	JobID   string // groupsync's idempotency key of the body
+
+	Accepted   bool      // answered 200 at least once
+	AcceptedAt time.Time // when the first 200 came
+}
+
+// groupOwner is the CometChat uid that created every group and acts in
+// every event that names an actor; it is never a member the generator moves.
+func groupOwner(guid string) string { return "owner-" + guid }
+
+// newEvent builds a CometChat "Webhooks" (v2) body of trigger for uids.
+func newEvent(trigger, guid string, uids []string, createdAt, at int64) *Event {
+	members := map[string]any{}
+	for _, u := range uids {
+		members[u] = map[string]any{"uid": u, "name": "User " + u, "status": "offline", "role": "default", "lastActiveAt": at - 60}
+	}
+	group := map[string]any{
+		"guid": guid, "name": "Group " + guid, "type": "private", "conversationId": "group_" + guid,
+		"createdAt": createdAt, "owner": groupOwner(guid), "membersCount": len(uids),
+	}
+	data := map[string]any{"group": group, "members": members}
+	in := true
+	if trigger == "group_created" {
+		group["joinedAt"] = createdAt
+		group["hasJoined"] = true
+	} else {
+		group["updatedAt"] = at
+		if trigger != "group_member_joined" && trigger != "group_member_left" {
+			data["by"] = map[string]any{"uid": groupOwner(guid), "name": "Owner", "status": "available", "role": "default"}
+		}
+		in = slices.Contains(addTriggers, trigger)
+	}
+	body, _ := json.Marshal(map[string]any{"trigger": trigger, "appId": cometAppID, "region": "eu", "webhook": "groupsync", "data": data})
+	job, err := groupsync.NewJob(body, time.Now())
+	if err != nil {
+		panic(fmt.Sprintf("generated an invalid body: %v: %s", err, body))
+	}
+	return &Event{GUID: guid, Trigger: trigger, UIDs: uids, In: in, At: at, Body: body, JobID: job.ID}
+}
+
+// Poster delivers webhooks as CometChat does with "retry on failure": a
+// delivery that is not answered 200 is sent again, here sooner and more often
+// than CometChat's +10 s and +30 s so that a run stays short.
+type Poster struct {
+	URL, User, Password string
+	Client              *http.Client
+	GiveUp              time.Duration // stop retrying one event after this long
+
+	mu       sync.Mutex
+	statuses map[int]int // answer status -> count, over every attempt
+	errors   int         // attempts without an answer
+}
+
+// Post sends body until it is answered 200 or GiveUp passes; it returns
+// whether and when it was answered 200.
+func (p *Poster) Post(body []byte) (bool, time.Time) {
+	deadline := time.Now().Add(p.GiveUp)
+	wait := 100 * time.Millisecond
+	for {
+		code, err := p.once(body, p.User, p.Password, true)
+		p.mu.Lock()
+		if p.statuses == nil {
+			p.statuses = map[int]int{}
+		}
+		if err != nil {
+			p.errors++
+		} else {
+			p.statuses[code]++
+		}
+		p.mu.Unlock()
+		if err == nil && code == http.StatusOK {
+			return true, time.Now()
+		}
+		if time.Now().After(deadline) {
+			return false, time.Time{}
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// once sends one delivery; auth false sends no Authorization header.
+func (p *Poster) once(body []byte, user, password string, auth bool) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, p.URL, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if auth {
+		req.SetBasicAuth(user, password)
+	}
+	resp, err := p.Client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// Statuses returns the count of answers by status and of failed attempts.
+func (p *Poster) Statuses() (map[int]int, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[int]int{}
+	for k, v := range p.statuses {
+		out[k] = v
+	}
+	return out, p.errors
+}
+
+// Expected returns, for each group, the CometChat uids that the accepted
+// events make members: per member, the accepted event with the latest time
+// decides (times never tie within a group), together with that deciding
+// event per (group, uid).
+func Expected(events []*Event) (members map[string][]string, deciders map[[2]string]*Event) {
+	deciders = map[[2]string]*Event{}
+	for _, e := range events {
+		if !e.Accepted {
+			continue
+		}
+		for _, u := range e.UIDs {
+			k := [2]string{e.GUID, u}
+			if d, ok := deciders[k]; !ok || e.At > d.At {
+				deciders[k] = e
+			}
+		}
+	}
+	members = map[string][]string{}
+	for k, e := range deciders {
+		if _, ok := members[k[0]]; !ok {
+			members[k[0]] = nil
+		}
+		if e.In {
+			members[k[0]] = append(members[k[0]], k[1])
+		}
+	}
+	for g := range members {
+		sort.Strings(members[g])
+	}
+	return members, deciders
+}
