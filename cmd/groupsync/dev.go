@@ -30,15 +30,7 @@ var devOptions = append([]string{"http-addr", "data-dir", "redis-url", "partitio
 // runDev runs the whole system in one process: embedded NATS with
 // JetStream, the Virgil emulator, the HTTP server and a worker pool.
 func runDev(ctx context.Context, e env, args []string) error {
-	s := newSettings("dev", e.getenv, devOptions...)
-	if err := s.parse(args, e.stdout); err != nil {
-		return err
-	}
-	log, err := newLogger(s, e.stderr, "console")
-	if err != nil {
-		return err
-	}
-	grace, err := s.duration("shutdown-timeout")
+	s, log, grace, err := startRole(e, "dev", args, "console", devOptions...)
 	if err != nil {
 		return err
 	}

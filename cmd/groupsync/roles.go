@@ -223,16 +223,26 @@ func startServer(ctx context.Context, sc *serveConfig, q *queue.Queue, nc *nats.
 	return srv, nil
 }
 
-func runServe(ctx context.Context, e env, args []string) error {
-	s := newSettings("serve", e.getenv, serveOptions...)
+// startRole parses a long-running role's flags and builds its logger; it
+// returns the settings, the logger and the shutdown grace period.
+func startRole(e env, name string, args []string, logFormat string, opts ...string) (*settings, zerolog.Logger, time.Duration, error) {
+	s := newSettings(name, e.getenv, opts...)
 	if err := s.parse(args, e.stdout); err != nil {
-		return err
+		return nil, zerolog.Nop(), 0, err
 	}
-	log, err := newLogger(s, e.stderr, "json")
+	log, err := newLogger(s, e.stderr, logFormat)
 	if err != nil {
-		return err
+		return nil, zerolog.Nop(), 0, err
 	}
 	grace, err := s.duration("shutdown-timeout")
+	if err != nil {
+		return nil, zerolog.Nop(), 0, err
+	}
+	return s, log, grace, nil
+}
+
+func runServe(ctx context.Context, e env, args []string) error {
+	s, log, grace, err := startRole(e, "serve", args, "json", serveOptions...)
 	if err != nil {
 		return err
 	}
@@ -343,15 +353,7 @@ func newPool(ctx context.Context, wp *workerParts, q *queue.Queue, store worker.
 }
 
 func runWorker(ctx context.Context, e env, args []string) error {
-	s := newSettings("worker", e.getenv, workerOptions...)
-	if err := s.parse(args, e.stdout); err != nil {
-		return err
-	}
-	log, err := newLogger(s, e.stderr, "json")
-	if err != nil {
-		return err
-	}
-	grace, err := s.duration("shutdown-timeout")
+	s, log, grace, err := startRole(e, "worker", args, "json", workerOptions...)
 	if err != nil {
 		return err
 	}
