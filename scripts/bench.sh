@@ -4,19 +4,25 @@
 #
 #   1. webhook -> PubAck vs raw JetStream publish (go test ./webhook)
 #   2. end-to-end latency webhook 200 -> Virgil group changed, at a fixed
-#      offered rate, against the binary with the emulator (test/chaos)
-#   3. worker throughput with 1, 2 and 4 worker processes (test/chaos)
+#      offered rate, against the binary with the emulator (test/chaos):
+#      group creations at BENCH_RATE, and membership changes of 30-member
+#      groups at BENCH_MEMBER_RATE
+#   3. worker throughput with 1, 2 and 4 worker processes, each running 4
+#      jobs at a time, with a 20 ms round trip to Virgil (test/chaos)
 #   4. Go owner vs the official E3Kit owner: add/remove on groups of 10/50/99
 #      (test/chaos TestOwnerCost), and ticket crypto (go test ./virgil -bench)
 #   5. peak RSS (VmHWM) of serve and worker, from the latency run
 #
-# Knobs (environment): BENCH_RATE (200), BENCH_DURATION (30s),
-# BENCH_WORKERS (1,2,4), BENCH_EVENTS (2000), BENCH_LATENCY_WORKERS (2).
+# Knobs (environment): BENCH_RATE (200), BENCH_MEMBER_RATE (50),
+# BENCH_DURATION (30s), BENCH_WORKERS (1,2,4), BENCH_EVENTS (2000),
+# BENCH_LATENCY_WORKERS (2), BENCH_VIRGIL_DELAY (20ms).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench-results
 mkdir -p "$out"
 rate=${BENCH_RATE:-200}
+mrate=${BENCH_MEMBER_RATE:-50}
+vdelay=${BENCH_VIRGIL_DELAY:-20ms}
 duration=${BENCH_DURATION:-30s}
 workers=${BENCH_WORKERS:-1,2,4}
 events=${BENCH_EVENTS:-2000}
@@ -27,13 +33,17 @@ step() { printf '\n== %s\n' "$*" >&2; }
 step "webhook -> PubAck vs raw JetStream publish"
 go test ./webhook -run TestPrintThroughputRatio -webhook.ratio -count=1 -v | tee "$out/ratio.txt" >&2
 
-step "latency at $rate events/s for $duration ($latw workers)"
-go run ./test/chaos -mode latency -rate "$rate" -duration "$duration" -workers "$latw" -groups 20 -users 60 \
+step "latency of group creations at $rate/s for $duration ($latw workers)"
+go run ./test/chaos -mode latency -pattern create -rate "$rate" -duration "$duration" -workers "$latw" \
   -json "$out/latency.json" | tee "$out/latency.txt" >&2
 
-step "worker throughput with $workers worker processes, $events jobs"
-go run ./test/chaos -mode throughput -workers "$workers" -events "$events" -groups 32 -users 40 \
-  -json "$out/throughput.json" | tee "$out/throughput.txt" >&2
+step "latency of membership changes at $mrate/s for $duration ($latw workers)"
+go run ./test/chaos -mode latency -pattern membership -rate "$mrate" -duration "$duration" -workers "$latw" -groups 20 -users 60 \
+  -json "$out/latency-membership.json" | tee "$out/latency-membership.txt" >&2
+
+step "worker throughput with $workers worker processes, $events jobs, Virgil round trip $vdelay"
+go run ./test/chaos -mode throughput -workers "$workers" -events "$events" -groups 64 -users 40 -concurrency 4 \
+  -virgil-delay "$vdelay" -json "$out/throughput.json" | tee "$out/throughput.txt" >&2
 
 step "Go owner vs E3Kit owner"
 (cd virgil/interop && [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error)
@@ -56,6 +66,7 @@ m = re.search(r"BenchmarkWebhookToPubAck.*?([\d.]+) msg/s", ratio); hook = float
 m = re.search(r"ratio webhook/raw = ([\d.]+)", ratio)
 res["intake"] = {"raw_publish_msg_s": raw, "webhook_msg_s": hook, "ratio": float(m.group(1)) if m else None, "target": 0.5}
 res["latency"] = json.load(open(f"{out}/latency.json"))
+res["latency_membership"] = json.load(open(f"{out}/latency-membership.json"))
 res["throughput"] = json.load(open(f"{out}/throughput.json"))
 res["owner_cost"] = json.load(open(f"{out}/ownercost.json"))
 go = {}
@@ -73,12 +84,15 @@ i = res["intake"]
 print(f"| webhook -> PubAck | {f(hook, '{:.0f}')} msg/s |")
 print(f"| raw JetStream publish | {f(raw, '{:.0f}')} msg/s |")
 print(f"| ratio webhook/raw (target 0.5) | {f(i['ratio'])} |")
-l = res["latency"]
-print(f"| latency 200 -> Virgil at {l['offered_rate']:.0f}/s, {l['workers']} workers: p50 / p95 / p99 | {l['p50_ms']:.1f} / {l['p95_ms']:.1f} / {l['p99_ms']:.1f} ms |")
-print(f"| events seen applied / accepted | {l['measured']} / {l['accepted']} ({l['superseded']} superseded, {l['unseen']} unseen) |")
-print(f"| webhook answer p50 / p99 | {l['webhook_p50_ms']:.1f} / {l['webhook_p99_ms']:.1f} ms |")
+for l in (res["latency"], res["latency_membership"]):
+    print(f"| latency 200 -> Virgil, {l['pattern']} events at {l['offered_rate']:.0f}/s, {l['workers']} workers: p50 / p95 / p99 (target p99 < 100 ms) | {l['p50_ms']:.1f} / {l['p95_ms']:.1f} / {l['p99_ms']:.1f} ms |")
+    print(f"| {l['pattern']} events applied / accepted; applied rate | {l['measured']} / {l['accepted']} ({l['unseen']} unseen); {l['applied_rate']:.0f}/s |")
+    print(f"| {l['pattern']}: webhook answer p50 / p99 | {l['webhook_p50_ms']:.1f} / {l['webhook_p99_ms']:.1f} ms |")
+base = None
 for t in res["throughput"]:
-    print(f"| worker throughput, {t['workers']} process(es) | {t['jobs_per_s']:.0f} jobs/s ({t['jobs']} jobs, converged {t['converged']}) |")
+    base = base or t['jobs_per_s']
+    print(f"| worker throughput, {t['workers']} process(es) x {t['concurrency']} jobs, Virgil +{t['virgil_delay_ms']:.0f} ms | {t['jobs_per_s']:.0f} jobs/s ({t['jobs_per_s']/base:.2f}x; {t['jobs']} jobs, converged {t['converged']}) |")
+l = res["latency"]
 print(f"| peak RSS serve / worker | {l['serve_peak_rss_kb']/1024:.0f} / {l['worker_peak_rss_kb']/1024:.0f} MiB |")
 for o in res["owner_cost"]:
     print(f"| owner {o['op']} 1 on a group of {o['members']}: Go / E3Kit | {o['go_ms']:.2f} / {o['e3kit_ms']:.2f} ms |")

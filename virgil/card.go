@@ -202,6 +202,8 @@ type Card struct {
 	Outdated bool
 	// Previous is set by LinkCards to the card this one replaces, when found.
 	Previous *Card
+
+	digest [32]byte // SHA-256 of the bytes it was parsed from, when served
 }
 
 type cardContent struct {

@@ -3,6 +3,7 @@ package virgil
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -58,11 +59,7 @@ func (c *Client) SearchCards(ctx context.Context, identities []string) ([]*Card,
 	}
 	cards := make([]*Card, 0, len(raws))
 	for _, r := range raws {
-		rc, err := ParseRawCard(r)
-		if err != nil {
-			return nil, fmt.Errorf("virgil: search cards: %w", err)
-		}
-		card, err := rc.Card()
+		card, err := c.parseCard(r)
 		if err != nil {
 			return nil, fmt.Errorf("virgil: search cards: %w", err)
 		}
@@ -72,6 +69,29 @@ func (c *Client) SearchCards(ctx context.Context, identities []string) ([]*Card,
 		cards = append(cards, card)
 	}
 	return cards, nil
+}
+
+// parseCard parses and checks a card as served, or returns a copy of the
+// card parsed from the same bytes before: the same bytes give the same
+// outcome, and checking a self signature costs as much as a round trip.
+func (c *Client) parseCard(raw []byte) (*Card, error) {
+	digest := sha256.Sum256(raw)
+	if tmpl, ok := c.cards.get(digest); ok {
+		cp := *tmpl
+		return &cp, nil
+	}
+	rc, err := ParseRawCard(raw)
+	if err != nil {
+		return nil, err
+	}
+	card, err := rc.Card()
+	if err != nil {
+		return nil, err
+	}
+	card.digest = digest
+	tmpl := *card
+	c.cards.put(digest, &tmpl)
+	return card, nil
 }
 
 // GetCard returns the card with the given id and whether the service marks it

@@ -100,6 +100,7 @@ type Client struct {
 	http    *http.Client
 	agent   string
 	timeout time.Duration
+	cards   *memo[[32]byte, *Card] // parsed cards by digest of their bytes
 }
 
 // Option configures a Client.
@@ -138,6 +139,7 @@ func NewClient(baseURL string, tokens TokenSource, opts ...Option) *Client {
 		http:    &http.Client{},
 		agent:   DefaultAgent(),
 		timeout: DefaultTimeout,
+		cards:   &memo[[32]byte, *Card]{},
 	}
 	for _, o := range opts {
 		o(c)

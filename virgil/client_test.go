@@ -206,6 +206,23 @@ func TestClientChecksResponses(t *testing.T) {
 	if err != nil || card.ID != alice.ID() || superseded {
 		t.Errorf("GetCard = %v, %v, %v", card, superseded, err)
 	}
+	// A card served again is not checked again, but the same snapshot with
+	// another signature is.
+	answer = []byte("[" + string(mustMarshal(t, alice)) + "]")
+	for range 2 {
+		cards, err := c.SearchCards(ctx, []string{"alice-uid"})
+		if err != nil || len(cards) != 1 || cards[0].ID != alice.ID() || cards[0].Outdated || cards[0].Previous != nil {
+			t.Fatalf("SearchCards(alice) = %v, %v", cards, err)
+		}
+		cards[0].Outdated = true // callers' changes stay theirs
+	}
+	forged := alice.Clone()
+	forged.Signatures[0].Signature = append([]byte(nil), forged.Signatures[0].Signature...)
+	forged.Signatures[0].Signature[5] ^= 1
+	answer = []byte("[" + string(mustMarshal(t, forged)) + "]")
+	if _, err := c.SearchCards(ctx, []string{"alice-uid"}); err == nil {
+		t.Error("SearchCards accepted a forged self signature of a card it had seen")
+	}
 	answer = []byte(`{"owner":"o","root":"r","path":"p","key":"k","identities":[],"meta":"AAAA","value":""}`)
 	if _, err := c.KeyknoxPull(ctx, "r", "p", "k", "o"); err == nil {
 		t.Error("KeyknoxPull(only meta) = nil error")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/ecdh"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha512"
@@ -210,22 +209,6 @@ func kdf2SHA384(z []byte, n int) []byte {
 		out = h.Sum(out)
 	}
 	return out[:n]
-}
-
-func x25519(scalar, point []byte) ([]byte, error) {
-	priv, err := ecdh.X25519().NewPrivateKey(scalar)
-	if err != nil {
-		return nil, fmt.Errorf("virgil: x25519 scalar: %w", err)
-	}
-	pub, err := ecdh.X25519().NewPublicKey(point)
-	if err != nil {
-		return nil, fmt.Errorf("virgil: x25519 point: %w", err)
-	}
-	shared, err := priv.ECDH(pub)
-	if err != nil {
-		return nil, fmt.Errorf("virgil: x25519: %w", ErrDecryption)
-	}
-	return shared, nil
 }
 
 // eciesWrap encrypts dataKey for recipient and returns the ECIES envelope DER.
@@ -539,7 +522,7 @@ func eciesUnwrap(envelope []byte, key *PrivateKey) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("virgil: ecies originator: %w: %w", ErrMalformedMessage, err)
 	}
-	shared, err := x25519(key.x25519(), ex)
+	shared, err := key.sharedSecret(ex)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package virgil
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -69,6 +70,10 @@ type PrivateKey struct {
 	seed []byte
 	priv ed25519.PrivateKey
 	pub  *PublicKey
+
+	ecdhOnce sync.Once
+	ecdhKey  *ecdh.PrivateKey // X25519 form, made on first decryption
+	ecdhErr  error
 }
 
 // GenerateKey returns a new random Ed25519 key.
@@ -166,6 +171,29 @@ func (k *PrivateKey) MarshalText() ([]byte, error) { return []byte(redacted), ni
 func (k *PrivateKey) x25519() []byte {
 	h := sha512.Sum512(k.seed)
 	return h[:32]
+}
+
+// sharedSecret returns the X25519 shared secret of k and the X25519 point
+// peer. The X25519 form of k is made once (making it costs a scalar
+// multiplication, as much as the exchange itself).
+func (k *PrivateKey) sharedSecret(peer []byte) ([]byte, error) {
+	k.ecdhOnce.Do(func() {
+		scalar := k.x25519()
+		defer clear(scalar)
+		k.ecdhKey, k.ecdhErr = ecdh.X25519().NewPrivateKey(scalar)
+	})
+	if k.ecdhErr != nil {
+		return nil, fmt.Errorf("virgil: x25519 scalar: %w", k.ecdhErr)
+	}
+	pub, err := ecdh.X25519().NewPublicKey(peer)
+	if err != nil {
+		return nil, fmt.Errorf("virgil: x25519 point: %w", err)
+	}
+	shared, err := k.ecdhKey.ECDH(pub)
+	if err != nil {
+		return nil, fmt.Errorf("virgil: x25519: %w", ErrDecryption)
+	}
+	return shared, nil
 }
 
 func newPublicKey(raw ed25519.PublicKey) (*PublicKey, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -19,6 +20,8 @@ const (
 	searchChunk = 100
 	// pushAttempts bounds the retries of a push that raced another writer.
 	pushAttempts = 3
+	// DefaultParallelism is how many epochs an add shares at once.
+	DefaultParallelism = 8
 )
 
 // Errors of the owner operations.
@@ -93,6 +96,8 @@ type Owner struct {
 	crypto     Crypto
 	serviceKey *PublicKey
 	now        func() time.Time
+	parallel   int
+	verified   *memo[[32]byte, bool] // digests of cards whose service signature verified
 }
 
 // OwnerOption configures an Owner.
@@ -107,6 +112,14 @@ func WithServiceKey(key *PublicKey) OwnerOption { return func(o *Owner) { o.serv
 // must match the members' clients (default KeyIDSHA512).
 func WithCrypto(c Crypto) OwnerOption { return func(o *Owner) { o.crypto = c } }
 
+// WithParallelism sets how many epochs Add and ReAdd share at once (default
+// DefaultParallelism; 1 shares them one after the other). Every epoch is one
+// pull and one push, so a group with a long history is added to in about
+// epochs/n round trips.
+func WithParallelism(n int) OwnerOption {
+	return func(o *Owner) { o.parallel = max(1, n) }
+}
+
 // WithClock sets the clock used for the owner card's created_at.
 func WithClock(now func() time.Time) OwnerOption { return func(o *Owner) { o.now = now } }
 
@@ -116,7 +129,7 @@ func NewOwner(c *Client, key *PrivateKey, identity string, opts ...OwnerOption) 
 	if identity == "" {
 		identity = DefaultOwnerIdentity
 	}
-	o := &Owner{client: c, key: key, identity: identity, now: time.Now}
+	o := &Owner{client: c, key: key, identity: identity, now: time.Now, parallel: DefaultParallelism, verified: &memo[[32]byte, bool]{}}
 	for _, opt := range opts {
 		opt(o)
 	}
@@ -174,7 +187,7 @@ func (o *Owner) cardsOf(ctx context.Context, ids []string) (*memberCards, error)
 			return nil, err
 		}
 		for _, c := range LinkCards(cards) {
-			if err := c.Verify(o.serviceKey); err != nil {
+			if err := o.verify(c); err != nil {
 				return nil, fmt.Errorf("virgil: card of %q: %w", c.Identity, err)
 			}
 			mc.keys[c.Identity] = append(mc.keys[c.Identity], c.PublicKey)
@@ -185,6 +198,26 @@ func (o *Owner) cardsOf(ctx context.Context, ids []string) (*memberCards, error)
 		}
 	}
 	return mc, nil
+}
+
+// verify checks c's service signature once per served card bytes.
+func (o *Owner) verify(c *Card) error {
+	if o.serviceKey == nil {
+		return nil
+	}
+	var zero [32]byte
+	if c.digest != zero {
+		if ok, _ := o.verified.get(c.digest); ok {
+			return nil
+		}
+	}
+	if err := c.Verify(o.serviceKey); err != nil {
+		return err
+	}
+	if c.digest != zero {
+		o.verified.put(c.digest, true)
+	}
+	return nil
 }
 
 // split returns the identities of ids that have a card and those that do
@@ -296,6 +329,11 @@ func (o *Owner) pull(ctx context.Context, path string, sessionID []byte, epoch u
 	if e.Empty() {
 		return nil, nil
 	}
+	return o.open(e, path, sessionID, epoch)
+}
+
+// open decrypts and checks the owner's copy e of an epoch.
+func (o *Owner) open(e *KeyknoxEntry, path string, sessionID []byte, epoch uint32) (*ticket, error) {
 	plain, err := o.crypto.DecryptThenVerify(e.Meta, e.Value, o.key, o.key.Public())
 	if err != nil {
 		return nil, fmt.Errorf("virgil: group %s epoch %d: %w: %w", path, epoch, ErrInvalidTicket, err)
@@ -473,12 +511,50 @@ func (o *Owner) share(ctx context.Context, groupID string, members []string, rep
 		return pending, nil
 	}
 	sid, _ := SessionID(groupID)
-	for i := len(st.Epochs) - 1; i >= 0; i-- {
-		if err := o.shareEpoch(ctx, path, sid, st.Epochs[i], ready, mc, replace); err != nil {
-			return nil, fmt.Errorf("virgil: %s group %q: %w", op, groupID, err)
-		}
+	// The newest epoch first and on its own, so an interrupted add already
+	// lets the members load the group; then the history, several at a time.
+	newest := st.Epochs[len(st.Epochs)-1]
+	err = o.shareEpoch(ctx, path, sid, newest, ready, mc, replace)
+	if err == nil {
+		err = o.forEach(ctx, st.Epochs[:len(st.Epochs)-1], func(ctx context.Context, epoch uint32) error {
+			return o.shareEpoch(ctx, path, sid, epoch, ready, mc, replace)
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("virgil: %s group %q: %w", op, groupID, err)
 	}
 	return pending, nil
+}
+
+// forEach runs fn for every epoch, newest first, at most o.parallel at a
+// time, and returns the first error (the others are cancelled).
+func (o *Owner) forEach(ctx context.Context, epochs []uint32, fn func(context.Context, uint32) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, o.parallel)
+	var wg sync.WaitGroup
+	for i := len(epochs) - 1; i >= 0; i-- {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func(epoch uint32) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(ctx, epoch); err != nil {
+				cancel(err)
+			}
+		}(epochs[i])
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return nil
 }
 
 // shareEpoch gives ids access to one epoch; with replace, their existing
@@ -486,24 +562,28 @@ func (o *Owner) share(ctx context.Context, groupID string, members []string, rep
 func (o *Owner) shareEpoch(ctx context.Context, path string, sid []byte, epoch uint32, ids []string, mc *memberCards, replace bool) error {
 	key := strconv.FormatUint(uint64(epoch), 10)
 	for attempt := 1; ; attempt++ {
-		t, err := o.pull(ctx, path, sid, epoch)
+		e, err := o.client.KeyknoxPull(ctx, GroupSessionsRoot, path, key, o.identity)
 		if err != nil {
 			return err
 		}
-		if t == nil {
+		if e.Empty() {
 			return nil // the epoch was deleted meanwhile
 		}
 		need := ids
 		if !replace {
 			need = nil
 			for _, id := range ids {
-				if !slices.Contains(t.identities, id) {
+				if !slices.Contains(e.Identities, id) {
 					need = append(need, id)
 				}
 			}
 		}
 		if len(need) == 0 {
-			return nil
+			return nil // nothing to decrypt for
+		}
+		t, err := o.open(e, path, sid, epoch)
+		if err != nil {
+			return err
 		}
 		if replace {
 			for _, id := range need {

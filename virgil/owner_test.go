@@ -183,6 +183,25 @@ func expectView(t *testing.T, m *member, groupID string, participants []string, 
 	return v
 }
 
+// expectViewLoose asserts that m loads the group and returns what it sees.
+func expectViewLoose(t *testing.T, m *member, groupID string) *view {
+	t.Helper()
+	v, err := m.load(t, groupID)
+	if err != nil {
+		t.Fatalf("%s loads %s: %v", m.identity, groupID, err)
+	}
+	return v
+}
+
+func keysOf(m map[uint32][]byte) []uint32 {
+	var out []uint32
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
 func expectLoadError(t *testing.T, m *member, groupID string, want error) {
 	t.Helper()
 	if _, err := m.load(t, groupID); !errors.Is(err, want) {
@@ -365,6 +384,44 @@ func TestOwnerResumesAfterCrash(t *testing.T) {
 		}
 		expectView(t, carol, group, []string{ownerID, "alice-uid", "carol-uid"}, 0, 1)
 		expectView(t, alice, group, []string{ownerID, "alice-uid", "carol-uid"}, 0, 1)
+	})
+	t.Run("AddLongHistoryFailsInTheMiddle", func(t *testing.T) {
+		ob := setupOwner(t)
+		const group = "crash-add-history"
+		alice := ob.register(t, "alice-uid")
+		var users []string
+		for i := range 20 {
+			users = append(users, ob.register(t, fmt.Sprintf("user-%02d", i)).identity)
+		}
+		if _, err := ob.owner.Create(ctx, group, append([]string{"alice-uid"}, users...)); err != nil {
+			t.Fatal(err)
+		}
+		var all []uint32
+		for i, u := range users {
+			if err := ob.owner.Remove(ctx, group, []string{u}); err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, uint32(i))
+		}
+		all = append(all, 20)
+		carol := ob.register(t, "carol-uid")
+		// Two old epochs fail while the others are shared several at a time.
+		ob.faults.setFail(func(path string, body []byte) bool {
+			return path == "/keyknox/v2/push" && (bytes.Contains(body, []byte(`"key":"7"`)) || bytes.Contains(body, []byte(`"key":"13"`)))
+		})
+		if _, err := ob.owner.Add(ctx, group, []string{"carol-uid"}); err == nil {
+			t.Fatal("Add with failing pushes = nil error")
+		}
+		v := expectViewLoose(t, carol, group)
+		if v.epochKeys[20] == nil || v.epochKeys[7] != nil || v.epochKeys[13] != nil {
+			t.Fatalf("carol after the failed add reads epochs %v; want 20, not 7 or 13", keysOf(v.epochKeys))
+		}
+		ob.faults.setFail(nil)
+		if _, err := ob.owner.Add(ctx, group, []string{"carol-uid"}); err != nil {
+			t.Fatal(err)
+		}
+		expectView(t, carol, group, []string{ownerID, "alice-uid", "carol-uid"}, all...)
+		expectView(t, alice, group, []string{ownerID, "alice-uid", "carol-uid"}, all...)
 	})
 	t.Run("CreateAnswerLost", func(t *testing.T) {
 		ob := setupOwner(t)

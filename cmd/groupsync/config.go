@@ -42,6 +42,7 @@ func (o option) env() string {
 var options = map[string]option{
 	"http-addr":            {name: "http-addr", usage: "listen address of the HTTP server (\":0\" picks a port)", def: "127.0.0.1:8080"},
 	"metrics-addr":         {name: "metrics-addr", usage: "worker: listen address for /metrics and /healthz (empty: none)"},
+	"pprof":                {name: "pprof", usage: "worker: also serve Go's /debug/pprof/ profiles on the metrics address (keep it private)", def: "false"},
 	"data-dir":             {name: "data-dir", usage: "dev and emulator: folder for embedded NATS data, keys and dev.json", def: ".groupsync"},
 	"nats-url":             {name: "nats-url", usage: "NATS server with JetStream", def: "nats://127.0.0.1:4222"},
 	"redis-url":            {name: "redis-url", usage: "Redis for idempotency and group state (dev: empty uses JetStream KV)"},

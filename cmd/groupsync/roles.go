@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,7 +33,7 @@ var (
 		"virgil-api-url", "virgil-app-id", "virgil-app-key-id", "virgil-app-key",
 		"webhook-username", "webhook-password", "webhook-id", "cometchat-app-id",
 		"cometchat-region", "cometchat-api-key", "cometchat-api-url", "client-auth"}, commonOptions...)
-	workerOptions = append([]string{"metrics-addr", "nats-url", "redis-url", "partitions", "concurrency", "identity-secret",
+	workerOptions = append([]string{"metrics-addr", "pprof", "nats-url", "redis-url", "partitions", "concurrency", "identity-secret",
 		"virgil-api-url", "virgil-app-id", "virgil-app-key-id", "virgil-app-key", "owner-identity", "owner-key-file",
 		"cometchat-app-id", "cometchat-region", "cometchat-api-key", "cometchat-api-url"}, commonOptions...)
 	emulatorOptions = append([]string{"http-addr", "data-dir", "virgil-app-id", "virgil-app-key-id", "virgil-app-key",
@@ -372,8 +373,12 @@ func runWorker(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	profile, err := s.bool("pprof")
+	if err != nil {
+		return err
+	}
 	if addr := s.mustStr("metrics-addr"); addr != "" {
-		stop, err := serveMetrics(addr, reg, log)
+		stop, err := serveMetrics(addr, reg, profile, log)
 		if err != nil {
 			return err
 		}
@@ -400,7 +405,9 @@ func runPool(ctx context.Context, pool *worker.Pool, q *queue.Queue, grace time.
 	return q.Close()
 }
 
-func serveMetrics(addr string, reg *prometheus.Registry, log zerolog.Logger) (func(), error) {
+// serveMetrics serves /metrics and /healthz on addr, and with profile Go's
+// /debug/pprof/ profiles.
+func serveMetrics(addr string, reg *prometheus.Registry, profile bool, log zerolog.Logger) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: listen on %s: %w", addr, err)
@@ -408,6 +415,11 @@ func serveMetrics(addr string, reg *prometheus.Registry, log zerolog.Logger) (fu
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	if profile {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Msg("serving worker metrics")

@@ -5,54 +5,74 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+)
+
+// Latency patterns.
+const (
+	// PatternMembership offers add and remove events on existing groups.
+	PatternMembership = "membership"
+	// PatternCreate offers group_created events, each for a new group.
+	PatternCreate = "create"
 )
 
 // LatencyConfig shapes a latency run.
 type LatencyConfig struct {
 	Rate     float64       // events offered per second (open loop)
 	Duration time.Duration // how long they are offered
-	Groups   int
-	Users    int // shared pool; each group holds about half of it
-	Logf     func(string, ...any)
+	Pattern  string        // PatternMembership (default) or PatternCreate
+	// Profile, when set, is where a CPU profile of the first worker during
+	// the offered window is written.
+	Profile string
+	Groups  int // membership: the groups events change
+	Users   int // membership: shared pool; each group holds about half of it
+	Logf    func(string, ...any)
 }
 
 // LatencyResult is the outcome of a latency run.
 type LatencyResult struct {
+	Pattern        string  `json:"pattern"`
 	Workers        int     `json:"workers"`
 	OfferedRate    float64 `json:"offered_rate"`
 	DurationS      float64 `json:"duration_s"`
 	Accepted       int     `json:"accepted"`
-	Measured       int     `json:"measured"`   // events seen applied in Virgil
-	Superseded     int     `json:"superseded"` // a newer event for the member came first
-	Unseen         int     `json:"unseen"`     // accepted but never seen applied
+	Measured       int     `json:"measured"`   // events found applied in the emulator's history
+	Unseen         int     `json:"unseen"`     // accepted but never found applied
+	Unmeasured     int     `json:"unmeasured"` // older than the emulator's kept history
 	P50MS          float64 `json:"p50_ms"`
 	P95MS          float64 `json:"p95_ms"`
 	P99MS          float64 `json:"p99_ms"`
 	MaxMS          float64 `json:"max_ms"`
 	WebhookP50MS   float64 `json:"webhook_p50_ms"`
 	WebhookP99MS   float64 `json:"webhook_p99_ms"`
-	AppliedRate    float64 `json:"applied_rate"` // events/s seen applied during the offered window
+	AppliedRate    float64 `json:"applied_rate"` // events/s applied during the offered window
 	ServePeakRSSKB int     `json:"serve_peak_rss_kb"`
 	WorkerPeakRSS  int     `json:"worker_peak_rss_kb"` // largest over the workers
-	PollResolution string  `json:"poll_resolution"`
+	// CPU is the CPU time each part used from the first event until every
+	// group reached its final state (CPUWallS seconds), and Cores the
+	// machine's CPU count (see Cluster.CPU).
+	CPU      map[string]float64 `json:"cpu_s,omitempty"`
+	CPUWallS float64            `json:"cpu_wall_s"`
+	Cores    int                `json:"cores"`
 }
 
 // Summary is one line.
 func (r LatencyResult) Summary() string {
-	return fmt.Sprintf("latency webhook 200 -> Virgil group changed at %.0f events/s for %.0fs, %d workers: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms (measured %d of %d accepted, %d superseded, %d unseen); webhook answer p50 %.1f ms p99 %.1f ms; peak RSS serve %d MiB, worker %d MiB",
-		r.OfferedRate, r.DurationS, r.Workers, r.P50MS, r.P95MS, r.P99MS, r.MaxMS, r.Measured, r.Accepted, r.Superseded, r.Unseen,
-		r.WebhookP50MS, r.WebhookP99MS, r.ServePeakRSSKB/1024, r.WorkerPeakRSS/1024)
+	return fmt.Sprintf("latency webhook 200 -> Virgil group changed (%s events) at %.0f events/s for %.0fs, %d workers: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms (measured %d of %d accepted, %d unseen); applied %.0f events/s; webhook answer p50 %.1f ms p99 %.1f ms; peak RSS serve %d MiB, worker %d MiB; CPU %s",
+		r.Pattern, r.OfferedRate, r.DurationS, r.Workers, r.P50MS, r.P95MS, r.P99MS, r.MaxMS, r.Measured, r.Accepted, r.Unseen,
+		r.AppliedRate, r.WebhookP50MS, r.WebhookP99MS, r.ServePeakRSSKB/1024, r.WorkerPeakRSS/1024, cpuSummary(r.CPU, r.CPUWallS, r.Cores))
 }
 
-// pending is an accepted event waiting to be seen applied.
-type pending struct {
-	e   *Event
-	uid string
-	gen int // per (group, uid) generation: a newer event supersedes it
+// offered is one event the generator posted.
+type offered struct {
+	e    *Event
+	uid  string // membership: the member it moves
+	sent time.Time
 }
 
 // latencyGroup is the generator's view of one group.
@@ -63,25 +83,32 @@ type latencyGroup struct {
 	at      int64
 	members []string // in order of joining
 	in      map[string]bool
-	gen     map[string]int
-	waiting []pending
+	events  []*offered // in the order they were generated
 }
 
-// RunLatency starts a cluster, offers membership events at a fixed rate and
+// RunLatency starts a cluster, offers events at a fixed rate (open loop) and
 // measures, per event, the time from the webhook's 200 to the moment the
-// emulator's view of the Virgil group shows the change (polled: the
-// resolution is one sweep over the groups with events in flight).
+// Virgil group showed the change. The moment comes from the emulator's
+// history of each group (stamped when the change was stored), read once
+// after the run, so measuring puts no load on the system and has no polling
+// resolution.
 func RunLatency(ctx context.Context, ccfg ClusterConfig, lc LatencyConfig) (LatencyResult, error) {
 	logf := lc.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
+	}
+	if lc.Pattern == "" {
+		lc.Pattern = PatternMembership
+	}
+	if lc.Pattern != PatternMembership && lc.Pattern != PatternCreate {
+		return LatencyResult{}, fmt.Errorf("latency pattern %q: want %s or %s", lc.Pattern, PatternMembership, PatternCreate)
 	}
 	c, err := StartCluster(ctx, ccfg)
 	if err != nil {
 		return LatencyResult{}, err
 	}
 	defer c.Stop()
-	users := make([]string, lc.Users)
+	users := make([]string, max(lc.Users, 2))
 	for i := range users {
 		users[i] = fmt.Sprintf("lat-user-%04d", i)
 	}
@@ -89,108 +116,49 @@ func RunLatency(ctx context.Context, ccfg ClusterConfig, lc LatencyConfig) (Late
 		return LatencyResult{}, err
 	}
 	poster := c.Poster(30 * time.Second)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
 	rng := rand.New(rand.NewPCG(1, 2))
-	groups := make([]*latencyGroup, lc.Groups)
-	for i := range groups {
-		g := &latencyGroup{guid: fmt.Sprintf("lat-group-%03d", i), created: time.Now().Unix() - 3600, in: map[string]bool{}, gen: map[string]int{}}
-		initial := []string{}
-		for _, j := range rng.Perm(len(users))[:len(users)/2] {
-			initial = append(initial, users[j])
-		}
-		for _, u := range initial {
-			g.in[u] = true
-		}
-		g.members = initial
-		g.at = g.created
-		if ok, _ := poster.Post(newEvent("group_created", g.guid, initial, g.created, g.created).Body); !ok {
-			return LatencyResult{}, fmt.Errorf("group_created of %s not accepted", g.guid)
-		}
-		groups[i] = g
-	}
-	// Let the creations settle before measuring.
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
-	if err := poll(ctx, 2*time.Minute, "groups created", func() error {
-		for _, g := range groups {
-			if _, found, err := c.Group(client, g.guid); err != nil || !found {
-				return fmt.Errorf("%s not created yet (%v)", g.guid, err)
+	created := time.Now().Unix() - 3600
+	var groups []*latencyGroup
+	if lc.Pattern == PatternMembership {
+		for i := range max(lc.Groups, 1) {
+			g := &latencyGroup{guid: fmt.Sprintf("lat-group-%03d", i), created: created, at: created, in: map[string]bool{}}
+			for _, j := range rng.Perm(len(users))[:len(users)/2] {
+				g.in[users[j]] = true
+				g.members = append(g.members, users[j])
 			}
+			if ok, _ := poster.Post(newEvent("group_created", g.guid, g.members, g.created, g.created).Body); !ok {
+				return LatencyResult{}, fmt.Errorf("group_created of %s not accepted", g.guid)
+			}
+			groups = append(groups, g)
 		}
-		return nil
-	}); err != nil {
-		return LatencyResult{}, err
+		if err := poll(ctx, 2*time.Minute, "groups created", func() error {
+			for _, g := range groups {
+				if _, found, err := c.Group(client, g.guid); err != nil || !found {
+					return fmt.Errorf("%s not created yet (%v)", g.guid, err)
+				}
+			}
+			return nil
+		}); err != nil {
+			return LatencyResult{}, err
+		}
+		logf("latency: %d groups of %d users ready", len(groups), len(users)/2)
 	}
-	logf("latency: %d groups of %d users ready; offering %.0f events/s for %v", len(groups), len(users)/2, lc.Rate, lc.Duration)
+	logf("latency: offering %.0f %s events/s for %v", lc.Rate, lc.Pattern, lc.Duration)
 
 	var (
-		mu        sync.Mutex
-		lat       []time.Duration
-		hookLat   []time.Duration
-		accepted  int
-		measured  int
-		supersede int
-		firstSeen time.Time
+		mu       sync.Mutex
+		hookLat  []time.Duration
+		accepted int
 	)
-	stopPoll := make(chan struct{})
-	pollDone := make(chan struct{})
-	var sweeps, sweepTotal time.Duration
-	go func() { // the poller
-		defer close(pollDone)
-		n := 0
-		for {
-			start := time.Now()
-			active := 0
-			for _, g := range groups {
-				g.mu.Lock()
-				busy := len(g.waiting) > 0
-				g.mu.Unlock()
-				if !busy {
-					continue
-				}
-				active++
-				v, _, err := c.Group(client, g.guid)
-				if err != nil {
-					continue
-				}
-				now := time.Now()
-				g.mu.Lock()
-				keep := g.waiting[:0]
-				for _, p := range g.waiting {
-					if p.gen != g.gen[p.uid] {
-						mu.Lock()
-						supersede++
-						mu.Unlock()
-						continue
-					}
-					if slices.Contains(v.Participants, c.Identity.User(p.uid)) == p.e.In {
-						mu.Lock()
-						lat = append(lat, now.Sub(p.e.AcceptedAt))
-						measured++
-						if firstSeen.IsZero() {
-							firstSeen = now
-						}
-						mu.Unlock()
-						continue
-					}
-					keep = append(keep, p)
-				}
-				g.waiting = keep
-				g.mu.Unlock()
-			}
-			if active > 0 {
-				n++
-				sweepTotal += time.Since(start)
-				sweeps = sweepTotal / time.Duration(n)
-			}
-			select {
-			case <-stopPoll:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-		}
-	}()
-
-	// The generator: open loop at lc.Rate, at most 256 deliveries in flight.
-	sem := make(chan struct{}, 256)
+	cpu0 := c.CPU()
+	profiled := make(chan error, 1)
+	if lc.Profile != "" && len(c.Workers()) > 0 {
+		go func() { profiled <- c.Workers()[0].CPUProfile(lc.Duration, lc.Profile) }()
+	} else {
+		profiled <- nil
+	}
+	sem := make(chan struct{}, 256) // deliveries in flight
 	var wg sync.WaitGroup
 	interval := time.Duration(float64(time.Second) / lc.Rate)
 	start := time.Now()
@@ -199,79 +167,110 @@ func RunLatency(ctx context.Context, ccfg ClusterConfig, lc LatencyConfig) (Late
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d)
 		}
-		g := groups[rng.IntN(len(groups))]
-		g.mu.Lock()
-		g.at++
-		var e *Event
-		var uid string
-		if len(g.members) > len(users)/2 || (len(g.members) > 1 && rng.IntN(2) == 0) {
-			uid = g.members[0] // the longest-standing member leaves
-			g.members = g.members[1:]
-			e = newEvent(removeTriggers[rng.IntN(len(removeTriggers))], g.guid, []string{uid}, g.created, g.at)
+		var g *latencyGroup
+		o := &offered{}
+		if lc.Pattern == PatternCreate {
+			g = &latencyGroup{guid: fmt.Sprintf("lat-new-%06d", i), created: time.Now().Unix()}
+			g.members = []string{users[i%len(users)]}
+			o.e = newEvent("group_created", g.guid, g.members, g.created, g.created)
+			groups = append(groups, g)
 		} else {
-			for {
-				uid = users[rng.IntN(len(users))]
-				if !g.in[uid] {
-					break
+			g = groups[rng.IntN(len(groups))]
+			g.mu.Lock()
+			g.at++
+			if len(g.members) > len(users)/2 || (len(g.members) > 1 && rng.IntN(2) == 0) {
+				o.uid = g.members[0] // the longest-standing member leaves
+				g.members = g.members[1:]
+				o.e = newEvent(removeTriggers[rng.IntN(len(removeTriggers))], g.guid, []string{o.uid}, g.created, g.at)
+			} else {
+				for {
+					o.uid = users[rng.IntN(len(users))]
+					if !g.in[o.uid] {
+						break
+					}
 				}
+				g.members = append(g.members, o.uid)
+				o.e = newEvent(addTriggers[rng.IntN(len(addTriggers))], g.guid, []string{o.uid}, g.created, g.at)
 			}
-			g.members = append(g.members, uid)
-			e = newEvent(addTriggers[rng.IntN(len(addTriggers))], g.guid, []string{uid}, g.created, g.at)
+			g.in[o.uid] = o.e.In
+			g.mu.Unlock()
 		}
-		g.in[uid] = e.In
-		g.gen[uid]++
-		gen := g.gen[uid]
-		g.mu.Unlock()
+		g.events = append(g.events, o)
+		o.sent = time.Now()
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			sent := time.Now()
-			ok, at := poster.Post(e.Body)
+			ok, at := poster.Post(o.e.Body)
 			if !ok {
 				return
 			}
-			e.Accepted, e.AcceptedAt = true, at
-			g.mu.Lock()
-			g.waiting = append(g.waiting, pending{e: e, uid: uid, gen: gen})
-			g.mu.Unlock()
+			o.e.Accepted, o.e.AcceptedAt = true, at
 			mu.Lock()
 			accepted++
-			hookLat = append(hookLat, at.Sub(sent))
+			hookLat = append(hookLat, at.Sub(o.sent))
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	offeredFor := time.Since(start)
-	mu.Lock()
-	measuredInWindow := measured
-	mu.Unlock()
+	if err := <-profiled; err != nil {
+		logf("latency: CPU profile: %v", err)
+	}
 	logf("latency: offered for %v; waiting for the rest to apply", offeredFor.Round(time.Millisecond))
-	_ = poll(ctx, 3*time.Minute, "every accepted event applied", func() error {
-		left := 0
+	_ = poll(ctx, 3*time.Minute, "every group in its final state", func() error {
 		for _, g := range groups {
-			g.mu.Lock()
-			left += len(g.waiting)
-			g.mu.Unlock()
-		}
-		if left > 0 {
-			return fmt.Errorf("%d events not seen applied", left)
+			v, found, err := c.Group(client, g.guid)
+			if err != nil {
+				return err
+			}
+			want := []string{c.Identity.Owner()}
+			for _, u := range g.members {
+				want = append(want, c.Identity.User(u))
+			}
+			slices.Sort(want)
+			if !found || !slices.Equal(v.Participants, want) {
+				return fmt.Errorf("%s not in its final state yet", g.guid)
+			}
 		}
 		return nil
 	})
-	close(stopPoll)
-	<-pollDone
-
-	res := LatencyResult{Workers: ccfg.Workers, OfferedRate: lc.Rate, DurationS: lc.Duration.Seconds(), Accepted: accepted,
-		Measured: measured, Superseded: supersede, PollResolution: sweeps.Round(10 * time.Microsecond).String()}
+	res := LatencyResult{Pattern: lc.Pattern, Workers: ccfg.Workers, OfferedRate: lc.Rate, DurationS: offeredFor.Seconds(),
+		Accepted: accepted, CPU: map[string]float64{}, CPUWallS: time.Since(start).Seconds(), Cores: runtime.NumCPU()}
+	for name, d := range c.CPU() {
+		res.CPU[name] = (d - cpu0[name]).Seconds()
+	}
+	var lat []time.Duration
+	appliedInWindow := 0
 	for _, g := range groups {
-		res.Unseen += len(g.waiting)
+		v, _, err := c.GroupWithHistory(client, g.guid)
+		if err != nil {
+			return res, err
+		}
+		for o, at := range appliedAt(g.events, v.History, c.Identity.User) {
+			if !o.e.Accepted {
+				continue
+			}
+			if v.HistoryDropped > 0 && len(v.History) > 0 && o.sent.Before(v.History[0].At) {
+				res.Unmeasured++ // its change may have been dropped
+				continue
+			}
+			if at.IsZero() {
+				res.Unseen++
+				continue
+			}
+			res.Measured++
+			lat = append(lat, max(0, at.Sub(o.e.AcceptedAt)))
+			if !at.After(end) {
+				appliedInWindow++
+			}
+		}
 	}
 	q := quantiles(lat)
 	res.P50MS, res.P95MS, res.P99MS, res.MaxMS = q(0.50), q(0.95), q(0.99), q(1)
 	hq := quantiles(hookLat)
 	res.WebhookP50MS, res.WebhookP99MS = hq(0.50), hq(0.99)
-	res.AppliedRate = float64(measuredInWindow) / offeredFor.Seconds()
+	res.AppliedRate = float64(appliedInWindow) / offeredFor.Seconds()
 	if rss, err := c.Serve().PeakRSS(); err == nil {
 		res.ServePeakRSSKB = rss
 	}
@@ -281,6 +280,39 @@ func RunLatency(ctx context.Context, ccfg ClusterConfig, lc LatencyConfig) (Late
 		}
 	}
 	return res, nil
+}
+
+// appliedAt finds in a group's history when each of its events became
+// visible: a creation at the first change, a membership event at the first
+// change after it was sent that shows its member in the expected state and
+// comes after the change of the member's previous event (the generator only
+// offers events that flip a member, and one partition applies a group's
+// events in order, so every event is one change of the history). Events not
+// found map to the zero time.
+func appliedAt(events []*offered, history []GroupChange, identity func(string) string) map[*offered]time.Time {
+	out := make(map[*offered]time.Time, len(events))
+	next := map[string]int{} // per member: the history index to search from
+	for _, o := range events {
+		if o.e.Trigger == "group_created" && o.uid == "" {
+			if len(history) > 0 {
+				out[o] = history[0].At
+			} else {
+				out[o] = time.Time{}
+			}
+			continue
+		}
+		id := identity(o.uid)
+		out[o] = time.Time{}
+		for j := next[o.uid]; j < len(history); j++ {
+			h := history[j]
+			if h.At.Before(o.sent) || slices.Contains(h.Participants, id) != o.e.In {
+				continue
+			}
+			out[o], next[o.uid] = h.At, j+1
+			break
+		}
+	}
+	return out
 }
 
 // quantiles returns a function giving the q-quantile of d in milliseconds.
@@ -301,23 +333,62 @@ type ThroughputConfig struct {
 	Events int // membership jobs queued before the workers start
 	Groups int
 	Users  int
-	Logf   func(string, ...any)
+	// VirgilDelay, when positive, holds every Virgil request this long in
+	// the emulator, as the round trip to Virgil's cloud would.
+	VirgilDelay time.Duration
+	Logf        func(string, ...any)
 }
 
 // ThroughputResult is the outcome of a throughput run.
 type ThroughputResult struct {
 	Workers       int     `json:"workers"`
+	Concurrency   int     `json:"concurrency"` // per worker process; 0: one per partition
+	Groups        int     `json:"groups"`
+	VirgilDelayMS float64 `json:"virgil_delay_ms"`
 	Jobs          int     `json:"jobs"`
 	Seconds       float64 `json:"seconds"`
 	JobsPerSecond float64 `json:"jobs_per_s"`
 	Converged     bool    `json:"converged"`
 	WorkerPeakRSS int     `json:"worker_peak_rss_kb"`
+	// CPU is the CPU time each part used while the queue drained, in
+	// seconds (see Cluster.CPU), and Cores the machine's CPU count: it shows
+	// what limited the run.
+	CPU   map[string]float64 `json:"cpu_s,omitempty"`
+	Cores int                `json:"cores"`
+	// Epochs is the mean number of epochs per group at the end: each
+	// removal adds one, and each add re-shares every epoch.
+	Epochs float64 `json:"mean_epochs"`
 }
 
 // Summary is one line.
 func (r ThroughputResult) Summary() string {
-	return fmt.Sprintf("throughput with %d worker process(es): %d jobs in %.1fs = %.0f jobs/s (groups converged: %v; worker peak RSS %d MiB)",
-		r.Workers, r.Jobs, r.Seconds, r.JobsPerSecond, r.Converged, r.WorkerPeakRSS/1024)
+	conc := "one job per partition"
+	if r.Concurrency > 0 {
+		conc = fmt.Sprintf("%d jobs at a time", r.Concurrency)
+	}
+	return fmt.Sprintf("throughput with %d worker process(es) (%s each; %d groups; Virgil delay %.0f ms): %d jobs in %.1fs = %.0f jobs/s (groups converged: %v; worker peak RSS %d MiB; %.0f epochs per group; CPU %s)",
+		r.Workers, conc, r.Groups, r.VirgilDelayMS, r.Jobs, r.Seconds, r.JobsPerSecond, r.Converged, r.WorkerPeakRSS/1024, r.Epochs, cpuSummary(r.CPU, r.Seconds, r.Cores))
+}
+
+// cpuSummary shows each part's CPU time as a share of what the machine's
+// cores could give in the run's wall time.
+func cpuSummary(cpu map[string]float64, seconds float64, cores int) string {
+	if len(cpu) == 0 || seconds <= 0 || cores <= 0 {
+		return "not measured"
+	}
+	names := make([]string, 0, len(cpu))
+	total := 0.0
+	for n, s := range cpu {
+		names = append(names, n)
+		total += s
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s %.0f%%, ", n, 100*cpu[n]/(seconds*float64(cores)))
+	}
+	fmt.Fprintf(&b, "total %.0f%% of %d cores", 100*total/(seconds*float64(cores)), cores)
+	return b.String()
 }
 
 // RunThroughput queues tc.Events membership jobs (plus one group_created per
@@ -388,7 +459,13 @@ func RunThroughput(ctx context.Context, ccfg ClusterConfig, tc ThroughputConfig)
 	if err != nil {
 		return ThroughputResult{}, err
 	}
+	if tc.VirgilDelay > 0 {
+		if err := c.Fault(fmt.Sprintf(`{"delay":%q}`, tc.VirgilDelay.String())); err != nil {
+			return ThroughputResult{}, err
+		}
+	}
 	logf("throughput: %d jobs queued; starting %d worker(s)", msgs, workers)
+	cpu0 := c.CPU()
 	start := time.Now()
 	for range workers {
 		if _, err := c.StartWorker(); err != nil {
@@ -405,7 +482,17 @@ func RunThroughput(ctx context.Context, ccfg ClusterConfig, tc ThroughputConfig)
 		return ThroughputResult{}, err
 	}
 	elapsed := time.Since(start)
-	res := ThroughputResult{Workers: workers, Jobs: int(msgs), Seconds: elapsed.Seconds(), JobsPerSecond: float64(msgs) / elapsed.Seconds()}
+	res := ThroughputResult{Workers: workers, Jobs: int(msgs), Seconds: elapsed.Seconds(), JobsPerSecond: float64(msgs) / elapsed.Seconds(),
+		CPU: map[string]float64{}, Cores: runtime.NumCPU(), Concurrency: ccfg.Concurrency, Groups: tc.Groups,
+		VirgilDelayMS: float64(tc.VirgilDelay) / float64(time.Millisecond)}
+	if tc.VirgilDelay > 0 {
+		if err := c.ClearFault(); err != nil {
+			return ThroughputResult{}, err
+		}
+	}
+	for name, d := range c.CPU() {
+		res.CPU[name] = (d - cpu0[name]).Seconds()
+	}
 	for _, w := range c.Workers() {
 		if rss, err := w.PeakRSS(); err == nil && rss > res.WorkerPeakRSS {
 			res.WorkerPeakRSS = rss
@@ -418,6 +505,11 @@ func RunThroughput(ctx context.Context, ccfg ClusterConfig, tc ThroughputConfig)
 		groups = append(groups, g)
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
+	for _, g := range groups {
+		if v, found, err := c.Group(client, g); err == nil && found {
+			res.Epochs += float64(len(v.Epochs)) / float64(len(groups))
+		}
+	}
 	res.Converged = poll(ctx, 30*time.Second, "converged", func() error {
 		if d := run.compare(client, groups, expected); len(d) > 0 {
 			return fmt.Errorf("%s", d[0])

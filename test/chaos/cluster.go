@@ -45,6 +45,9 @@ type ClusterConfig struct {
 	Workers int
 	// Partitions is GROUPSYNC_PARTITIONS (0: the binary's default).
 	Partitions int
+	// Concurrency is GROUPSYNC_CONCURRENCY of the workers (0: the binary's
+	// default, one job per partition).
+	Concurrency int
 	// LogLevel is GROUPSYNC_LOG_LEVEL of every process (default info).
 	LogLevel string
 	// NATSSyncAlways fsyncs every JetStream write, as deploy/nats.conf does.
@@ -83,9 +86,11 @@ type Cluster struct {
 type Process struct {
 	Name    string
 	LogFile string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	err     error
+	// MetricsURL is the base URL of a worker's /metrics and /debug/pprof/.
+	MetricsURL string
+	cmd        *exec.Cmd
+	done       chan struct{}
+	err        error
 }
 
 // Pid returns the process id.
@@ -113,6 +118,64 @@ func (p *Process) PeakRSS() (int, error) {
 		}
 	}
 	return 0, errors.New("no VmHWM")
+}
+
+// CPU returns the CPU time used so far by each part of the cluster that is
+// running: "emulator", "serve", "workers" (all worker processes together),
+// "redis", and "nats" (this process, which hosts nats-server; it includes
+// the harness's own work).
+func (c *Cluster) CPU() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	add := func(name string, pid int) {
+		if d, err := cpuTime(pid); err == nil {
+			out[name] += d
+		}
+	}
+	c.mu.Lock()
+	if c.emulator != nil && c.emulator.Running() {
+		add("emulator", c.emulator.Pid())
+	}
+	if c.serve != nil && c.serve.Running() {
+		add("serve", c.serve.Pid())
+	}
+	for _, w := range c.workers {
+		if w.Running() {
+			add("workers", w.Pid())
+		}
+	}
+	c.mu.Unlock()
+	c.redis.mu.Lock()
+	if c.redis.cmd != nil {
+		add("redis", c.redis.cmd.Process.Pid)
+	}
+	c.redis.mu.Unlock()
+	add("nats", os.Getpid())
+	return out
+}
+
+// CPUProfile records a CPU profile of a worker for d into file.
+func (p *Process) CPUProfile(d time.Duration, file string) error {
+	if p.MetricsURL == "" {
+		return fmt.Errorf("%s serves no profiles", p.Name)
+	}
+	client := &http.Client{Timeout: d + 30*time.Second}
+	resp, err := client.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.MetricsURL, max(1, int(d.Seconds()))))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s profile: status %d", p.Name, resp.StatusCode)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // ModuleRoot returns the folder of the groupsync go.mod.
@@ -218,6 +281,9 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 	}
 	if cfg.Partitions > 0 {
 		c.env = append(c.env, "GROUPSYNC_PARTITIONS="+strconv.Itoa(cfg.Partitions))
+	}
+	if cfg.Concurrency > 0 {
+		c.env = append(c.env, "GROUPSYNC_CONCURRENCY="+strconv.Itoa(cfg.Concurrency))
 	}
 	if c.emulator, err = c.start("emulator", []string{"GROUPSYNC_HTTP_ADDR=" + emuAddr, "GROUPSYNC_DATA_DIR=" + filepath.Join(cfg.Dir, "emulator")}, "emulator"); err != nil {
 		return c, err
@@ -337,12 +403,18 @@ func (c *Cluster) Run(ctx context.Context, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-// StartWorker starts one more worker process.
+// StartWorker starts one more worker process, serving /metrics and Go's
+// /debug/pprof/ on a free address (Process.MetricsURL).
 func (c *Cluster) StartWorker() (*Process, error) {
-	p, err := c.start("worker", nil, "worker")
+	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
+	p, err := c.start("worker", []string{"GROUPSYNC_METRICS_ADDR=" + addr, "GROUPSYNC_PPROF=true"}, "worker")
+	if err != nil {
+		return nil, err
+	}
+	p.MetricsURL = "http://" + addr
 	c.mu.Lock()
 	c.workers = append(c.workers, p)
 	c.mu.Unlock()
@@ -441,14 +513,38 @@ func (c *Cluster) ClearFault() error {
 
 // GroupView is the emulator's view of a Virgil group.
 type GroupView struct {
-	Participants []string `json:"participants"`
-	Epochs       []string `json:"epochs"`
+	Participants []string      `json:"participants"`
+	Epochs       []string      `json:"epochs"`
+	History      []GroupChange `json:"history,omitempty"`
+	// HistoryDropped counts the oldest changes the emulator no longer keeps.
+	HistoryDropped int `json:"history_dropped,omitempty"`
+}
+
+// GroupChange is one change of a group's participants as the emulator
+// stored it (see emulator.GroupChange), stamped with its clock, the same
+// machine's clock as the harness's.
+type GroupChange struct {
+	At           time.Time `json:"at"`
+	Participants []string  `json:"participants"`
+	Epochs       int       `json:"epochs"`
 }
 
 // Group returns the emulator view of the CometChat group guid; found is
 // false when the Virgil group does not exist.
 func (c *Cluster) Group(client *http.Client, guid string) (v GroupView, found bool, err error) {
+	return c.group(client, guid, false)
+}
+
+// GroupWithHistory is Group with the group's change history, oldest first.
+func (c *Cluster) GroupWithHistory(client *http.Client, guid string) (v GroupView, found bool, err error) {
+	return c.group(client, guid, true)
+}
+
+func (c *Cluster) group(client *http.Client, guid string, history bool) (v GroupView, found bool, err error) {
 	url := c.VirgilURL + "/_emulator/groups/" + c.Identity.Group(guid) + "?owner=" + c.Identity.Owner()
+	if history {
+		url += "&history=1"
+	}
 	resp, err := client.Get(url)
 	if err != nil {
 		return v, false, err

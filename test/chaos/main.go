@@ -3,7 +3,7 @@
 // `groupsync emulator`, one `groupsync serve` and N `groupsync worker`.
 //
 //	go run ./test/chaos -duration 5m                  chaos run (default mode)
-//	go run ./test/chaos -mode latency -rate 200 -duration 30s
+//	go run ./test/chaos -mode latency -rate 200 -duration 30s [-pattern create]
 //	go run ./test/chaos -mode throughput -workers 1,2,4 -events 2000
 //
 // The chaos mode posts CometChat webhooks (with retries, duplicates and
@@ -37,11 +37,16 @@ func main() {
 	users := flag.Int("users", 24, "users moved in and out of the groups")
 	rate := flag.Float64("rate", 10, "events per second offered (chaos default 10, latency e.g. 200)")
 	period := flag.Duration("period", 10*time.Second, "chaos: time between faults")
+	profile := flag.String("cpuprofile", "", "latency: write a CPU profile of the first worker during the offered window to this file")
+	pattern := flag.String("pattern", PatternMembership, "latency: membership (add/remove on existing groups) or create (a new group per event)")
 	workers := flag.String("workers", "2", "worker processes (throughput: a list, e.g. 1,2,4)")
 	events := flag.Int("events", 2000, "throughput: jobs queued before the workers start")
 	partitions := flag.Int("partitions", 0, "GROUPSYNC_PARTITIONS (0: the binary's default)")
+	concurrency := flag.Int("concurrency", 0, "GROUPSYNC_CONCURRENCY of each worker (0: one job per partition)")
+	virgilDelay := flag.Duration("virgil-delay", 0, "throughput: hold every Virgil request this long, as a round trip to Virgil's cloud would")
 	keep := flag.Bool("keep", false, "keep the run folder (logs, stores)")
 	jsonOut := flag.String("json", "", "write the report as JSON to this file")
+	logLevel := flag.String("log-level", "info", "GROUPSYNC_LOG_LEVEL of the groupsync processes (debug shows every job)")
 	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()), "random seed of the generator")
 	flag.Parse()
 
@@ -71,7 +76,7 @@ func main() {
 		}
 		wl = append(wl, n)
 	}
-	base := ClusterConfig{Binary: bin, Partitions: *partitions, NATSSyncAlways: true, Logf: logf}
+	base := ClusterConfig{Binary: bin, Partitions: *partitions, Concurrency: *concurrency, NATSSyncAlways: true, LogLevel: *logLevel, Logf: logf}
 
 	var report any
 	code := 0
@@ -111,7 +116,7 @@ func main() {
 	case "latency":
 		cfg := base
 		cfg.Dir, cfg.Workers = dir+"/latency", wl[0]
-		res, err := RunLatency(ctx, cfg, LatencyConfig{Rate: *rate, Duration: *duration, Groups: *groups, Users: *users, Logf: logf})
+		res, err := RunLatency(ctx, cfg, LatencyConfig{Rate: *rate, Duration: *duration, Pattern: *pattern, Profile: *profile, Groups: *groups, Users: *users, Logf: logf})
 		if err != nil {
 			fatal(err)
 		}
@@ -122,7 +127,7 @@ func main() {
 		for _, n := range wl {
 			cfg := base
 			cfg.Dir, cfg.Workers = fmt.Sprintf("%s/throughput-%d", dir, n), n
-			res, err := RunThroughput(ctx, cfg, ThroughputConfig{Events: *events, Groups: *groups, Users: *users, Logf: logf})
+			res, err := RunThroughput(ctx, cfg, ThroughputConfig{Events: *events, Groups: *groups, Users: *users, VirgilDelay: *virgilDelay, Logf: logf})
 			if err != nil {
 				fatal(err)
 			}

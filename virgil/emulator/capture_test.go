@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -218,7 +219,30 @@ func TestReplayGroupViewMidway(t *testing.T) {
 			break
 		}
 	}
-	w := f.do("", http.MethodGet, "/_emulator/groups/"+cf.GroupID+"?owner=alice-uid", "")
+	// The history has one change per step that members could see, stamped
+	// with the emulator's clock; the revocation of bob's old copy after the
+	// new epoch changed nothing visible.
+	w := f.do("", http.MethodGet, "/_emulator/groups/"+cf.GroupID+"?owner=2137f9ef75295ea&history=1", "")
+	wantOK(t, w)
+	var hv emulator.GroupView
+	if err := json.Unmarshal(w.Body.Bytes(), &hv); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"2137f9ef75295ea,alice-uid,bob-uid/1", "2137f9ef75295ea,alice-uid,bob-uid,carol-uid/1", "2137f9ef75295ea,alice-uid,carol-uid/2"}
+	var got []string
+	for i, h := range hv.History {
+		got = append(got, fmt.Sprintf("%s/%d", strings.Join(h.Participants, ","), h.Epochs))
+		if h.At.IsZero() || h.At.After(time.Unix(clock.Load(), 0)) || (i > 0 && h.At.Before(hv.History[i-1].At)) {
+			t.Errorf("history %d at %v", i, h.At)
+		}
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("history %v, want %v", got, want)
+	}
+	if h, dropped := f.emu.GroupHistory("2137f9ef75295ea", cf.GroupID); len(h) != len(want) || dropped != 0 || hv.HistoryDropped != 0 {
+		t.Errorf("GroupHistory has %d changes, %d dropped", len(h), dropped)
+	}
+	w = f.do("", http.MethodGet, "/_emulator/groups/"+cf.GroupID+"?owner=alice-uid", "")
 	wantError(t, w, http.StatusNotFound, emulator.CodeNotFound)
 	w = f.do("", http.MethodGet, "/_emulator/groups/"+cf.GroupID, "")
 	wantError(t, w, http.StatusBadRequest, emulator.CodeKeyknoxInvalidParams)

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"slices"
 
 	"github.com/groupsync/groupsync/virgil"
 )
@@ -95,7 +96,11 @@ func (e *Emulator) publishCard(r *request) (response, *Error) {
 		prev.SupersededBy = c.ID
 	}
 	e.st.addCard(c)
-	if apiE := e.commitLocked(); apiE != nil {
+	change := record{Cards: []*card{c}}
+	if prev != nil {
+		change.Cards = append(change.Cards, prev)
+	}
+	if apiE := e.commitLocked(change); apiE != nil {
 		return response{}, apiE
 	}
 	return jsonResponse(served)
@@ -126,12 +131,19 @@ func (e *Emulator) searchCards(r *request) (response, *Error) {
 		}
 		want[id] = true
 	}
-	out := []*virgil.RawCard{}
+	var found []*card
 	e.mu.Lock()
-	for _, c := range e.st.cards {
-		if !c.Revoked && want[c.Identity] {
-			out = append(out, c.Raw)
+	for id := range want {
+		for _, c := range e.st.byIdentity[id] {
+			if !c.Revoked {
+				found = append(found, c)
+			}
 		}
+	}
+	slices.SortFunc(found, func(a, b *card) int { return a.order - b.order })
+	out := make([]*virgil.RawCard, 0, len(found))
+	for _, c := range found {
+		out = append(out, c.Raw)
 	}
 	resp, apiE := jsonResponse(out)
 	e.mu.Unlock()
@@ -168,7 +180,7 @@ func (e *Emulator) revokeCard(r *request) (response, *Error) {
 		return response{}, nil
 	}
 	c.Revoked = true
-	if apiE := e.commitLocked(); apiE != nil {
+	if apiE := e.commitLocked(record{Cards: []*card{c}}); apiE != nil {
 		return response{}, apiE
 	}
 	return response{}, nil

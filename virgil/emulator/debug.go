@@ -23,6 +23,93 @@ type GroupView struct {
 	Participants []string `json:"participants"`
 	// Epochs are the entry keys, in numeric order.
 	Epochs []string `json:"epochs"`
+	// History lists the latest changes of Participants (at most
+	// MaxGroupHistory), oldest first, and HistoryDropped counts the older
+	// changes no longer kept; only with ?history=1.
+	History        []GroupChange `json:"history,omitempty"`
+	HistoryDropped int           `json:"history_dropped,omitempty"`
+}
+
+// groupHistory is the kept changes of one group.
+type groupHistory struct {
+	changes []GroupChange
+	dropped int
+}
+
+// GroupChange is one change of what members see of a group.
+type GroupChange struct {
+	// At is when the change was stored (by Config.Now).
+	At time.Time `json:"at"`
+	// Participants are the newest epoch's identities after the change,
+	// sorted; empty when the group was deleted.
+	Participants []string `json:"participants"`
+	// Epochs counts the group's epochs after the change.
+	Epochs int `json:"epochs"`
+}
+
+// MaxGroupHistory is how many changes the emulator keeps per group, in
+// memory only, for measuring when a change became visible.
+const MaxGroupHistory = 2048
+
+// participantsLocked returns the newest epoch's identities of the group at
+// pk, sorted and deduplicated, and the epoch keys; e.mu must be held.
+func (e *Emulator) participantsLocked(pk pathKey) (participants, epochs []string) {
+	m := e.st.entries[pk]
+	if len(m) == 0 {
+		return []string{}, nil
+	}
+	epochs = make([]string, 0, len(m))
+	for k := range m {
+		epochs = append(epochs, k)
+	}
+	sortKeys(epochs)
+	participants = slices.Clone(m[epochs[len(epochs)-1]].Identities)
+	slices.Sort(participants)
+	participants = slices.Compact(participants)
+	if participants == nil {
+		participants = []string{}
+	}
+	return participants, epochs
+}
+
+// recordLocked notes a change of the group sessions at pk when what
+// members see of it changed; e.mu must be held.
+func (e *Emulator) recordLocked(pk pathKey) {
+	if pk.root != virgil.GroupSessionsRoot {
+		return
+	}
+	participants, epochs := e.participantsLocked(pk)
+	h := e.history[pk]
+	if h == nil {
+		h = &groupHistory{}
+		e.history[pk] = h
+	}
+	if n := len(h.changes); n > 0 && h.changes[n-1].Epochs == len(epochs) && slices.Equal(h.changes[n-1].Participants, participants) {
+		return
+	}
+	if len(h.changes) >= MaxGroupHistory {
+		drop := len(h.changes) - MaxGroupHistory + 1
+		h.changes = slices.Delete(h.changes, 0, drop)
+		h.dropped += drop
+	}
+	h.changes = append(h.changes, GroupChange{At: e.cfg.Now(), Participants: participants, Epochs: len(epochs)})
+}
+
+// GroupHistory returns the latest changes of the group's participants seen
+// since New (at most MaxGroupHistory), oldest first, and how many older ones
+// were dropped. Safe for concurrent use.
+func (e *Emulator) GroupHistory(ownerIdentity, groupID string) (changes []GroupChange, dropped int) {
+	path, err := virgil.SessionPath(groupID)
+	if err != nil {
+		return nil, 0
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	h := e.history[pathKey{ownerIdentity, virgil.GroupSessionsRoot, path}]
+	if h == nil {
+		return nil, 0
+	}
+	return slices.Clone(h.changes), h.dropped
 }
 
 // Group returns the view of groupID owned by ownerIdentity, read from the
@@ -36,23 +123,11 @@ func (e *Emulator) Group(ownerIdentity, groupID string) (GroupView, bool) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	m := e.st.entries[pathKey{ownerIdentity, virgil.GroupSessionsRoot, path}]
-	if len(m) == 0 {
+	participants, epochs := e.participantsLocked(pathKey{ownerIdentity, virgil.GroupSessionsRoot, path})
+	if len(epochs) == 0 {
 		return GroupView{}, false
 	}
-	v := GroupView{Epochs: make([]string, 0, len(m))}
-	for k := range m {
-		v.Epochs = append(v.Epochs, k)
-	}
-	sortKeys(v.Epochs)
-	newest := m[v.Epochs[len(v.Epochs)-1]]
-	v.Participants = slices.Clone(newest.Identities)
-	slices.Sort(v.Participants)
-	v.Participants = slices.Compact(v.Participants)
-	if v.Participants == nil {
-		v.Participants = []string{}
-	}
-	return v, true
+	return GroupView{Participants: participants, Epochs: epochs}, true
 }
 
 // Card returns the newest card of identity that is neither revoked nor
@@ -61,8 +136,9 @@ func (e *Emulator) Group(ownerIdentity, groupID string) (GroupView, bool) {
 func (e *Emulator) Card(identity string) (*virgil.Card, bool) {
 	e.mu.Lock()
 	var raw *virgil.RawCard
-	for i := len(e.st.cards) - 1; i >= 0; i-- {
-		if c := e.st.cards[i]; c.Identity == identity && !c.superseded() {
+	cards := e.st.byIdentity[identity]
+	for i := len(cards) - 1; i >= 0; i-- {
+		if c := cards[i]; !c.superseded() {
 			raw = c.Raw.Clone()
 			break
 		}
@@ -234,6 +310,9 @@ func (e *Emulator) serveDebug(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			writeJSONError(w, apiErr(http.StatusNotFound, CodeNotFound, "no group %q of owner %q", groupID, owner))
 			return
+		}
+		if r.URL.Query().Get("history") == "1" {
+			v.History, v.HistoryDropped = e.GroupHistory(owner, groupID)
 		}
 		writeJSON(v)
 	case strings.HasPrefix(rest, "cards/") && r.Method == http.MethodGet:

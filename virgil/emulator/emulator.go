@@ -124,9 +124,10 @@ type Emulator struct {
 	serviceKey *virgil.PrivateKey
 	log        zerolog.Logger
 
-	mu    sync.Mutex // guards st and persistence
-	st    *state
-	store *diskStore // nil without Dir
+	mu      sync.Mutex // guards st and persistence
+	st      *state
+	store   *diskStore // nil without Dir
+	history map[pathKey]*groupHistory
 
 	faultMu    sync.Mutex
 	fault      Fault
@@ -158,7 +159,7 @@ func New(cfg Config) (*Emulator, error) {
 		}
 		keys[kid] = k
 	}
-	e := &Emulator{cfg: cfg, keys: keys, log: cfg.Logger, st: newState()}
+	e := &Emulator{cfg: cfg, keys: keys, log: cfg.Logger, st: newState(), history: map[pathKey]*groupHistory{}}
 	if cfg.Dir != "" {
 		ds, st, err := openDiskStore(cfg.Dir)
 		if err != nil {
@@ -190,9 +191,18 @@ func New(cfg Config) (*Emulator, error) {
 func (e *Emulator) ServiceKey() *virgil.PublicKey { return e.serviceKey.Public() }
 
 // Close stops serving: later requests get 503. The state is already on disk
-// (it is written after every change). Close is idempotent.
+// (every change is synced to the journal before it is answered); Close
+// closes the journal. Close is idempotent.
 func (e *Emulator) Close() error {
 	e.closed.Store(true)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.store == nil {
+		return nil
+	}
+	if err := e.store.close(); err != nil {
+		return fmt.Errorf("emulator: close journal: %w", err)
+	}
 	return nil
 }
 

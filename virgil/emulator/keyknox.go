@@ -141,9 +141,11 @@ func (e *Emulator) keyknoxPush(r *request) (response, *Error) {
 		}
 	}
 	en.Hash = hash
-	if apiE := e.commitLocked(); apiE != nil {
+	set := append([]string{en.Owner}, ids...)
+	if apiE := e.commitLocked(record{Patches: []entryPatch{patchOf(en, &b, set, nil)}}); apiE != nil {
 		return response{}, apiE
 	}
+	e.recordLocked(pathKey{en.Owner, en.Root, en.Path})
 	r.header.Set(headerKeyknoxHash, en.Hash)
 	return valueObject(en.Owner, en.Root, en.Path, en.Key, en.Identities, b)
 }
@@ -224,28 +226,46 @@ func (e *Emulator) keyknoxReset(r *request) (response, *Error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var selected []*entry
-	for pk, m := range e.st.entries {
-		if pk.owner != r.caller || pk.root != req.Root || (req.Path != "" && pk.path != req.Path) {
-			continue
-		}
+	pick := func(m map[string]*entry) {
 		for k, en := range m {
 			if req.Key == "" || k == req.Key {
 				selected = append(selected, en)
 			}
 		}
 	}
-	revokeOnly := req.Identity != "" && req.Identity != r.caller
-	for _, en := range selected {
-		if revokeOnly {
-			delete(en.Copies, req.Identity)
-			en.Identities = remove(en.Identities, req.Identity)
-		} else {
-			e.st.deleteEntry(en)
+	if req.Path != "" {
+		pick(e.st.entries[pathKey{r.caller, req.Root, req.Path}])
+	} else {
+		for pk, m := range e.st.entries {
+			if pk.owner == r.caller && pk.root == req.Root {
+				pick(m)
+			}
 		}
 	}
-	if len(selected) > 0 {
-		if apiE := e.commitLocked(); apiE != nil {
+	revokeOnly := req.Identity != "" && req.Identity != r.caller
+	var change record
+	for _, en := range selected {
+		switch {
+		case !revokeOnly:
+			e.st.deleteEntry(en)
+			change.Deletes = append(change.Deletes, refOf(en))
+		case en.readable(req.Identity) || contains(en.Identities, req.Identity):
+			delete(en.Copies, req.Identity)
+			en.Identities = remove(en.Identities, req.Identity)
+			change.Patches = append(change.Patches, patchOf(en, nil, nil, []string{req.Identity}))
+		}
+	}
+	if len(change.Patches)+len(change.Deletes) > 0 {
+		if apiE := e.commitLocked(change); apiE != nil {
 			return response{}, apiE
+		}
+		touched := map[pathKey]bool{}
+		for _, en := range selected {
+			pk := pathKey{en.Owner, en.Root, en.Path}
+			if !touched[pk] {
+				touched[pk] = true
+				e.recordLocked(pk)
+			}
 		}
 	}
 	r.header.Set(headerKeyknoxHash, resetHash)

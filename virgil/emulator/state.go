@@ -1,10 +1,13 @@
 package emulator
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,6 +27,8 @@ type card struct {
 	Previous     string          `json:"previous_card_id,omitempty"`
 	Revoked      bool            `json:"revoked,omitempty"`
 	SupersededBy string          `json:"superseded_by,omitempty"`
+
+	order int // position in publication order
 }
 
 func (c *card) superseded() bool { return c.Revoked || c.SupersededBy != "" }
@@ -59,18 +64,30 @@ type pathKey struct{ owner, root, path string }
 
 // state is everything the emulator stores.
 type state struct {
-	cards   []*card // in publication order
-	byID    map[string]*card
-	entries map[pathKey]map[string]*entry // by key
+	cards      []*card // in publication order
+	byID       map[string]*card
+	byIdentity map[string][]*card            // in publication order
+	entries    map[pathKey]map[string]*entry // by key
 }
 
 func newState() *state {
-	return &state{byID: map[string]*card{}, entries: map[pathKey]map[string]*entry{}}
+	return &state{byID: map[string]*card{}, byIdentity: map[string][]*card{}, entries: map[pathKey]map[string]*entry{}}
 }
 
 func (s *state) addCard(c *card) {
+	c.order = len(s.cards)
 	s.cards = append(s.cards, c)
 	s.byID[c.ID] = c
+	s.byIdentity[c.Identity] = append(s.byIdentity[c.Identity], c)
+}
+
+// putCard adds c, or updates the stored card with the same id in place.
+func (s *state) putCard(c *card) {
+	if old := s.byID[c.ID]; old != nil {
+		old.Raw, old.Previous, old.Revoked, old.SupersededBy = c.Raw, c.Previous, c.Revoked, c.SupersededBy
+		return
+	}
+	s.addCard(c)
 }
 
 func (s *state) entry(owner, root, path, key string) *entry {
@@ -182,31 +199,225 @@ func unmarshalState(b []byte) (*state, error) {
 	return s, nil
 }
 
-// diskStore keeps the state and the service key in a folder.
-type diskStore struct{ dir string }
+// diskStore keeps the state and the service key in a folder: a snapshot
+// (state.json) and a journal of the changes made since (journal.jsonl), one
+// JSON record per line, synced before a change is answered. The journal is
+// folded into a new snapshot when it outgrows the snapshot, so a change
+// costs its own size, not the size of the whole state.
+type diskStore struct {
+	dir          string
+	journal      *os.File
+	journalSize  int64
+	snapshotSize int64
+}
 
 const (
 	stateFile      = "state.json"
+	journalFile    = "journal.jsonl"
 	serviceKeyFile = "service-key.der"
 )
+
+// minCompactBytes is the journal size below which it is never folded into
+// the snapshot (a variable for tests).
+var minCompactBytes int64 = 4 << 20
+
+// record is one journal line: the cards one change stored or updated, the
+// entries it changed (as patches, so a push to a large entry costs the size
+// of the push) and the entries it deleted. A change is one line, so it is
+// replayed whole or not at all. Every part sets values rather than
+// computing them, so replaying the journal over a snapshot that already
+// holds it (a crash between folding and truncating) ends in the same state.
+type record struct {
+	Cards   []*card      `json:"cards,omitempty"`
+	Patches []entryPatch `json:"patches,omitempty"`
+	Deletes []entryRef   `json:"deletes,omitempty"`
+}
+
+// entryPatch changes one entry, creating it when missing: its identities
+// and hash are set, Blob becomes the copy of every identity in SetIDs, and
+// the copies of Unset are removed.
+type entryPatch struct {
+	entryRef
+	Identities []string `json:"identities"`
+	Hash       string   `json:"hash"`
+	Blob       *blob    `json:"blob,omitempty"`
+	SetIDs     []string `json:"set,omitempty"`
+	Unset      []string `json:"unset,omitempty"`
+}
+
+// patchOf returns a patch that sets en's identities and hash, gives b to
+// setIDs and removes the copies of unset.
+func patchOf(en *entry, b *blob, setIDs, unset []string) entryPatch {
+	return entryPatch{entryRef: refOf(en), Identities: slices.Clone(en.Identities), Hash: en.Hash, Blob: b, SetIDs: setIDs, Unset: unset}
+}
+
+// entryRef names a Keyknox entry.
+type entryRef struct {
+	Owner string `json:"owner"`
+	Root  string `json:"root"`
+	Path  string `json:"path"`
+	Key   string `json:"key"`
+}
+
+func refOf(en *entry) entryRef {
+	return entryRef{Owner: en.Owner, Root: en.Root, Path: en.Path, Key: en.Key}
+}
+
+// apply replays one journal record.
+func (s *state) apply(r record) error {
+	if len(r.Cards)+len(r.Patches)+len(r.Deletes) == 0 {
+		return errors.New("empty record")
+	}
+	for _, c := range r.Cards {
+		if c == nil || c.Raw == nil || c.ID == "" {
+			return errors.New("incomplete card")
+		}
+		s.putCard(c)
+	}
+	for _, p := range r.Patches {
+		if p.Owner == "" || (p.Blob == nil && len(p.SetIDs) > 0) {
+			return errors.New("incomplete entry patch")
+		}
+		en := s.entry(p.Owner, p.Root, p.Path, p.Key)
+		if en == nil {
+			en = &entry{Owner: p.Owner, Root: p.Root, Path: p.Path, Key: p.Key, Copies: map[string]blob{}}
+			s.putEntry(en)
+		}
+		en.Identities, en.Hash = p.Identities, p.Hash
+		for _, id := range p.SetIDs {
+			en.Copies[id] = *p.Blob
+		}
+		for _, id := range p.Unset {
+			delete(en.Copies, id)
+		}
+	}
+	for _, d := range r.Deletes {
+		if en := s.entry(d.Owner, d.Root, d.Path, d.Key); en != nil {
+			s.deleteEntry(en)
+		}
+	}
+	return nil
+}
 
 func openDiskStore(dir string) (*diskStore, *state, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("emulator: state folder: %w", err)
 	}
 	ds := &diskStore{dir: dir}
+	st := newState()
 	b, err := os.ReadFile(filepath.Join(dir, stateFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return ds, newState(), nil
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
 		return nil, nil, fmt.Errorf("emulator: read state: %w", err)
+	default:
+		if st, err = unmarshalState(b); err != nil {
+			return nil, nil, err
+		}
 	}
-	st, err := unmarshalState(b)
+	replayed, err := replayJournal(filepath.Join(dir, journalFile), st)
 	if err != nil {
 		return nil, nil, err
 	}
+	// Start every run from a snapshot that holds the whole journal.
+	if replayed > 0 || len(b) == 0 {
+		if err := ds.snapshot(st); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		ds.snapshotSize = int64(len(b))
+	}
+	if ds.journal, err = os.OpenFile(filepath.Join(dir, journalFile), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err != nil {
+		return nil, nil, fmt.Errorf("emulator: open journal: %w", err)
+	}
 	return ds, st, nil
+}
+
+// replayJournal applies the journal at path to st and returns how many
+// records it held. A last line cut short by a crash is ignored (its change
+// was never answered); any other bad line is an error.
+func replayJournal(path string, st *state) (int, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("emulator: read journal: %w", err)
+	}
+	n := 0
+	for line := 1; len(b) > 0; line++ {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return n, nil // torn last write
+		}
+		var r record
+		if err := json.Unmarshal(b[:i], &r); err != nil {
+			return n, fmt.Errorf("emulator: journal line %d: %w", line, err)
+		}
+		if err := st.apply(r); err != nil {
+			return n, fmt.Errorf("emulator: journal line %d: %w", line, err)
+		}
+		b = b[i+1:]
+		n++
+	}
+	return n, nil
+}
+
+// append writes a change to the journal and syncs it; when the journal has
+// outgrown the snapshot, s becomes the new snapshot and the journal starts
+// again.
+func (d *diskStore) append(s *state, r record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("emulator: encode change: %w", err)
+	}
+	b = append(b, '\n')
+	if _, err := d.journal.Write(b); err != nil {
+		return fmt.Errorf("emulator: write journal: %w", err)
+	}
+	if err := d.journal.Sync(); err != nil {
+		return fmt.Errorf("emulator: sync journal: %w", err)
+	}
+	d.journalSize += int64(len(b))
+	if d.journalSize < minCompactBytes || d.journalSize < 2*d.snapshotSize {
+		return nil
+	}
+	if err := d.snapshot(s); err != nil {
+		return err
+	}
+	// The snapshot holds every change: the journal may start again. A crash
+	// before the truncation replays records the snapshot already has.
+	if err := d.journal.Truncate(0); err != nil {
+		return fmt.Errorf("emulator: truncate journal: %w", err)
+	}
+	if _, err := d.journal.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("emulator: truncate journal: %w", err)
+	}
+	d.journalSize = 0
+	return nil
+}
+
+// snapshot writes s as the snapshot.
+func (d *diskStore) snapshot(s *state) error {
+	b, err := s.marshal()
+	if err != nil {
+		return fmt.Errorf("emulator: encode state: %w", err)
+	}
+	if err := writeFileAtomic(d.dir, stateFile, b, 0o600); err != nil {
+		return err
+	}
+	d.snapshotSize = int64(len(b))
+	return nil
+}
+
+// close closes the journal.
+func (d *diskStore) close() error {
+	if d.journal == nil {
+		return nil
+	}
+	err := d.journal.Close()
+	d.journal = nil
+	return err
 }
 
 // serviceKey loads the service key from the folder, or generates and
@@ -232,14 +443,6 @@ func (d *diskStore) serviceKey() (*virgil.PrivateKey, error) {
 		return nil, err
 	}
 	return k, nil
-}
-
-func (d *diskStore) save(s *state) error {
-	b, err := s.marshal()
-	if err != nil {
-		return fmt.Errorf("emulator: encode state: %w", err)
-	}
-	return writeFileAtomic(d.dir, stateFile, b, 0o600)
 }
 
 // writeFileAtomic writes dir/name through a synced temporary file and a
@@ -279,12 +482,15 @@ func writeFileAtomic(dir, name string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
-// commitLocked persists the state after a change; e.mu must be held.
-func (e *Emulator) commitLocked() *Error {
+// commitLocked persists the change r made to the state; e.mu must be held.
+func (e *Emulator) commitLocked(r record) *Error {
 	if e.store == nil {
 		return nil
 	}
-	if err := e.store.save(e.st); err != nil {
+	if e.store.journal == nil {
+		return apiErr(http.StatusServiceUnavailable, CodeUnavailable, "the emulator is closed")
+	}
+	if err := e.store.append(e.st, r); err != nil {
 		e.log.Error().Err(err).Msg("emulator: persisting state failed")
 		return apiErr(500, CodeUnavailable, "storing the state failed")
 	}
