@@ -16,7 +16,7 @@ const (
 	DefaultDeadLetterSubject = "groupsync.dlq"
 	DefaultPartitions        = 16
 	DefaultDuplicateWindow   = 2 * time.Minute
-	DefaultAckWait           = 30 * time.Second
+	DefaultAckWait           = 10 * time.Second
 	DefaultMaxDeliver        = 50
 	DefaultDeadLetterMaxAge  = 30 * 24 * time.Hour
 	DefaultReplicas          = 1
@@ -54,8 +54,9 @@ type Config struct {
 	// within 30 seconds).
 	DuplicateWindow time.Duration
 	// AckWait is how long a delivered job may stay unacknowledged before
-	// JetStream redelivers it (default 30 seconds). Long jobs call
-	// Delivery.InProgress to extend it.
+	// JetStream redelivers it (default 10 seconds). Long jobs call
+	// Delivery.InProgress to extend it. It is also how long the job of a
+	// worker that died holds up its partition.
 	AckWait time.Duration
 	// MaxDeliver is how many deliveries a worker gets for one job (default
 	// 50). A worker that fails on the delivery for which

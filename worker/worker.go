@@ -24,7 +24,7 @@ import (
 // Defaults for the zero-value fields of Config.
 const (
 	DefaultJobTimeout      = 2 * time.Minute
-	DefaultLeaseTTL        = 30 * time.Second
+	DefaultLeaseTTL        = 10 * time.Second
 	DefaultRetryInitial    = 200 * time.Millisecond
 	DefaultRetryMax        = 5 * time.Second
 	DefaultRetries         = 5
@@ -63,9 +63,11 @@ type Config struct {
 	// JobTimeout bounds one delivery of one job (default 2 minutes); a job
 	// that times out is retried later.
 	JobTimeout time.Duration
-	// LeaseTTL is the lifetime of a job's idempotency lease (default 30 s),
+	// LeaseTTL is the lifetime of a job's idempotency lease (default 10 s),
 	// renewed by the heartbeat while the job runs. A crashed worker's job is
-	// taken over by another delivery once its lease expires.
+	// taken over by another delivery once its lease expires; until then the
+	// new delivery is handed back with growing delays (from NakBase, at most
+	// LeaseTTL).
 	LeaseTTL time.Duration
 	// Heartbeat is how often a running job tells JetStream it is in progress
 	// and renews its lease (default: a third of the smaller of LeaseTTL and
@@ -713,7 +715,9 @@ func (p *Pool) settle(ctx context.Context, d *queue.Delivery, lease Lease, res r
 		p.metrics.jobs.WithLabelValues(label).Inc()
 		return
 	case err == nil && res == resHeld:
-		delay := min(p.cfg.LeaseTTL, p.cfg.NakMax)
+		// Usually the lease of a worker that died, about to expire (its
+		// heartbeat also kept the ack wait going): look again soon.
+		delay := min(p.nakDelay(d.NumDelivered, nil), p.cfg.LeaseTTL)
 		log.Info().Dur("retry_in", delay).Msg("job leased by another delivery, handing it back")
 		p.nakDelivery(d, delay, log)
 		p.metrics.jobs.WithLabelValues("held").Inc()

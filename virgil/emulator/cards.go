@@ -100,7 +100,7 @@ func (e *Emulator) publishCard(r *request) (response, *Error) {
 	if prev != nil {
 		change.Cards = append(change.Cards, prev)
 	}
-	if apiE := e.commitLocked(change); apiE != nil {
+	if apiE := e.commitLocked(r, change); apiE != nil {
 		return response{}, apiE
 	}
 	return jsonResponse(served)
@@ -180,7 +180,7 @@ func (e *Emulator) revokeCard(r *request) (response, *Error) {
 		return response{}, nil
 	}
 	c.Revoked = true
-	if apiE := e.commitLocked(record{Cards: []*card{c}}); apiE != nil {
+	if apiE := e.commitLocked(r, record{Cards: []*card{c}}); apiE != nil {
 		return response{}, apiE
 	}
 	return response{}, nil

@@ -262,6 +262,10 @@ func (e *Emulator) serve(w *statusRecorder, r *http.Request) (caller string) {
 	}
 	req := &request{caller: claims.Identity, body: body, http: r, header: w.Header()}
 	resp, apiE := h(e, req)
+	if apiE == nil && req.durable != nil {
+		// The change is in the journal: answer once it is on disk.
+		apiE = req.durable()
+	}
 	if apiE != nil {
 		e.writeError(w, apiE)
 		return claims.Identity
@@ -283,6 +287,10 @@ type request struct {
 	http   *http.Request
 	header http.Header // response headers
 	param  string      // path parameter (card id)
+	// durable, set by a change, waits until the change is on disk; it runs
+	// after the handler released the state lock, so the changes of
+	// concurrent requests share one sync.
+	durable func() *Error
 }
 
 // response is a successful answer: raw JSON, or an empty body when nil.

@@ -33,8 +33,15 @@ func openModel(t *testing.T, dir string) *journalModel {
 
 func (m *journalModel) commit(r record) {
 	m.t.Helper()
-	if err := m.ds.append(m.st, r); err != nil {
+	upTo, err := m.ds.append(m.st, r)
+	if err != nil {
 		m.t.Fatal(err)
+	}
+	if err := m.ds.syncTo(m.ds.journal, upTo); err != nil {
+		m.t.Fatal(err)
+	}
+	if m.ds.synced.Load() < upTo {
+		m.t.Fatalf("synced %d < written %d", m.ds.synced.Load(), upTo)
 	}
 }
 

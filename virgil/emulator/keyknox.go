@@ -142,7 +142,7 @@ func (e *Emulator) keyknoxPush(r *request) (response, *Error) {
 	}
 	en.Hash = hash
 	set := append([]string{en.Owner}, ids...)
-	if apiE := e.commitLocked(record{Patches: []entryPatch{patchOf(en, &b, set, nil)}}); apiE != nil {
+	if apiE := e.commitLocked(r, record{Patches: []entryPatch{patchOf(en, &b, set, nil)}}); apiE != nil {
 		return response{}, apiE
 	}
 	e.recordLocked(pathKey{en.Owner, en.Root, en.Path})
@@ -256,7 +256,7 @@ func (e *Emulator) keyknoxReset(r *request) (response, *Error) {
 		}
 	}
 	if len(change.Patches)+len(change.Deletes) > 0 {
-		if apiE := e.commitLocked(change); apiE != nil {
+		if apiE := e.commitLocked(r, change); apiE != nil {
 			return response{}, apiE
 		}
 		touched := map[pathKey]bool{}

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"github.com/groupsync/groupsync/virgil"
 )
@@ -209,6 +211,14 @@ type diskStore struct {
 	journal      *os.File
 	journalSize  int64
 	snapshotSize int64
+
+	// written counts the bytes appended since open (under the emulator's
+	// lock); synced how many of them are known to be on disk. syncMu lets one
+	// fsync run at a time while the others wait and then find their bytes
+	// synced: a group commit.
+	written atomic.Int64
+	synced  atomic.Int64
+	syncMu  sync.Mutex
 }
 
 const (
@@ -363,38 +373,68 @@ func replayJournal(path string, st *state) (int, error) {
 	return n, nil
 }
 
-// append writes a change to the journal and syncs it; when the journal has
-// outgrown the snapshot, s becomes the new snapshot and the journal starts
-// again.
-func (d *diskStore) append(s *state, r record) error {
+// append writes a change to the journal and returns the count of written
+// bytes that must be synced (see syncTo) before the change is answered; when
+// the journal has outgrown the snapshot, s becomes the new snapshot and the
+// journal starts again.
+func (d *diskStore) append(s *state, r record) (int64, error) {
 	b, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("emulator: encode change: %w", err)
+		return 0, fmt.Errorf("emulator: encode change: %w", err)
 	}
 	b = append(b, '\n')
 	if _, err := d.journal.Write(b); err != nil {
-		return fmt.Errorf("emulator: write journal: %w", err)
-	}
-	if err := d.journal.Sync(); err != nil {
-		return fmt.Errorf("emulator: sync journal: %w", err)
+		return 0, fmt.Errorf("emulator: write journal: %w", err)
 	}
 	d.journalSize += int64(len(b))
+	upTo := d.written.Add(int64(len(b)))
 	if d.journalSize < minCompactBytes || d.journalSize < 2*d.snapshotSize {
-		return nil
+		return upTo, nil
 	}
 	if err := d.snapshot(s); err != nil {
-		return err
+		return 0, err
 	}
+	// The synced snapshot holds every change written so far.
+	d.markSynced(upTo)
 	// The snapshot holds every change: the journal may start again. A crash
 	// before the truncation replays records the snapshot already has.
 	if err := d.journal.Truncate(0); err != nil {
-		return fmt.Errorf("emulator: truncate journal: %w", err)
+		return 0, fmt.Errorf("emulator: truncate journal: %w", err)
 	}
 	if _, err := d.journal.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("emulator: truncate journal: %w", err)
+		return 0, fmt.Errorf("emulator: truncate journal: %w", err)
 	}
 	d.journalSize = 0
+	return upTo, nil
+}
+
+// syncTo returns once the first upTo written bytes are on disk, syncing the
+// journal f if no other caller did it meanwhile.
+func (d *diskStore) syncTo(f *os.File, upTo int64) error {
+	if d.synced.Load() >= upTo {
+		return nil
+	}
+	d.syncMu.Lock()
+	defer d.syncMu.Unlock()
+	if d.synced.Load() >= upTo {
+		return nil
+	}
+	w := d.written.Load() // everything written before the sync starts
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("emulator: sync journal: %w", err)
+	}
+	d.markSynced(w)
 	return nil
+}
+
+// markSynced records that the first n written bytes are on disk.
+func (d *diskStore) markSynced(n int64) {
+	for {
+		cur := d.synced.Load()
+		if cur >= n || d.synced.CompareAndSwap(cur, n) {
+			return
+		}
+	}
 }
 
 // snapshot writes s as the snapshot.
@@ -482,15 +522,28 @@ func writeFileAtomic(dir, name string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
-// commitLocked persists the change r made to the state; e.mu must be held.
-func (e *Emulator) commitLocked(r record) *Error {
+// commitLocked writes the change r made to the state to the journal and
+// makes req wait, before it answers, until the change is on disk; e.mu must
+// be held.
+func (e *Emulator) commitLocked(req *request, r record) *Error {
 	if e.store == nil {
 		return nil
 	}
 	if e.store.journal == nil {
 		return apiErr(http.StatusServiceUnavailable, CodeUnavailable, "the emulator is closed")
 	}
-	if err := e.store.append(e.st, r); err != nil {
+	upTo, err := e.store.append(e.st, r)
+	if err == nil {
+		ds, f := e.store, e.store.journal
+		req.durable = func() *Error {
+			if err := ds.syncTo(f, upTo); err != nil {
+				e.log.Error().Err(err).Msg("emulator: persisting state failed")
+				return apiErr(http.StatusServiceUnavailable, CodeUnavailable, "storing the state failed")
+			}
+			return nil
+		}
+	}
+	if err != nil {
 		e.log.Error().Err(err).Msg("emulator: persisting state failed")
 		return apiErr(500, CodeUnavailable, "storing the state failed")
 	}
