@@ -8,12 +8,13 @@
 #      group creations at BENCH_RATE, and membership changes of 30-member
 #      groups at BENCH_MEMBER_RATE
 #   3. worker throughput with 1, 2 and 4 worker processes, each running 4
-#      jobs at a time, with a 20 ms round trip to Virgil (test/chaos)
+#      jobs at a time on 64 partitions, with a 20 ms round trip to Virgil
+#      (test/chaos)
 #   4. Go owner vs the official E3Kit owner: add/remove on groups of 10/50/99
 #      (test/chaos TestOwnerCost), and ticket crypto (go test ./virgil -bench)
 #   5. peak RSS (VmHWM) of serve and worker, from the latency run
 #
-# Knobs (environment): BENCH_RATE (200), BENCH_MEMBER_RATE (50),
+# Knobs (environment): BENCH_RATE (200), BENCH_MEMBER_RATE (25),
 # BENCH_DURATION (30s), BENCH_WORKERS (1,2,4), BENCH_EVENTS (2000),
 # BENCH_LATENCY_WORKERS (2), BENCH_VIRGIL_DELAY (20ms).
 set -euo pipefail
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/.."
 out=bench-results
 mkdir -p "$out"
 rate=${BENCH_RATE:-200}
-mrate=${BENCH_MEMBER_RATE:-50}
+mrate=${BENCH_MEMBER_RATE:-25}
 vdelay=${BENCH_VIRGIL_DELAY:-20ms}
 duration=${BENCH_DURATION:-30s}
 workers=${BENCH_WORKERS:-1,2,4}
@@ -42,7 +43,7 @@ go run ./test/chaos -mode latency -pattern membership -rate "$mrate" -duration "
   -json "$out/latency-membership.json" | tee "$out/latency-membership.txt" >&2
 
 step "worker throughput with $workers worker processes, $events jobs, Virgil round trip $vdelay"
-go run ./test/chaos -mode throughput -workers "$workers" -events "$events" -groups 64 -users 40 -concurrency 4 \
+go run ./test/chaos -mode throughput -workers "$workers" -events "$events" -groups 64 -users 40 -concurrency 4 -partitions 64 \
   -virgil-delay "$vdelay" -json "$out/throughput.json" | tee "$out/throughput.txt" >&2
 
 step "Go owner vs E3Kit owner"
