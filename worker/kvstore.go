@@ -360,6 +360,11 @@ func (s *KVStore) keys(ctx context.Context, prefix string) ([]string, error) {
 	return out, nil
 }
 
+// Groups implements StateStore.
+func (s *KVStore) Groups(ctx context.Context) ([]string, error) {
+	return s.keys(ctx, "g.")
+}
+
 // PendingUsers implements UserIndex.
 func (s *KVStore) PendingUsers(ctx context.Context) ([]string, error) {
 	return s.keys(ctx, "p.")

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -206,6 +208,33 @@ func (s *RedisStore) UserGroups(ctx context.Context, uid string) (map[string]gro
 		out[g] = e
 	}
 	return out, nil
+}
+
+// Groups implements StateStore, with SCAN (it never blocks Redis).
+func (s *RedisStore) Groups(ctx context.Context) ([]string, error) {
+	prefix := s.key("group", "")
+	var out []string
+	iter := s.rdb.Scan(ctx, 0, globEscape(prefix)+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		out = append(out, strings.TrimPrefix(iter.Val(), prefix))
+	}
+	if err := iter.Err(); err != nil {
+		return nil, fmt.Errorf("worker: redis list groups: %w", err)
+	}
+	sort.Strings(out)
+	return slices.Compact(out), nil // SCAN may return a key twice
+}
+
+// globEscape escapes the Redis glob characters of s.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // PendingUsers implements UserIndex.

@@ -109,6 +109,10 @@ type StateStore interface {
 	// (nothing is written); ErrConflict when the state is no longer at
 	// c.Version (nothing is written).
 	Commit(ctx context.Context, c Commit) error
+	// Groups returns the guids of every group with stored state, sorted
+	// (groups deleted in CometChat included: their Virgil group may still
+	// hold tickets until the delete job ran).
+	Groups(ctx context.Context) ([]string, error)
 }
 
 // UserIndex answers which groups a user is in, for members waiting for a

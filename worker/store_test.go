@@ -77,7 +77,39 @@ func TestStoreConformance(t *testing.T) {
 			t.Run("UserIndex", func(t *testing.T) { testUserIndex(t, s) })
 			t.Run("Checks", func(t *testing.T) { testChecks(t, s) })
 			t.Run("ConcurrentAcquireOneWinner", func(t *testing.T) { testConcurrentAcquire(t, s) })
+			t.Run("Groups", func(t *testing.T) { testGroups(t, s) })
 		})
+	}
+}
+
+func testGroups(t *testing.T, s worker.Store) {
+	ctx := testCtx(t)
+	want := []string{"list-a", "list-b*", "list:c"} // glob and separator characters too
+	for i, guid := range want {
+		l := worker.Lease{Seq: uint64(100 + i), Delivery: 1, Worker: "w"}
+		job := "list-job-" + guid
+		mustAcquire(t, s, job, l, time.Minute, worker.LeaseAcquired)
+		st := groupsync.GroupState{GUID: guid, Lifecycle: groupsync.LifecycleExists}
+		if err := s.Commit(ctx, worker.Commit{JobID: job, Lease: l, GUID: guid, State: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Groups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSorted(got) {
+		t.Errorf("Groups not sorted: %v", got)
+	}
+	for _, g := range want {
+		if !slices.Contains(got, g) {
+			t.Errorf("Groups = %v, missing %q", got, g)
+		}
+	}
+	for _, g := range got {
+		if st, ver, err := s.Group(ctx, g); err != nil || ver == 0 || st.GUID != g {
+			t.Errorf("Groups lists %q, whose state reads %v version %d (%v)", g, st.GUID, ver, err)
+		}
 	}
 }
 

@@ -56,7 +56,7 @@ func commands() map[string]command {
 		"serve":     {"HTTP server: CometChat webhooks and the client API", runServe},
 		"worker":    {"worker pool: apply jobs to Virgil", runWorker},
 		"emulator":  {"a local Virgil-compatible service", runEmulator},
-		"owner":     {"owner init: create the owner key and publish its card", runOwner},
+		"owner":     {"owner init|rotate: create the owner key and publish its card; replace it and re-key every group", runOwner},
 		"jobs":      {"jobs failed|retry ID...|--all|purge: dead-lettered jobs", runJobs},
 		"reconcile": {"reconcile GUID...|--all: bring Virgil groups in line with CometChat", runReconcile},
 		"version":   {"print the version", runVersion},

@@ -6,15 +6,21 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/groupsync/groupsync/virgil"
 )
 
-// runOwner implements `groupsync owner init`.
+// runOwner implements `groupsync owner init|rotate`.
 func runOwner(ctx context.Context, e env, args []string) error {
+	if len(args) > 0 && args[0] == "rotate" {
+		return runOwnerRotate(ctx, e, args[1:])
+	}
 	if len(args) == 0 || args[0] != "init" {
-		return usagef("owner needs a subcommand: init")
+		return usagef("owner needs a subcommand: init or rotate")
 	}
 	s := newSettings("owner init", e.getenv, "virgil-api-url", "virgil-app-id", "virgil-app-key-id", "virgil-app-key",
 		"owner-identity", "owner-key-file", "log-level", "log-format")
@@ -41,20 +47,8 @@ func runOwner(ctx context.Context, e env, args []string) error {
 	}
 	// Write the key before publishing, so that a published card always has
 	// its key on disk. O_EXCL guards against a concurrent init.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("owner init: create key file: %w", err)
-	}
-	if _, err := f.WriteString(key.MarshalPKCS8Base64() + "\n"); err != nil {
-		f.Close()
-		return fmt.Errorf("owner init: write key file: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("owner init: write key file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("owner init: write key file: %w", err)
+	if err := writeKeyFile(path, key); err != nil {
+		return fmt.Errorf("owner init: %w", err)
 	}
 	owner := virgil.NewOwner(virgil.NewClient(app.apiURL, app.gen.Source(identity)), key, identity)
 	cardID, err := owner.EnsureCard(ctx)
@@ -86,4 +80,150 @@ func loadOwnerKey(path string) (*virgil.PrivateKey, error) {
 		return nil, usagef("owner key file %s: not a base64 PKCS#8 Ed25519 key", path)
 	}
 	return key, nil
+}
+
+// runOwnerRotate implements `groupsync owner rotate`: a new owner key, a card
+// for it that replaces the current one, and every ticket of every group the
+// store knows re-signed and re-encrypted with it. The new key is written to
+// <owner-key-file>.new before anything is published; once every group is
+// done the current key moves to <owner-key-file>.old and the new one takes
+// its place. Running it again after a failure resumes.
+func runOwnerRotate(ctx context.Context, e env, args []string) error {
+	s := newSettings("owner rotate", e.getenv, "virgil-api-url", "virgil-app-id", "virgil-app-key-id", "virgil-app-key",
+		"owner-identity", "owner-key-file", "identity-secret", "nats-url", "redis-url", "log-level", "log-format")
+	stopped := s.fs.Bool("workers-stopped", false, "confirm that no worker runs: workers sign tickets with the key they started with")
+	if err := s.parse(args, e.stdout); err != nil {
+		return err
+	}
+	if !*stopped {
+		return usagef("owner rotate: stop every worker first (they sign tickets with the key they started with), then run it with --workers-stopped")
+	}
+	app, err := loadVirgilApp(s)
+	if err != nil {
+		return err
+	}
+	ids, err := loadIdentities(s)
+	if err != nil {
+		return err
+	}
+	identity := s.mustStr("owner-identity")
+	if err := virgil.ValidateIdentity(identity); err != nil {
+		return usagef("owner-identity: %v", err)
+	}
+	log, err := newLogger(s, e.stderr, "console")
+	if err != nil {
+		return err
+	}
+	path := s.mustStr("owner-key-file")
+	newPath, oldPath := path+".new", path+".old"
+
+	// The current key; after an interruption between the two renames it is
+	// already in the .old file.
+	current, err := loadOwnerKey(path)
+	swapped := false
+	if err != nil && !fileExists(path) && fileExists(oldPath) && fileExists(newPath) {
+		swapped = true
+		current, err = loadOwnerKey(oldPath)
+	}
+	if err != nil {
+		return err
+	}
+	next, err := newOrResumedKey(newPath)
+	if err != nil {
+		return err
+	}
+
+	var nc *nats.Conn
+	if s.mustStr("redis-url") == "" {
+		if nc, _, err = openQueue(ctx, s, log, "groupsync-owner-rotate"); err != nil {
+			return err
+		}
+		defer nc.Close()
+	}
+	store, closeStore, err := openStore(ctx, s.mustStr("redis-url"), nc)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	guids, err := store.Groups(ctx)
+	if err != nil {
+		return fmt.Errorf("owner rotate: list groups: %w", err)
+	}
+	groups := make([]string, len(guids))
+	for i, g := range guids {
+		groups[i] = ids.Group(g)
+	}
+	fmt.Fprintf(e.stderr, "rotating the owner key of %s over %d group(s)...\n", identity, len(groups))
+	owner := virgil.NewOwner(virgil.NewClient(app.apiURL, app.gen.Source(identity)), current, identity)
+	rotated, err := owner.RotateKey(ctx, next, groups)
+	if err != nil {
+		return fmt.Errorf("owner rotate: interrupted (the new key is in %s; run the same command again to resume): %w", newPath, err)
+	}
+	cardID, err := rotated.EnsureCard(ctx)
+	if err != nil {
+		return fmt.Errorf("owner rotate: check the new card (run the same command again): %w", err)
+	}
+	if !swapped {
+		if err := os.Rename(path, oldPath); err != nil {
+			return fmt.Errorf("owner rotate: keep the previous key: %w", err)
+		}
+	}
+	if err := os.Rename(newPath, path); err != nil {
+		return fmt.Errorf("owner rotate: install the new key (it is in %s; run again to finish): %w", newPath, err)
+	}
+	syncDir(filepath.Dir(path))
+	fmt.Fprintf(e.stdout, "owner identity: %s\ncard id:        %s (replaces the previous card)\ngroups:         %d re-keyed\nkey file:       %s (previous key in %s: delete it once the workers run)\nstart the workers again\n",
+		identity, cardID, len(groups), path, oldPath)
+	return nil
+}
+
+// newOrResumedKey returns the key in path, or generates one and writes it
+// there (synced, mode 0600) before it is used anywhere.
+func newOrResumedKey(path string) (*virgil.PrivateKey, error) {
+	if fileExists(path) {
+		return loadOwnerKey(path)
+	}
+	key, err := virgil.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	if err := writeKeyFile(path, key); err != nil {
+		return nil, fmt.Errorf("owner rotate: %w", err)
+	}
+	return key, nil
+}
+
+// writeKeyFile creates path (never overwriting) with key in base64 PKCS#8,
+// synced to disk.
+func writeKeyFile(path string, key *virgil.PrivateKey) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create key file: %w", err)
+	}
+	if _, err := f.WriteString(key.MarshalPKCS8Base64() + "\n"); err != nil {
+		f.Close()
+		return fmt.Errorf("write key file: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write key file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write key file: %w", err)
+	}
+	syncDir(filepath.Dir(path))
+	return nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// syncDir makes a rename or a new file in dir durable (best effort).
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
 }
