@@ -173,30 +173,6 @@ func (c *Client) Group(ctx context.Context, guid string) (Group, error) {
 	return env.Data, err
 }
 
-// VerifyAuthToken reports whether token is a valid auth token of user uid.
-// An unknown token or user yields (false, nil); transport and server
-// failures are returned as errors.
-func (c *Client) VerifyAuthToken(ctx context.Context, uid, token string) (bool, error) {
-	var env struct {
-		Data struct {
-			UID       string `json:"uid"`
-			AuthToken string `json:"authToken"`
-		} `json:"data"`
-	}
-	err := c.get(ctx, "/users/"+url.PathEscape(uid)+"/auth_tokens/"+url.PathEscape(token), nil, &env)
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	var ae *APIError
-	if errors.As(err, &ae) && (ae.Status == http.StatusBadRequest || ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return env.Data.UID == "" || strings.EqualFold(env.Data.UID, uid), nil
-}
-
 func listAll[T any](ctx context.Context, c *Client, path string, fn func([]T) error) error {
 	for page := 1; ; page++ {
 		q := url.Values{"perPage": {strconv.Itoa(c.cfg.PerPage)}, "page": {strconv.Itoa(page)}}

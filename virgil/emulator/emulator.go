@@ -105,7 +105,10 @@ type Config struct {
 	// ServiceKey makes the "virgil" signature of published cards. When nil
 	// the emulator uses the key kept in Dir, or generates one.
 	ServiceKey *virgil.PrivateKey
-	// Dir, when set, is the folder where the state persists across restarts.
+	// Dir, when set, is the folder where the state persists across restarts:
+	// every change is on disk before it is answered (changes of concurrent
+	// requests share one sync), though a concurrent reader may see a change
+	// a moment before it is.
 	Dir string
 	// Now is the clock for token expiry and fault deadlines (default time.Now).
 	Now func() time.Time
