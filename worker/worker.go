@@ -364,7 +364,7 @@ func (p *Pool) handle(ctx context.Context, d *queue.Delivery) {
 	if cause := context.Cause(hbCtx); err != nil && errors.Is(cause, ErrLeaseLost) {
 		res, err = resLeaseLost, cause
 	}
-	p.settle(ctx, d, lease, res, err, log)
+	p.settle(ctx, d, lease, res, err, time.Since(start), log)
 	p.metrics.duration.Observe(time.Since(start).Seconds())
 }
 
@@ -697,7 +697,7 @@ func (p *Pool) retry(ctx context.Context, log zerolog.Logger, what string, op fu
 }
 
 // settle acknowledges, hands back or dead-letters the delivery.
-func (p *Pool) settle(ctx context.Context, d *queue.Delivery, lease Lease, res result, err error, log zerolog.Logger) {
+func (p *Pool) settle(ctx context.Context, d *queue.Delivery, lease Lease, res result, err error, took time.Duration, log zerolog.Logger) {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	switch {
@@ -710,7 +710,7 @@ func (p *Pool) settle(ctx context.Context, d *queue.Delivery, lease Lease, res r
 			label = "duplicate"
 			log.Debug().Msg("job already done, acknowledged")
 		} else {
-			log.Debug().Msg("job applied")
+			log.Debug().Dur("took", took).Dur("queued", time.Since(d.Stored)-took).Msg("job applied")
 		}
 		p.metrics.jobs.WithLabelValues(label).Inc()
 		return

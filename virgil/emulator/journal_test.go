@@ -214,3 +214,26 @@ func TestJournalTornAndCorrupt(t *testing.T) {
 		t.Fatalf("corrupt journal: %v", err)
 	}
 }
+
+// TestStateVersions reads a version 1 state file (a copy per identity) and
+// writes version 2, which keeps each distinct copy of an entry once.
+func TestStateVersions(t *testing.T) {
+	dir := t.TempDir()
+	v1 := `{"version":1,"cards":[],"entries":[{"owner":"o","root":"group-sessions","path":"p","key":"0",` +
+		`"identities":["o","a","b"],"hash":"h","copies":{"o":{"meta":"bQ==","value":"dg=="},"a":{"meta":"bQ==","value":"dg=="},"b":{"meta":"bQ==","value":"dg=="}}}]}`
+	if err := os.WriteFile(filepath.Join(dir, stateFile), []byte(v1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := openModel(t, dir)
+	en := m.st.entry("o", "group-sessions", "p", "0")
+	if en == nil || len(en.Copies) != 3 || string(en.Copies["b"].Value) != "v" || en.Hash != "h" {
+		t.Fatalf("version 1 entry: %+v", en)
+	}
+	b := m.bytes()
+	if !strings.Contains(string(b), `"version":2`) || strings.Count(string(b), `"dg=="`) != 1 {
+		t.Errorf("version 2 keeps the shared copy more than once: %s", b)
+	}
+	if got := openModel(t, dir).bytes(); !bytes.Equal(got, b) {
+		t.Error("version 2 does not read back as written")
+	}
+}

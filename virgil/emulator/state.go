@@ -19,7 +19,7 @@ import (
 )
 
 // stateVersion is the version of the state file format.
-const stateVersion = 1
+const stateVersion = 2
 
 // card is a published card as stored.
 type card struct {
@@ -143,21 +143,54 @@ func sortKeys(keys []string) {
 	})
 }
 
-// diskState is the JSON form of state in Dir/state.json.
+// diskState is the JSON form of state in Dir/state.json. Version 2 keeps
+// each distinct copy of an entry once (a push gives every identity the same
+// copy); version 1, which repeated it per identity, is still read.
 type diskState struct {
-	Version int      `json:"version"`
-	Cards   []*card  `json:"cards"`
-	Entries []*entry `json:"entries"`
+	Version int             `json:"version"`
+	Cards   []*card         `json:"cards"`
+	Entries json.RawMessage `json:"entries"`
+}
+
+// diskEntry is an entry in a version 2 state file: Copies maps each
+// identity to its copy in Blobs.
+type diskEntry struct {
+	Owner      string         `json:"owner"`
+	Root       string         `json:"root"`
+	Path       string         `json:"path"`
+	Key        string         `json:"key"`
+	Identities []string       `json:"identities"`
+	Hash       string         `json:"hash"`
+	Blobs      []blob         `json:"blobs"`
+	Copies     map[string]int `json:"copies"`
+}
+
+// blobID identifies the bytes of a copy by where they are in memory: copies
+// made by one push share them.
+type blobID struct {
+	meta, value *byte
+	lm, lv      int
+}
+
+func idOf(b blob) blobID {
+	id := blobID{lm: len(b.Meta), lv: len(b.Value)}
+	if len(b.Meta) > 0 {
+		id.meta = &b.Meta[0]
+	}
+	if len(b.Value) > 0 {
+		id.value = &b.Value[0]
+	}
+	return id
 }
 
 func (s *state) marshal() ([]byte, error) {
-	ds := diskState{Version: stateVersion, Cards: s.cards, Entries: []*entry{}}
+	var all []*entry
 	for _, m := range s.entries {
 		for _, en := range m {
-			ds.Entries = append(ds.Entries, en)
+			all = append(all, en)
 		}
 	}
-	slices.SortFunc(ds.Entries, func(a, b *entry) int {
+	slices.SortFunc(all, func(a, b *entry) int {
 		for _, c := range [][2]string{{a.Owner, b.Owner}, {a.Root, b.Root}, {a.Path, b.Path}, {a.Key, b.Key}} {
 			if c[0] != c[1] {
 				if c[0] < c[1] {
@@ -168,6 +201,33 @@ func (s *state) marshal() ([]byte, error) {
 		}
 		return 0
 	})
+	entries := make([]diskEntry, 0, len(all))
+	for _, en := range all {
+		de := diskEntry{Owner: en.Owner, Root: en.Root, Path: en.Path, Key: en.Key, Identities: en.Identities,
+			Hash: en.Hash, Blobs: []blob{}, Copies: make(map[string]int, len(en.Copies))}
+		ids := make([]string, 0, len(en.Copies))
+		for id := range en.Copies {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		index := map[blobID]int{}
+		for _, id := range ids {
+			b := en.Copies[id]
+			i, ok := index[idOf(b)]
+			if !ok {
+				i = len(de.Blobs)
+				index[idOf(b)] = i
+				de.Blobs = append(de.Blobs, b)
+			}
+			de.Copies[id] = i
+		}
+		entries = append(entries, de)
+	}
+	raw, err := json.Marshal(entries)
+	if err != nil {
+		return nil, err
+	}
+	ds := diskState{Version: stateVersion, Cards: s.cards, Entries: raw}
 	if ds.Cards == nil {
 		ds.Cards = []*card{}
 	}
@@ -179,9 +239,6 @@ func unmarshalState(b []byte) (*state, error) {
 	if err := json.Unmarshal(b, &ds); err != nil {
 		return nil, fmt.Errorf("emulator: read state: %w", err)
 	}
-	if ds.Version != stateVersion {
-		return nil, fmt.Errorf("emulator: read state: version %d, want %d", ds.Version, stateVersion)
-	}
 	s := newState()
 	for _, c := range ds.Cards {
 		if c == nil || c.Raw == nil || c.ID == "" {
@@ -189,7 +246,46 @@ func unmarshalState(b []byte) (*state, error) {
 		}
 		s.addCard(c)
 	}
-	for _, en := range ds.Entries {
+	var entries []*entry
+	switch ds.Version {
+	case 1:
+		if err := json.Unmarshal(ds.Entries, &entries); err != nil {
+			return nil, fmt.Errorf("emulator: read state: entries: %w", err)
+		}
+		for _, en := range entries { // share equal copies, as pushes do
+			if en == nil {
+				continue
+			}
+			seen := map[string]blob{}
+			for id, b := range en.Copies {
+				k := strconv.Itoa(len(b.Meta)) + ":" + string(b.Meta) + string(b.Value)
+				if first, ok := seen[k]; ok {
+					en.Copies[id] = first
+				} else {
+					seen[k] = b
+				}
+			}
+		}
+	case stateVersion:
+		var des []diskEntry
+		if err := json.Unmarshal(ds.Entries, &des); err != nil {
+			return nil, fmt.Errorf("emulator: read state: entries: %w", err)
+		}
+		for _, de := range des {
+			en := &entry{Owner: de.Owner, Root: de.Root, Path: de.Path, Key: de.Key, Identities: de.Identities,
+				Hash: de.Hash, Copies: make(map[string]blob, len(de.Copies))}
+			for id, i := range de.Copies {
+				if i < 0 || i >= len(de.Blobs) {
+					return nil, fmt.Errorf("emulator: read state: entry %s/%s: copy %d of %d", de.Path, de.Key, i, len(de.Blobs))
+				}
+				en.Copies[id] = de.Blobs[i]
+			}
+			entries = append(entries, en)
+		}
+	default:
+		return nil, fmt.Errorf("emulator: read state: version %d, want 1 or %d", ds.Version, stateVersion)
+	}
+	for _, en := range entries {
 		if en == nil || en.Owner == "" {
 			return nil, errors.New("emulator: read state: incomplete entry")
 		}
