@@ -168,6 +168,9 @@ func New(cfg Config) (*Emulator, error) {
 		if err != nil {
 			return nil, err
 		}
+		ds.onCompactError = func(err error) {
+			e.log.Error().Err(err).Msg("emulator: folding the journal into the snapshot failed; the journal keeps every change")
+		}
 		e.store, e.st = ds, st
 	}
 	switch {

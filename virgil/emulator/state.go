@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -305,8 +304,12 @@ func unmarshalState(b []byte) (*state, error) {
 type diskStore struct {
 	dir          string
 	journal      *os.File
-	journalSize  int64
-	snapshotSize int64
+	journalSize  int64        // bytes in the current journal file (under the emulator's lock)
+	snapshotSize atomic.Int64 // bytes of the last snapshot written
+	compacting   atomic.Bool  // a folded journal is being written as the snapshot
+	compactions  sync.WaitGroup
+	// onCompactError receives the error of a background compaction.
+	onCompactError func(error)
 
 	// written counts the bytes appended since open (under the emulator's
 	// lock); synced how many of them are known to be on disk. syncMu lets one
@@ -320,6 +323,7 @@ type diskStore struct {
 const (
 	stateFile      = "state.json"
 	journalFile    = "journal.jsonl"
+	foldingFile    = "journal.folding.jsonl" // a journal being folded into the snapshot
 	serviceKeyFile = "service-key.der"
 )
 
@@ -421,17 +425,26 @@ func openDiskStore(dir string) (*diskStore, *state, error) {
 			return nil, nil, err
 		}
 	}
-	replayed, err := replayJournal(filepath.Join(dir, journalFile), st)
-	if err != nil {
-		return nil, nil, err
+	// A journal that was being folded into the snapshot comes first (the
+	// snapshot may or may not hold it already), then the current journal.
+	replayed := 0
+	for _, name := range []string{foldingFile, journalFile} {
+		n, err := replayJournal(filepath.Join(dir, name), st)
+		if err != nil {
+			return nil, nil, err
+		}
+		replayed += n
 	}
 	// Start every run from a snapshot that holds the whole journal.
-	if replayed > 0 || len(b) == 0 {
+	if replayed > 0 || len(b) == 0 || fileExistsIn(dir, foldingFile) {
 		if err := ds.snapshot(st); err != nil {
 			return nil, nil, err
 		}
+		if err := os.Remove(filepath.Join(dir, foldingFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, fmt.Errorf("emulator: remove folded journal: %w", err)
+		}
 	} else {
-		ds.snapshotSize = int64(len(b))
+		ds.snapshotSize.Store(int64(len(b)))
 	}
 	if ds.journal, err = os.OpenFile(filepath.Join(dir, journalFile), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err != nil {
 		return nil, nil, fmt.Errorf("emulator: open journal: %w", err)
@@ -469,39 +482,132 @@ func replayJournal(path string, st *state) (int, error) {
 	return n, nil
 }
 
-// append writes a change to the journal and returns the count of written
-// bytes that must be synced (see syncTo) before the change is answered; when
-// the journal has outgrown the snapshot, s becomes the new snapshot and the
-// journal starts again.
-func (d *diskStore) append(s *state, r record) (int64, error) {
+// append writes a change to the journal and returns the journal file and
+// the count of written bytes that must be synced (see syncTo) before the
+// change is answered; when the journal has outgrown the snapshot, it is set
+// aside and folded into a new snapshot in the background (see rotate).
+func (d *diskStore) append(s *state, r record) (*os.File, int64, error) {
 	b, err := json.Marshal(r)
 	if err != nil {
-		return 0, fmt.Errorf("emulator: encode change: %w", err)
+		return nil, 0, fmt.Errorf("emulator: encode change: %w", err)
 	}
 	b = append(b, '\n')
-	if _, err := d.journal.Write(b); err != nil {
-		return 0, fmt.Errorf("emulator: write journal: %w", err)
+	f := d.journal
+	if _, err := f.Write(b); err != nil {
+		return nil, 0, fmt.Errorf("emulator: write journal: %w", err)
 	}
 	d.journalSize += int64(len(b))
 	upTo := d.written.Add(int64(len(b)))
-	if d.journalSize < minCompactBytes || d.journalSize < 2*d.snapshotSize {
-		return upTo, nil
+	if d.journalSize >= minCompactBytes && d.journalSize >= 2*d.snapshotSize.Load() && !d.compacting.Load() {
+		if f, err := d.rotate(s); err != nil {
+			d.compactError(err)
+		} else {
+			d.compactions.Add(1)
+			go func() {
+				defer d.compactions.Done()
+				if err := f.finish(); err != nil {
+					d.compactError(err)
+				}
+			}()
+		}
 	}
-	if err := d.snapshot(s); err != nil {
-		return 0, err
+	return f, upTo, nil
+}
+
+func (d *diskStore) compactError(err error) {
+	if d.onCompactError != nil {
+		d.onCompactError(err)
 	}
-	// The synced snapshot holds every change written so far.
-	d.markSynced(upTo)
-	// The snapshot holds every change: the journal may start again. A crash
-	// before the truncation replays records the snapshot already has.
-	if err := d.journal.Truncate(0); err != nil {
-		return 0, fmt.Errorf("emulator: truncate journal: %w", err)
+}
+
+// fold is a journal being folded into a new snapshot: the state as of the
+// end of that journal, and the journal's file.
+type fold struct {
+	d     *diskStore
+	state *state
+	old   *os.File
+}
+
+// rotate starts folding the journal into the snapshot: it syncs the journal,
+// takes a copy of s, renames the journal aside and starts a new one. The
+// emulator's lock must be held; the slow part, writing the snapshot, is
+// fold.finish. The sync lock is held too, so that no sync in flight counts
+// bytes of the new journal as synced by syncing the old one.
+func (d *diskStore) rotate(s *state) (*fold, error) {
+	if fileExistsIn(d.dir, foldingFile) {
+		return nil, errors.New("emulator: a journal from a failed fold is still waiting; it is folded at the next start")
 	}
-	if _, err := d.journal.Seek(0, io.SeekStart); err != nil {
-		return 0, fmt.Errorf("emulator: truncate journal: %w", err)
+	d.syncMu.Lock()
+	defer d.syncMu.Unlock()
+	w := d.written.Load()
+	if err := d.journal.Sync(); err != nil {
+		return nil, fmt.Errorf("emulator: sync journal: %w", err)
 	}
-	d.journalSize = 0
-	return upTo, nil
+	d.markSynced(w) // every change of the old journal is on disk
+	if err := os.Rename(filepath.Join(d.dir, journalFile), filepath.Join(d.dir, foldingFile)); err != nil {
+		return nil, fmt.Errorf("emulator: set the journal aside: %w", err)
+	}
+	nf, err := os.OpenFile(filepath.Join(d.dir, journalFile), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		// Keep writing to the old file (now the folding one): it is
+		// replayed at the next start either way.
+		return nil, fmt.Errorf("emulator: open a new journal: %w", err)
+	}
+	syncDir(d.dir)
+	f := &fold{d: d, state: s.clone(), old: d.journal}
+	d.journal, d.journalSize = nf, 0
+	d.compacting.Store(true)
+	return f, nil
+}
+
+// finish writes the snapshot and drops the folded journal. If it fails, the
+// folded journal stays on disk (synced) and the next start replays it.
+func (f *fold) finish() error {
+	d := f.d
+	defer d.compacting.Store(false)
+	defer f.old.Close()
+	if err := d.snapshot(f.state); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(d.dir, foldingFile)); err != nil {
+		return fmt.Errorf("emulator: remove folded journal: %w", err)
+	}
+	return nil
+}
+
+// syncDir makes renames and new files in dir durable (best effort).
+func syncDir(dir string) {
+	if dh, err := os.Open(dir); err == nil {
+		_ = dh.Sync()
+		_ = dh.Close()
+	}
+}
+
+// clone returns a copy of s that later changes to s do not touch (copies'
+// bytes are shared: they are never changed in place).
+func (s *state) clone() *state {
+	c := newState()
+	for _, cd := range s.cards {
+		cp := *cd
+		c.addCard(&cp)
+	}
+	for _, m := range s.entries {
+		for _, en := range m {
+			cp := *en
+			cp.Identities = slices.Clone(en.Identities)
+			cp.Copies = make(map[string]blob, len(en.Copies))
+			for id, b := range en.Copies {
+				cp.Copies[id] = b
+			}
+			c.putEntry(&cp)
+		}
+	}
+	return c
+}
+
+func fileExistsIn(dir, name string) bool {
+	_, err := os.Stat(filepath.Join(dir, name))
+	return err == nil
 }
 
 // syncTo returns once the first upTo written bytes are on disk, syncing the
@@ -542,12 +648,13 @@ func (d *diskStore) snapshot(s *state) error {
 	if err := writeFileAtomic(d.dir, stateFile, b, 0o600); err != nil {
 		return err
 	}
-	d.snapshotSize = int64(len(b))
+	d.snapshotSize.Store(int64(len(b)))
 	return nil
 }
 
-// close closes the journal.
+// close waits for a fold in progress and closes the journal.
 func (d *diskStore) close() error {
+	d.compactions.Wait()
 	if d.journal == nil {
 		return nil
 	}
@@ -611,10 +718,7 @@ func writeFileAtomic(dir, name string, data []byte, perm os.FileMode) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("emulator: write %s: %w", name, err)
 	}
-	if dh, err := os.Open(dir); err == nil {
-		_ = dh.Sync()
-		_ = dh.Close()
-	}
+	syncDir(dir)
 	return nil
 }
 
@@ -628,9 +732,9 @@ func (e *Emulator) commitLocked(req *request, r record) *Error {
 	if e.store.journal == nil {
 		return apiErr(http.StatusServiceUnavailable, CodeUnavailable, "the emulator is closed")
 	}
-	upTo, err := e.store.append(e.st, r)
+	f, upTo, err := e.store.append(e.st, r)
 	if err == nil {
-		ds, f := e.store, e.store.journal
+		ds := e.store
 		req.durable = func() *Error {
 			if err := ds.syncTo(f, upTo); err != nil {
 				e.log.Error().Err(err).Msg("emulator: persisting state failed")
