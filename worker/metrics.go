@@ -14,6 +14,7 @@ type metrics struct {
 	checks   *prometheus.CounterVec
 	retries  prometheus.Counter
 	duration prometheus.Histogram
+	lag      prometheus.Histogram
 	inFlight prometheus.Gauge
 }
 
@@ -40,6 +41,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from a job's delivery to its settlement.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "groupsync", Subsystem: "worker", Name: "job_lag_seconds",
+			Help:    "Time from a job's storing in the queue (the webhook's 200) to its change in Virgil, for applied jobs.",
+			Buckets: prometheus.ExponentialBuckets(0.002, 2, 16),
+		}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "groupsync", Subsystem: "worker", Name: "jobs_in_flight",
 			Help: "Jobs running now in this process.",
@@ -48,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.jobs, m.steps, m.checks, m.retries, m.duration, m.inFlight} {
+	for _, c := range []prometheus.Collector{m.jobs, m.steps, m.checks, m.retries, m.duration, m.lag, m.inFlight} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

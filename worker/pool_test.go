@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/groupsync/groupsync/groupsync"
 	"github.com/groupsync/groupsync/virgil/emulator"
 	"github.com/groupsync/groupsync/worker"
@@ -88,5 +90,47 @@ func TestStopTimeoutHandsJobsBack(t *testing.T) {
 	e.waitMembers(g.guid, "alice")
 	if failed, _ := e.q.Failed(context.Background()); len(failed) != 0 {
 		t.Fatalf("shutdown dead-lettered %+v", failed)
+	}
+}
+
+// TestMetrics: an applied job shows in the pool's metrics, including the lag
+// from its storing in the queue to its change in Virgil.
+func TestMetrics(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.register("alice")
+	reg := prometheus.NewRegistry()
+	cfg := e.poolConfig()
+	cfg.Registerer = reg
+	e.startPool(cfg, nil, nil, nil)
+	g := evt{guid: "metrics-group", created: 1_718_000_000}
+	e.publish(job(g.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice")))
+	e.waitMembers(g.guid, "alice")
+	e.waitSettled()
+	want := map[string]bool{
+		"groupsync_worker_jobs_total/result=applied":    false,
+		"groupsync_worker_virgil_steps_total/op=create": false,
+		"groupsync_worker_job_duration_seconds":         false,
+		"groupsync_worker_job_lag_seconds":              false,
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range m.GetLabel() {
+				name += "/" + l.GetName() + "=" + l.GetValue()
+			}
+			n := m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
+			if _, ok := want[name]; ok && n >= 1 {
+				want[name] = true
+			}
+		}
+	}
+	for name, seen := range want {
+		if !seen {
+			t.Errorf("metric %s not recorded", name)
+		}
 	}
 }

@@ -710,7 +710,9 @@ func (p *Pool) settle(ctx context.Context, d *queue.Delivery, lease Lease, res r
 			label = "duplicate"
 			log.Debug().Msg("job already done, acknowledged")
 		} else {
-			log.Debug().Dur("took", took).Dur("queued", time.Since(d.Stored)-took).Msg("job applied")
+			lag := time.Since(d.Stored)
+			p.metrics.lag.Observe(lag.Seconds())
+			log.Debug().Dur("took", took).Dur("queued", lag-took).Msg("job applied")
 		}
 		p.metrics.jobs.WithLabelValues(label).Inc()
 		return
