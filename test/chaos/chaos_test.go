@@ -18,17 +18,7 @@ import (
 // process's output.
 func TestChaosShort(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	bin, err := BuildBinary(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := StartCluster(ctx, ClusterConfig{Binary: bin, Dir: dir, Workers: 2, Partitions: 4,
-		LogLevel: "debug", NATSSyncAlways: true, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
+	c := startTestCluster(t, ClusterConfig{Workers: 2, Partitions: 4, LogLevel: "debug", NATSSyncAlways: true})
 
 	checkWebhookAuth(t, c)
 	// An issued token is a secret too: fetch one as an E3Kit app would.
@@ -115,6 +105,31 @@ func TestChaosShort(t *testing.T) {
 		t.Errorf("a webhook that failed authentication changed Virgil (found %v, %v)", found, err)
 	}
 
+	stopAndScanLogs(t, c)
+}
+
+// startTestCluster builds the binary and starts a cluster of cfg in a test
+// folder (cfg's Binary, Dir and Logf are filled in); the test's end stops it.
+func startTestCluster(t *testing.T, cfg ClusterConfig) *Cluster {
+	t.Helper()
+	cfg.Dir = t.TempDir()
+	bin, err := BuildBinary(cfg.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Binary, cfg.Logf = bin, t.Logf
+	c, err := StartCluster(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	return c
+}
+
+// stopAndScanLogs stops every process of c and fails t for each secret
+// found in their output.
+func stopAndScanLogs(t *testing.T, c *Cluster) {
+	t.Helper()
 	c.Stop()
 	leaks, err := c.ScanLogs()
 	if err != nil {

@@ -19,16 +19,7 @@ import (
 // on changing the group with the new key.
 func TestOwnerRotate(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	bin, err := BuildBinary(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := StartCluster(ctx, ClusterConfig{Binary: bin, Dir: dir, Workers: 1, Partitions: 2, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
+	c := startTestCluster(t, ClusterConfig{Workers: 1, Partitions: 2})
 	users := []string{"rot-a", "rot-b", "rot-c"}
 	if err := c.RegisterUsers(ctx, users); err != nil {
 		t.Fatal(err)
@@ -47,7 +38,7 @@ func TestOwnerRotate(t *testing.T) {
 	}
 	waitChecked(t, c, events)
 
-	keyFile := filepath.Join(dir, "owner.key")
+	keyFile := filepath.Join(c.cfg.Dir, "owner.key")
 	oldKey := readKey(t, keyFile)
 	if out, err := c.Run(ctx, "owner", "rotate"); err == nil || !strings.Contains(err.Error(), "--workers-stopped") {
 		t.Fatalf("rotate with workers possibly running: %v %s", err, out)
@@ -102,14 +93,7 @@ func TestOwnerRotate(t *testing.T) {
 	if st, err := virgil.NewOwner(client, newKey, c.Identity.Owner()).State(ctx, group); err != nil || len(st.Participants) != 4 {
 		t.Errorf("after the restarted workers' add: %+v, %v", st, err)
 	}
-	c.Stop()
-	leaks, err := c.ScanLogs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range leaks {
-		t.Errorf("secret in a process log: %s", l)
-	}
+	stopAndScanLogs(t, c)
 }
 
 // waitChecked waits until the check finds every event applied.
