@@ -89,16 +89,25 @@ const (
 type Groups interface {
 	// Create creates the group with the owner and uids as participants; an
 	// existing group converges to Add(uids). Users without a Virgil card are
-	// left out and returned in pending.
-	Create(ctx context.Context, guid string, uids []string) (pending []string, err error)
+	// left out and returned in Added.Pending.
+	Create(ctx context.Context, guid string, uids []string) (Added, error)
 	// Add makes uids participants, creating the group when it does not exist.
-	// Users without a Virgil card are left out and returned in pending.
-	Add(ctx context.Context, guid string, uids []string) (pending []string, err error)
+	// Users without a Virgil card are left out and returned in Added.Pending.
+	Add(ctx context.Context, guid string, uids []string) (Added, error)
 	// Remove takes uids out of the group: a new epoch for the others, then
 	// their access to every epoch revoked. A missing group succeeds.
 	Remove(ctx context.Context, guid string, uids []string) error
 	// Delete deletes the group. A missing group succeeds.
 	Delete(ctx context.Context, guid string) error
+}
+
+// Added is the outcome of Groups.Create and Groups.Add.
+type Added struct {
+	// Pending are the uids without a Virgil card, left out.
+	Pending []string
+	// CardIDs maps each uid given access to the id of the card its tickets
+	// were made for.
+	CardIDs map[string]string
 }
 
 // Cards is the port to Virgil cards, for members whose card appeared or

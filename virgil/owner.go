@@ -256,11 +256,18 @@ func (o *Owner) CardIDs(ctx context.Context, identities []string) (map[string]st
 	if err != nil {
 		return nil, err
 	}
-	found := make(map[string]string, len(mc.current))
-	for id, c := range mc.current {
-		found[id] = c.ID
+	return mc.cardIDs(ids), nil
+}
+
+// cardIDs returns the current card id of each of ids that has a card.
+func (mc *memberCards) cardIDs(ids []string) map[string]string {
+	out := make(map[string]string, len(ids))
+	for _, id := range ids {
+		if c := mc.current[id]; c != nil {
+			out[id] = c.ID
+		}
 	}
-	return found, nil
+	return out
 }
 
 // normalize validates identities and returns them without duplicates and
@@ -420,37 +427,53 @@ func (o *Owner) checkCount(groupID string, n int) error {
 	return nil
 }
 
+// Shared is the outcome of giving members access to a group.
+type Shared struct {
+	// Pending are the members without a card, left out.
+	Pending []string
+	// CardIDs maps each member given access to its current card id (the
+	// newest of its unlinked cards), read by the same search that gave the
+	// keys the tickets were encrypted to.
+	CardIDs map[string]string
+}
+
 // Create creates the group with the owner and members as participants (epoch
 // 0). Members without a card are skipped and returned in pending. More than
 // MaxParticipants-1 members (pending ones included) are refused with
 // *TooManyParticipantsError. When the group already exists, Create converges
 // to Add(members).
 func (o *Owner) Create(ctx context.Context, groupID string, members []string) (pending []string, err error) {
+	res, err := o.CreateGroup(ctx, groupID, members)
+	return res.Pending, err
+}
+
+// CreateGroup is Create, also returning the card ids of the members.
+func (o *Owner) CreateGroup(ctx context.Context, groupID string, members []string) (Shared, error) {
 	path, ids, err := o.group(groupID, members)
 	if err != nil {
-		return nil, err
+		return Shared{}, err
 	}
 	if err := o.checkCount(groupID, 1+len(ids)); err != nil {
-		return nil, err
+		return Shared{}, err
 	}
 	mc, err := o.cardsOf(ctx, ids)
 	if err != nil {
-		return nil, fmt.Errorf("virgil: create group %q: %w", groupID, err)
+		return Shared{}, fmt.Errorf("virgil: create group %q: %w", groupID, err)
 	}
 	ready, pending := mc.split(ids)
 	sid, _ := SessionID(groupID)
 	msg, err := NewEpochMessage(sid, 0, o.crypto.Rand)
 	if err != nil {
-		return nil, err
+		return Shared{}, err
 	}
 	err = o.push(ctx, path, msg, append([]string{o.identity}, ready...), mc, ready, "")
 	if errors.Is(err, ErrInvalidPreviousHash) {
-		return o.Add(ctx, groupID, members) // exists already
+		return o.AddMembers(ctx, groupID, members) // exists already
 	}
 	if err != nil {
-		return nil, fmt.Errorf("virgil: create group %q: %w", groupID, err)
+		return Shared{}, fmt.Errorf("virgil: create group %q: %w", groupID, err)
 	}
-	return pending, nil
+	return Shared{Pending: pending, CardIDs: mc.cardIDs(ready)}, nil
 }
 
 // Add gives members access to every epoch of the group, newest first, so an
@@ -460,6 +483,12 @@ func (o *Owner) Create(ctx context.Context, groupID string, members []string) (p
 // epochs; *TooManyParticipantsError when the current participants plus the
 // new members (pending ones included) would exceed MaxParticipants.
 func (o *Owner) Add(ctx context.Context, groupID string, members []string) (pending []string, err error) {
+	res, err := o.share(ctx, groupID, members, false)
+	return res.Pending, err
+}
+
+// AddMembers is Add, also returning the card ids of the members.
+func (o *Owner) AddMembers(ctx context.Context, groupID string, members []string) (Shared, error) {
 	return o.share(ctx, groupID, members, false)
 }
 
@@ -474,21 +503,21 @@ func (o *Owner) ReAdd(ctx context.Context, groupID string, members []string) err
 	return err
 }
 
-func (o *Owner) share(ctx context.Context, groupID string, members []string, replace bool) ([]string, error) {
+func (o *Owner) share(ctx context.Context, groupID string, members []string, replace bool) (Shared, error) {
 	op := "add to"
 	if replace {
 		op = "re-add to"
 	}
 	path, ids, err := o.group(groupID, members)
 	if err != nil {
-		return nil, err
+		return Shared{}, err
 	}
 	st, _, err := o.state(ctx, groupID, path)
 	if err != nil {
-		return nil, fmt.Errorf("virgil: %s group %q: %w", op, groupID, err)
+		return Shared{}, fmt.Errorf("virgil: %s group %q: %w", op, groupID, err)
 	}
 	if !st.Exists {
-		return nil, fmt.Errorf("virgil: %s group %q: %w", op, groupID, ErrGroupNotFound)
+		return Shared{}, fmt.Errorf("virgil: %s group %q: %w", op, groupID, ErrGroupNotFound)
 	}
 	count := len(st.Participants)
 	for _, id := range ids {
@@ -500,15 +529,15 @@ func (o *Owner) share(ctx context.Context, groupID string, members []string, rep
 		count++
 	}
 	if err := o.checkCount(groupID, count); err != nil {
-		return nil, err
+		return Shared{}, err
 	}
 	mc, err := o.cardsOf(ctx, ids)
 	if err != nil {
-		return nil, fmt.Errorf("virgil: %s group %q: %w", op, groupID, err)
+		return Shared{}, fmt.Errorf("virgil: %s group %q: %w", op, groupID, err)
 	}
 	ready, pending := mc.split(ids)
 	if len(ready) == 0 {
-		return pending, nil
+		return Shared{Pending: pending, CardIDs: map[string]string{}}, nil
 	}
 	sid, _ := SessionID(groupID)
 	// The newest epoch first and on its own, so an interrupted add already
@@ -521,9 +550,9 @@ func (o *Owner) share(ctx context.Context, groupID string, members []string, rep
 		})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("virgil: %s group %q: %w", op, groupID, err)
+		return Shared{}, fmt.Errorf("virgil: %s group %q: %w", op, groupID, err)
 	}
-	return pending, nil
+	return Shared{Pending: pending, CardIDs: mc.cardIDs(ready)}, nil
 }
 
 // forEach runs fn for every epoch, newest first, at most o.parallel at a

@@ -373,12 +373,12 @@ type countingVirgil struct {
 	creates, adds, removes, deletes, readds atomic.Int64
 }
 
-func (c *countingVirgil) Create(ctx context.Context, guid string, uids []string) ([]string, error) {
+func (c *countingVirgil) Create(ctx context.Context, guid string, uids []string) (groupsync.Added, error) {
 	c.creates.Add(1)
 	return c.Virgil.Create(ctx, guid, uids)
 }
 
-func (c *countingVirgil) Add(ctx context.Context, guid string, uids []string) ([]string, error) {
+func (c *countingVirgil) Add(ctx context.Context, guid string, uids []string) (groupsync.Added, error) {
 	c.adds.Add(1)
 	return c.Virgil.Add(ctx, guid, uids)
 }

@@ -67,26 +67,31 @@ func classify(op, guid string, err error) error {
 }
 
 // Create implements groupsync.Groups.
-func (g *VirgilGroups) Create(ctx context.Context, guid string, uids []string) ([]string, error) {
+func (g *VirgilGroups) Create(ctx context.Context, guid string, uids []string) (groupsync.Added, error) {
 	idents, back := g.users(uids)
-	pending, err := g.owner.Create(ctx, g.ids.Group(guid), idents)
+	res, err := g.owner.CreateGroup(ctx, g.ids.Group(guid), idents)
 	if err != nil {
-		return nil, classify("create", guid, err)
+		return groupsync.Added{}, classify("create", guid, err)
 	}
-	return unmap(pending, back), nil
+	return added(res, back), nil
 }
 
 // Add implements groupsync.Groups: a group missing in Virgil is created.
-func (g *VirgilGroups) Add(ctx context.Context, guid string, uids []string) ([]string, error) {
+func (g *VirgilGroups) Add(ctx context.Context, guid string, uids []string) (groupsync.Added, error) {
 	idents, back := g.users(uids)
-	pending, err := g.owner.Add(ctx, g.ids.Group(guid), idents)
+	res, err := g.owner.AddMembers(ctx, g.ids.Group(guid), idents)
 	if errors.Is(err, virgil.ErrGroupNotFound) {
-		pending, err = g.owner.Create(ctx, g.ids.Group(guid), idents)
+		res, err = g.owner.CreateGroup(ctx, g.ids.Group(guid), idents)
 	}
 	if err != nil {
-		return nil, classify("add to", guid, err)
+		return groupsync.Added{}, classify("add to", guid, err)
 	}
-	return unmap(pending, back), nil
+	return added(res, back), nil
+}
+
+// added maps the owner's outcome back to uids.
+func added(res virgil.Shared, back map[string]string) groupsync.Added {
+	return groupsync.Added{Pending: unmap(res.Pending, back), CardIDs: unmapKeys(res.CardIDs, back)}
 }
 
 // Remove implements groupsync.Groups.
@@ -110,13 +115,18 @@ func (g *VirgilGroups) CardIDs(ctx context.Context, uids []string) (map[string]s
 	if err != nil {
 		return nil, classify("read cards", "", err)
 	}
-	out := make(map[string]string, len(ids))
-	for id, card := range ids {
+	return unmapKeys(ids, back), nil
+}
+
+// unmapKeys maps the identities keying m back to uids.
+func unmapKeys(m map[string]string, back map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for id, v := range m {
 		if uid, ok := back[id]; ok {
-			out[uid] = card
+			out[uid] = v
 		}
 	}
-	return out, nil
+	return out
 }
 
 // ReAdd implements groupsync.Cards. A group missing in Virgil has nothing to

@@ -589,44 +589,35 @@ func fmtUIDs(uids []string) string {
 	return fmt.Sprintf("[%s and %d more]", strings.Join(uids[:show], " "), len(uids)-show)
 }
 
-// add runs a create, add or ensure step. Card ids are read before the add,
-// so a card that changes during the add is seen as changed later.
+// add runs a create, add or ensure step and records, for each member given
+// access, the card its tickets were made for (a card that changes later is
+// seen as changed).
 func (p *Pool) add(ctx context.Context, guid string, s groupsync.Step, st *groupsync.GroupState, log zerolog.Logger) error {
-	var cards map[string]string
-	if len(s.UIDs) > 0 {
-		if err := p.retry(ctx, log, "virgil card ids", func() error {
-			var err error
-			cards, err = p.v.CardIDs(ctx, s.UIDs)
-			return err
-		}); err != nil {
-			return err
-		}
-	}
-	var pending []string
+	var res groupsync.Added
 	err := p.retry(ctx, log, "virgil "+string(s.Op), func() error {
 		var err error
 		if s.Op == groupsync.OpCreate {
-			pending, err = p.v.Create(ctx, guid, s.UIDs)
+			res, err = p.v.Create(ctx, guid, s.UIDs)
 		} else {
-			pending, err = p.v.Add(ctx, guid, s.UIDs)
+			res, err = p.v.Add(ctx, guid, s.UIDs)
 		}
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	isPending := make(map[string]bool, len(pending))
-	for _, uid := range pending {
+	isPending := make(map[string]bool, len(res.Pending))
+	for _, uid := range res.Pending {
 		isPending[uid] = true
 	}
 	for _, uid := range s.UIDs {
 		st.MarkPending(uid, isPending[uid])
 		if !isPending[uid] {
-			st.MarkCard(uid, cards[uid])
+			st.MarkCard(uid, res.CardIDs[uid])
 		}
 	}
-	if len(pending) > 0 {
-		log.Info().Strs("pending", pending).Msg("members without a Virgil card kept pending")
+	if len(res.Pending) > 0 {
+		log.Info().Strs("pending", res.Pending).Msg("members without a Virgil card kept pending")
 	}
 	return nil
 }
