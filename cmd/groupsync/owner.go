@@ -134,8 +134,8 @@ func runOwnerRotate(ctx context.Context, e env, args []string) error {
 	}
 
 	var nc *nats.Conn
-	if s.mustStr("redis-url") == "" {
-		if nc, _, err = openQueue(ctx, s, log, "groupsync-owner-rotate"); err != nil {
+	if s.mustStr("redis-url") == "" { // the store is JetStream KV
+		if nc, err = connectNATS(s.mustStr("nats-url"), "groupsync-owner-rotate", log); err != nil {
 			return err
 		}
 		defer nc.Close()

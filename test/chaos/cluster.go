@@ -382,10 +382,16 @@ func cleanEnv() []string {
 // Run runs a short-lived groupsync command and returns its stdout; its
 // stderr joins the error. Its output is also kept for the secret scan.
 func (c *Cluster) Run(ctx context.Context, args ...string) (string, error) {
+	return c.RunWith(ctx, nil, args...)
+}
+
+// RunWith is Run with extra environment variables (they win over the
+// cluster's).
+func (c *Cluster) RunWith(ctx context.Context, env []string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.cfg.Binary, args...)
-	cmd.Env = append(cleanEnv(), c.env...)
+	cmd.Env = append(append(cleanEnv(), c.env...), env...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

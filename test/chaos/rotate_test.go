@@ -93,6 +93,18 @@ func TestOwnerRotate(t *testing.T) {
 	if st, err := virgil.NewOwner(client, newKey, c.Identity.Owner()).State(ctx, group); err != nil || len(st.Participants) != 4 {
 		t.Errorf("after the restarted workers' add: %+v, %v", st, err)
 	}
+	// The same command on a JetStream KV store (as `dev` keeps it), here
+	// empty: it lists no group but still replaces the key.
+	c.StopWorkers()
+	out, err = c.RunWith(ctx, []string{"GROUPSYNC_REDIS_URL="}, "owner", "rotate", "--workers-stopped")
+	if err != nil || !strings.Contains(out, "0 re-keyed") {
+		t.Errorf("rotate on a JetStream KV store: %v %s", err, out)
+	}
+	if third := readKey(t, keyFile); third.Public().Equal(newKey.Public()) {
+		t.Error("the KV-store rotation left the key file as it was")
+	} else {
+		c.AddSecret("third owner key", third.MarshalPKCS8Base64())
+	}
 	stopAndScanLogs(t, c)
 }
 

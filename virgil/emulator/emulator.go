@@ -169,7 +169,7 @@ func New(cfg Config) (*Emulator, error) {
 			return nil, err
 		}
 		ds.onCompactError = func(err error) {
-			e.log.Error().Err(err).Msg("emulator: folding the journal into the snapshot failed; the journal keeps every change")
+			e.log.Error().Err(err).Msg("emulator: folding the journal into the snapshot failed; folding stops until the next start, the journal keeps every change")
 		}
 		e.store, e.st = ds, st
 	}

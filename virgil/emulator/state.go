@@ -500,6 +500,9 @@ func (d *diskStore) append(s *state, r record) (*os.File, int64, error) {
 	upTo := d.written.Add(int64(len(b)))
 	if d.journalSize >= minCompactBytes && d.journalSize >= 2*d.snapshotSize.Load() && !d.compacting.Load() {
 		if f, err := d.rotate(s); err != nil {
+			// Stop folding until the next start rather than retry (and
+			// report) on every change; the journal keeps every change.
+			d.compacting.Store(true)
 			d.compactError(err)
 		} else {
 			d.compactions.Add(1)
@@ -534,9 +537,6 @@ type fold struct {
 // fold.finish. The sync lock is held too, so that no sync in flight counts
 // bytes of the new journal as synced by syncing the old one.
 func (d *diskStore) rotate(s *state) (*fold, error) {
-	if fileExistsIn(d.dir, foldingFile) {
-		return nil, errors.New("emulator: a journal from a failed fold is still waiting; it is folded at the next start")
-	}
 	d.syncMu.Lock()
 	defer d.syncMu.Unlock()
 	w := d.written.Load()
@@ -562,9 +562,9 @@ func (d *diskStore) rotate(s *state) (*fold, error) {
 
 // finish writes the snapshot and drops the folded journal. If it fails, the
 // folded journal stays on disk (synced) and the next start replays it.
+// After a failure folding stops until the next start.
 func (f *fold) finish() error {
 	d := f.d
-	defer d.compacting.Store(false)
 	defer f.old.Close()
 	if err := d.snapshot(f.state); err != nil {
 		return err
@@ -572,6 +572,7 @@ func (f *fold) finish() error {
 	if err := os.Remove(filepath.Join(d.dir, foldingFile)); err != nil {
 		return fmt.Errorf("emulator: remove folded journal: %w", err)
 	}
+	d.compacting.Store(false)
 	return nil
 }
 
