@@ -29,6 +29,12 @@ func (c *Client) PublishCard(ctx context.Context, card *RawCard) (*RawCard, erro
 	return stored, nil
 }
 
+// MaxSearchIdentities is the most identities one card search may name: the
+// official E3Kit client never sends more (its MAX_IDENTITIES_TO_SEARCH), so
+// the service is not known to accept more. Callers search in chunks of at
+// most this many; the emulator refuses larger searches.
+const MaxSearchIdentities = 50
+
 type searchRequest struct {
 	Identities []string `json:"identities"`
 }

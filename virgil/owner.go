@@ -17,7 +17,7 @@ const (
 	// MaxParticipants is E3Kit's participant limit, owner included.
 	MaxParticipants = 100
 	// searchChunk is the number of identities per card search.
-	searchChunk = 100
+	searchChunk = MaxSearchIdentities
 	// pushAttempts bounds the retries of a push that raced another writer.
 	pushAttempts = 3
 	// DefaultParallelism is how many epochs an add shares at once.

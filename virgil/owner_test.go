@@ -564,3 +564,30 @@ func mustSearch(t *testing.T, m *member, id string) []*virgil.Card {
 	}
 	return cards
 }
+
+// TestOwnerSearchesInChunks: a group of 99 members needs two card searches,
+// and the emulator refuses any search of more than MaxSearchIdentities, so
+// the group is made only if the owner searches in chunks.
+func TestOwnerSearchesInChunks(t *testing.T) {
+	ob := setupOwner(t)
+	ctx := context.Background()
+	const group = "cometchat-guid-large-group"
+	var ids []string
+	for i := range virgil.MaxParticipants - 1 {
+		id := fmt.Sprintf("member-%02d", i)
+		ids = append(ids, id)
+		if i%2 == 0 { // half of them have a card
+			ob.register(t, id)
+		}
+	}
+	res, err := ob.owner.CreateGroup(ctx, group, ids)
+	if err != nil {
+		t.Fatalf("CreateGroup with %d members: %v", len(ids), err)
+	}
+	if len(res.Pending) != len(ids)/2 || len(res.CardIDs) != len(ids)-len(ids)/2 {
+		t.Fatalf("CreateGroup = %d pending, %d with cards; want %d and %d", len(res.Pending), len(res.CardIDs), len(ids)/2, len(ids)-len(ids)/2)
+	}
+	if _, err := ob.client(ownerID).SearchCards(ctx, ids[:virgil.MaxSearchIdentities+1]); err == nil {
+		t.Fatalf("a search of %d identities succeeded; the emulator must refuse it", virgil.MaxSearchIdentities+1)
+	}
+}

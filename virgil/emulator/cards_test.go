@@ -174,14 +174,15 @@ func TestSearchGetRevoke(t *testing.T) {
 	if got := searchIDs("carol-uid", "nobody"); len(got) != 0 {
 		t.Errorf("search of unknown = %v", got)
 	}
-	many := make([]string, 100)
+	many := make([]string, virgil.MaxSearchIdentities)
 	for i := range many {
 		many[i] = "user-" + strings.Repeat("x", i%7) + string(rune('a'+i%26))
 	}
-	many[99] = "bob-uid"
+	many[len(many)-1] = "bob-uid"
 	if got := searchIDs("carol-uid", many...); len(got) != 1 || got[0] != bobID {
-		t.Errorf("search of 100 identities = %v, want [bob]", got)
+		t.Errorf("search of %d identities = %v, want [bob]", len(many), got)
 	}
+	tooMany := mustJSON(t, map[string][]string{"identities": append(many, "alice-uid")})
 
 	tests := []struct {
 		name, caller, method, path, body string
@@ -190,6 +191,7 @@ func TestSearchGetRevoke(t *testing.T) {
 		{"search empty", "alice-uid", "POST", "/card/v5/actions/search", `{"identities":[]}`, 400, emulator.CodeEmptyIdentities},
 		{"search missing", "alice-uid", "POST", "/card/v5/actions/search", `{}`, 400, emulator.CodeEmptyIdentities},
 		{"search bad json", "alice-uid", "POST", "/card/v5/actions/search", `{"identities":"x"}`, 400, emulator.CodeInvalidJSON},
+		{"search 51 identities", "alice-uid", "POST", "/card/v5/actions/search", tooMany, 400, emulator.CodeEmptyIdentities},
 		{"get unknown", "alice-uid", "GET", "/card/v5/" + strings.Repeat("0", 64), "", 404, emulator.CodeCardNotFound},
 		{"revoke unknown", "alice-uid", "POST", "/card/v5/actions/revoke/" + strings.Repeat("0", 64), "{}", 404, emulator.CodeCardNotFound},
 		{"revoke other's card", "alice-uid", "POST", "/card/v5/actions/revoke/" + bobID, "{}", 403, emulator.CodeForbidden},

@@ -69,8 +69,10 @@ const (
 // DefaultMaxBodyBytes bounds request bodies when Config.MaxBodyBytes is zero.
 const DefaultMaxBodyBytes = 1 << 20
 
-// maxSearchIdentities bounds the identities of one search (E3Kit sends up to 100).
-const maxSearchIdentities = 1000
+// maxSearchIdentities bounds the identities of one search: E3Kit never
+// sends more than 50, so the emulator refuses more, as the strictest known
+// client implies the service may.
+const maxSearchIdentities = virgil.MaxSearchIdentities
 
 // Error is an error answer of the emulator: an HTTP status and a Virgil
 // error code, sent as JSON {"code","message"}.
