@@ -93,12 +93,12 @@ func (e *Emulator) publishCard(r *request) (response, *Error) {
 		case prev.superseded():
 			return response{}, apiErr(http.StatusBadRequest, CodeInvalidCard, "previous card %s is already replaced or revoked", c.Previous)
 		}
-		prev.SupersededBy = c.ID
 	}
-	e.st.addCard(c)
 	change := record{Cards: []*card{c}}
 	if prev != nil {
-		change.Cards = append(change.Cards, prev)
+		replaced := *prev
+		replaced.SupersededBy = c.ID
+		change.Cards = append(change.Cards, &replaced)
 	}
 	if apiE := e.commitLocked(r, change); apiE != nil {
 		return response{}, apiE
@@ -179,8 +179,9 @@ func (e *Emulator) revokeCard(r *request) (response, *Error) {
 	if c.Revoked {
 		return response{}, nil
 	}
-	c.Revoked = true
-	if apiE := e.commitLocked(r, record{Cards: []*card{c}}); apiE != nil {
+	revoked := *c
+	revoked.Revoked = true
+	if apiE := e.commitLocked(r, record{Cards: []*card{&revoked}}); apiE != nil {
 		return response{}, apiE
 	}
 	return response{}, nil

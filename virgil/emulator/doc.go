@@ -11,7 +11,7 @@
 // identity is the token's subject.
 //
 //	POST /card/v5                         publish (adds the "virgil" signature)
-//	POST /card/v5/actions/search          search by identities
+//	POST /card/v5/actions/search          search by identities (at most 50, as E3Kit sends)
 //	GET  /card/v5/{id}                    get (X-Virgil-Is-Superseeded: true when replaced or revoked)
 //	POST /card/v5/actions/revoke/{id}     revoke one of the caller's cards
 //	POST /keyknox/v2/push                 write an entry (previous-hash check, 409/50010)
@@ -45,8 +45,14 @@
 //
 // # Persistence
 //
-// With Config.Dir set, the state (cards and Keyknox entries) is written to
-// Dir/state.json atomically after every change and read back by New, and a
-// generated service key is kept in Dir/service-key.der, so a restarted
-// process serves the same data and signs cards with the same key.
+// With Config.Dir set, the state (cards and Keyknox entries) lives in Dir as
+// a snapshot, state.json (snapshot.go), and a journal of the changes made
+// since, journal.jsonl (journal.go), one JSON record a line. A change is
+// appended to the journal before it touches the state, and answered once
+// the journal is synced: a change that cannot be written is answered 500
+// and changes nothing, a failed sync is answered 503. The journal is folded
+// into a new snapshot in the background when it outgrows the snapshot. New
+// reads the snapshot and replays the journal, and a generated service key is
+// kept in Dir/service-key.der, so a restarted process serves the same data
+// and signs cards with the same key. The model itself is in state.go.
 package emulator

@@ -335,3 +335,71 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestFailedWriteChangesNothing: when the journal cannot be written, every
+// change is answered 500 and leaves the state as it was, in memory and on
+// disk; once writes work again, so does the emulator, and a restart reads a
+// journal without the failed changes.
+func TestFailedWriteChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	mod := func(c *emulator.Config) { c.Dir = dir }
+	f := newFixture(t, mod)
+	aliceBody, aliceID := publishBody(t, f.keys["alice"], "alice-uid", "", f.now)
+	wantOK(t, f.do("alice-uid", "POST", "/card/v5", aliceBody))
+	w := f.do("owner-id", "POST", "/keyknox/v2/push", pushBody("0", []string{"owner-id", "alice", "bob"}, "m", "v"))
+	wantOK(t, w)
+	hash := w.Header().Get("Virgil-Keyknox-Hash")
+
+	// state is what a reader sees: alice's card, the entry and its readers.
+	state := func(f *fixture) string {
+		t.Helper()
+		var out []string
+		w := f.do("bob-uid", "POST", "/card/v5/actions/search", `{"identities":["alice-uid","bob-uid"]}`)
+		wantOK(t, w)
+		out = append(out, w.Body.String())
+		w = f.do("bob-uid", "GET", "/card/v5/"+aliceID, "")
+		out = append(out, w.Header().Get("X-Virgil-Is-Superseeded"))
+		for _, reader := range []string{"owner-id", "alice", "bob"} {
+			w = f.do(reader, "POST", "/keyknox/v2/pull", pullBody("0", "owner-id"))
+			wantOK(t, w)
+			out = append(out, w.Body.String(), w.Header().Get("Virgil-Keyknox-Hash"))
+		}
+		return strings.Join(out, "\n")
+	}
+	before := state(f)
+
+	emulator.FailJournalWrites(f.emu, true)
+	bobBody, _ := publishBody(t, f.keys["bob"], "bob-uid", "", f.now)
+	rotBody, _ := publishBody(t, f.keys["carol"], "alice-uid", aliceID, f.now.Add(time.Second))
+	changes := []struct {
+		name, caller, path, body string
+		hdr                      []string
+	}{
+		{"publish", "bob-uid", "/card/v5", bobBody, nil},
+		{"replace", "alice-uid", "/card/v5", rotBody, nil},
+		{"revoke", "alice-uid", "/card/v5/actions/revoke/" + aliceID, "{}", nil},
+		{"push", "owner-id", "/keyknox/v2/push", pushBody("0", []string{"carol"}, "m2", "v2"), []string{"Virgil-Keyknox-Previous-Hash", hash}},
+		{"push new key", "owner-id", "/keyknox/v2/push", pushBody("1", []string{"carol"}, "m2", "v2"), nil},
+		{"revoke access", "owner-id", "/keyknox/v2/reset", `{"root":"group-sessions","path":"p1","identity":"bob"}`, nil},
+		{"delete", "owner-id", "/keyknox/v2/reset", `{"root":"group-sessions","path":"p1"}`, nil},
+	}
+	for _, c := range changes {
+		wantError(t, f.do(c.caller, "POST", c.path, c.body, c.hdr...), http.StatusInternalServerError, emulator.CodeUnavailable)
+		if got := state(f); got != before {
+			t.Fatalf("after the failed %s the state is\n%s\nwant\n%s", c.name, got, before)
+		}
+	}
+
+	emulator.FailJournalWrites(f.emu, false)
+	wantOK(t, f.do("owner-id", "POST", "/keyknox/v2/push", pushBody("0", []string{"carol"}, "m3", "v3"), "Virgil-Keyknox-Previous-Hash", hash))
+	after := state(f)
+	if after == before {
+		t.Fatal("a push after writes work again changed nothing")
+	}
+	if err := f.emu.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := state(newFixture(t, mod)); got != after {
+		t.Fatalf("after a restart the state is\n%s\nwant\n%s", got, after)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -55,7 +56,8 @@ func (m *journalModel) bytes() []byte {
 	return b
 }
 
-// step makes one random change, as a handler would.
+// step makes one random change, as a handler would: it describes the
+// change as a record and leaves applying it to commit.
 func (m *journalModel) step(rng *rand.Rand, i int) {
 	id := fmt.Sprintf("user-%d", rng.IntN(6))
 	path := fmt.Sprintf("path-%d", rng.IntN(3))
@@ -65,40 +67,35 @@ func (m *journalModel) step(rng *rand.Rand, i int) {
 		c := &card{Raw: &virgil.RawCard{ContentSnapshot: []byte(fmt.Sprintf(`{"n":%d}`, i))}, ID: fmt.Sprintf("card-%d", i), Identity: id}
 		change := record{Cards: []*card{c}}
 		if cs := m.st.byIdentity[id]; len(cs) > 0 && !cs[len(cs)-1].superseded() {
-			prev := cs[len(cs)-1]
+			prev := *cs[len(cs)-1]
 			prev.SupersededBy, c.Previous = c.ID, prev.ID
-			change.Cards = append(change.Cards, prev)
+			change.Cards = append(change.Cards, &prev)
 		}
-		m.st.addCard(c)
 		m.commit(change)
 	case 1: // revoke a card
 		if cs := m.st.byIdentity[id]; len(cs) > 0 {
-			c := cs[rng.IntN(len(cs))]
+			c := *cs[rng.IntN(len(cs))]
 			c.Revoked = true
-			m.commit(record{Cards: []*card{c}})
+			m.commit(record{Cards: []*card{&c}})
 		}
 	case 2, 3: // push
-		en := m.st.entry("owner", "group-sessions", path, key)
-		if en == nil {
-			en = &entry{Owner: "owner", Root: "group-sessions", Path: path, Key: key, Copies: map[string]blob{}}
-			m.st.putEntry(en)
+		ids := []string{id}
+		if en := m.st.entry("owner", "group-sessions", path, key); en != nil && !contains(en.Identities, id) {
+			ids = append(slices.Clone(en.Identities), id)
+		} else if en != nil {
+			ids = slices.Clone(en.Identities)
 		}
 		b := blob{Meta: []byte(fmt.Sprint("meta", i)), Value: bytes.Repeat([]byte{byte(i)}, 1+rng.IntN(64))}
-		en.Copies["owner"], en.Copies[id] = b, b
-		if !contains(en.Identities, id) {
-			en.Identities = append(en.Identities, id)
-		}
-		en.Hash = fmt.Sprint("hash-", i)
-		m.commit(record{Patches: []entryPatch{patchOf(en, &b, []string{"owner", id}, nil)}})
+		ref := entryRef{Owner: "owner", Root: "group-sessions", Path: path, Key: key}
+		m.commit(record{Patches: []entryPatch{{entryRef: ref, Identities: ids, Hash: fmt.Sprint("hash-", i), Blob: &b, SetIDs: []string{"owner", id}}}})
 	case 4: // reset: revoke one identity or delete a path
 		var change record
 		for k, en := range m.st.entries[pathKey{"owner", "group-sessions", path}] {
 			if rng.IntN(2) == 0 {
-				delete(en.Copies, id)
-				en.Identities = remove(en.Identities, id)
-				change.Patches = append(change.Patches, patchOf(en, nil, nil, []string{id}))
+				p := patchOf(en, nil, nil, []string{id})
+				p.Identities = remove(en.Identities, id)
+				change.Patches = append(change.Patches, p)
 			} else if k == key {
-				m.st.deleteEntry(en)
 				change.Deletes = append(change.Deletes, refOf(en))
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"slices"
 
 	"github.com/groupsync/groupsync/virgil"
 )
@@ -128,23 +129,23 @@ func (e *Emulator) keyknoxPush(r *request) (response, *Error) {
 	if en != nil && previous != en.Hash {
 		return response{}, apiErr(http.StatusConflict, CodeInvalidPreviousHash, "invalid previous hash")
 	}
-	if en == nil {
-		en = &entry{Owner: r.caller, Root: req.Root, Path: req.Path, Key: req.Key, Copies: map[string]blob{}}
-		e.st.putEntry(en)
+	var identities []string
+	if en != nil {
+		identities = slices.Clone(en.Identities)
 	}
-	b := blob{Meta: req.Meta, Value: req.Value}
-	en.Copies[en.Owner] = b
 	for _, id := range ids {
-		en.Copies[id] = b
-		if !contains(en.Identities, id) {
-			en.Identities = append(en.Identities, id)
+		if !contains(identities, id) {
+			identities = append(identities, id)
 		}
 	}
-	en.Hash = hash
-	set := append([]string{en.Owner}, ids...)
-	if apiE := e.commitLocked(r, record{Patches: []entryPatch{patchOf(en, &b, set, nil)}}); apiE != nil {
+	b := blob{Meta: req.Meta, Value: req.Value}
+	ref := entryRef{Owner: r.caller, Root: req.Root, Path: req.Path, Key: req.Key}
+	set := append([]string{r.caller}, ids...)
+	patch := entryPatch{entryRef: ref, Identities: identities, Hash: hash, Blob: &b, SetIDs: set}
+	if apiE := e.commitLocked(r, record{Patches: []entryPatch{patch}}); apiE != nil {
 		return response{}, apiE
 	}
+	en = e.st.entry(r.caller, req.Root, req.Path, req.Key)
 	e.recordLocked(pathKey{en.Owner, en.Root, en.Path})
 	r.header.Set(headerKeyknoxHash, en.Hash)
 	return valueObject(en.Owner, en.Root, en.Path, en.Key, en.Identities, b)
@@ -247,12 +248,11 @@ func (e *Emulator) keyknoxReset(r *request) (response, *Error) {
 	for _, en := range selected {
 		switch {
 		case !revokeOnly:
-			e.st.deleteEntry(en)
 			change.Deletes = append(change.Deletes, refOf(en))
 		case en.readable(req.Identity) || contains(en.Identities, req.Identity):
-			delete(en.Copies, req.Identity)
-			en.Identities = remove(en.Identities, req.Identity)
-			change.Patches = append(change.Patches, patchOf(en, nil, nil, []string{req.Identity}))
+			p := patchOf(en, nil, nil, []string{req.Identity})
+			p.Identities = remove(en.Identities, req.Identity)
+			change.Patches = append(change.Patches, p)
 		}
 	}
 	if len(change.Patches)+len(change.Deletes) > 0 {
