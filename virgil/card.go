@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Card constants (PROTOCOL.md section 4).
+// Card constants (docs/virgil-protocol.md section 4).
 const (
 	// CardVersion is the version field of every Cards v5 snapshot.
 	CardVersion = "5.0"

@@ -40,7 +40,7 @@
 // Secrets (PrivateKey, Token, EpochMessage keys) print as REDACTED through
 // fmt, encoding/json and loggers that use them.
 //
-// The wire formats are specified in the project's Virgil protocol notes and
-// checked against golden vectors made by the official JavaScript libraries
+// The wire formats are specified in docs/virgil-protocol.md and checked
+// against golden vectors made by the official JavaScript libraries
 // (testdata/virgil).
 package virgil

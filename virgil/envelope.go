@@ -19,7 +19,8 @@ import (
 	"golang.org/x/crypto/cryptobyte/asn1"
 )
 
-// Object identifiers of the message info and ECIES envelope (PROTOCOL.md 5).
+// Object identifiers of the message info and ECIES envelope
+// (docs/virgil-protocol.md section 5).
 var (
 	oidEnvelopedData = encasn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 3}
 	oidData          = encasn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// JWT constants (PROTOCOL.md section 3).
+// JWT constants (docs/virgil-protocol.md section 3).
 const (
 	jwtAlg          = "VEDS512"
 	jwtTyp          = "JWT"
@@ -25,7 +25,7 @@ const (
 	maxTokenSize = 16 << 10
 )
 
-// Virgil service error codes known to clients (PROTOCOL.md section 10).
+// Virgil service error codes known to clients (docs/virgil-protocol.md section 10).
 const (
 	// CodeCardNotFound is the Cards error for an unknown card id.
 	CodeCardNotFound = 10001

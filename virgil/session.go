@@ -10,7 +10,7 @@ import (
 	"io"
 )
 
-// Group session constants (PROTOCOL.md section 6).
+// Group session constants (docs/virgil-protocol.md section 6).
 const (
 	// MinGroupIDLength is the minimum UTF-8 length of an E3Kit group id.
 	MinGroupIDLength = 10

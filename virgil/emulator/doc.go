@@ -19,10 +19,10 @@
 //	POST /keyknox/v2/keys                 list the keys the caller can read
 //	POST /keyknox/v2/reset                delete entries or revoke an identity's access
 //
-// Keyknox follows the data model of the protocol notes: an entry belongs to
-// the identity that pushed it and keeps one copy of (meta, value) per
-// identity it is shared with, so an owner can add a participant without
-// re-encrypting for everyone. Errors are always JSON {"code","message"}; the
+// Keyknox follows the data model of docs/virgil-protocol.md section 7.3: an
+// entry belongs to the identity that pushed it and keeps one copy of (meta,
+// value) per identity it is shared with, so an owner can add a participant
+// without re-encrypting for everyone. Errors are always JSON {"code","message"}; the
 // codes are the Code* constants. CORS headers are sent for browser clients.
 //
 // The emulator refuses what Virgil refuses: bad or expired tokens, cards of

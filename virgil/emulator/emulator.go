@@ -19,7 +19,8 @@ import (
 
 // Error codes the emulator answers with. Only CodeCardNotFound,
 // CodeTokenExpired and CodeInvalidPreviousHash are known to be the real
-// service's; the others follow the protocol notes' suggestions.
+// service's; the others are the emulator's own (docs/virgil-protocol.md
+// section 10).
 const (
 	// CodeCardNotFound: the card id is unknown (404).
 	CodeCardNotFound = virgil.CodeCardNotFound
