@@ -105,3 +105,49 @@ func TestNotFoundAndAuth(t *testing.T) {
 		t.Error("New without an API key succeeded")
 	}
 }
+
+func TestStrictListAnswers(t *testing.T) {
+	f := cometchattest.Start(t)
+	f.SetGroup("g1", "alice")
+	c := newClient(t, f, 100)
+	ctx := context.Background()
+	for _, tt := range []struct{ name, body string }{
+		{"Empty", ""},
+		{"EmptyObject", "{}"},
+		{"NullData", `{"data":null}`},
+		{"DataNotArray", `{"data":{"uid":"alice"}}`},
+		{"MemberWithoutUID", `{"data":[{"scope":"admin"}]}`},
+		{"MemberWithBadUID", `{"data":[{"uid":"../x"}]}`},
+		{"WrongPage", `{"data":[{"uid":"alice"}],"meta":{"pagination":{"current_page":7,"total_pages":7}}}`},
+		{"Trailing", `{"data":[]} x`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f.Answer("groups/g1/members", 200, tt.body)
+			if m, err := c.Members(ctx, "g1"); !errors.Is(err, cometchat.ErrBadAnswer) {
+				t.Errorf("Members with answer %q = %v, %v; want ErrBadAnswer", tt.body, m, err)
+			}
+		})
+	}
+	f.Answer("groups/g1/members", 0, "")
+	f.Answer("groups", 200, `{"data":[{"name":"no guid"}]}`)
+	if err := c.Groups(ctx, func([]cometchat.Group) error { return nil }); !errors.Is(err, cometchat.ErrBadAnswer) {
+		t.Errorf("Groups with a group without guid = %v, want ErrBadAnswer", err)
+	}
+	f.Answer("groups", 200, `{"data":{"guid":"other"}}`)
+	if _, err := c.Group(ctx, "g1"); !errors.Is(err, cometchat.ErrBadAnswer) {
+		t.Errorf("Group answered with another group = %v, want ErrBadAnswer", err)
+	}
+	f.Answer("groups", 0, "")
+	before := f.Requests()
+	for _, guid := range []string{"..", "a/b", "%2e%2e", ""} {
+		if _, err := c.Members(ctx, guid); !errors.Is(err, cometchat.ErrInvalidID) {
+			t.Errorf("Members(%q) = %v, want ErrInvalidID", guid, err)
+		}
+		if _, err := c.Group(ctx, guid); !errors.Is(err, cometchat.ErrInvalidID) {
+			t.Errorf("Group(%q) = %v, want ErrInvalidID", guid, err)
+		}
+	}
+	if f.Requests() != before {
+		t.Errorf("invalid guids made %d requests, want none", f.Requests()-before)
+	}
+}

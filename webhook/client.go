@@ -1,19 +1,17 @@
 package webhook
 
 import (
-	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/groupsync/groupsync/cometchat"
 )
 
 // HeaderUID is the request header carrying the caller's CometChat uid.
@@ -21,153 +19,6 @@ const HeaderUID = "X-CometChat-UID"
 
 // ctxUID is the echo context key of the authenticated caller's uid.
 const ctxUID = "groupsync.uid"
-
-// negativeTTL is the longest an invalid token is remembered.
-const negativeTTL = 5 * time.Second
-
-// maxCacheEntries bounds the token cache.
-const maxCacheEntries = 10000
-
-// errTokenInvalid is returned by the verifier when CometChat does not know
-// the auth token for the uid.
-var errTokenInvalid = errors.New("webhook: cometchat auth token invalid")
-
-// errCometChatUnavailable is returned by the verifier when CometChat could
-// not be asked (network error, timeout, 429 or 5xx, or it refused our API
-// key).
-var errCometChatUnavailable = errors.New("webhook: cometchat unavailable")
-
-// verifier checks CometChat auth tokens with GET /v3/users/{uid}/auth_tokens/{token}
-// and caches the answers: valid ones for CacheTTL, invalid ones briefly.
-type verifier struct {
-	cfg    CometChatConfig
-	base   string
-	client *http.Client
-	now    func() time.Time
-
-	mu    sync.Mutex
-	cache map[[32]byte]cacheEntry
-}
-
-type cacheEntry struct {
-	valid   bool
-	expires time.Time
-}
-
-func newVerifier(cfg CometChatConfig, base string) *verifier {
-	return &verifier{
-		cfg:    cfg,
-		base:   base,
-		client: &http.Client{Timeout: cfg.Timeout},
-		now:    time.Now,
-		cache:  make(map[[32]byte]cacheEntry),
-	}
-}
-
-// cacheKey keys the cache by a digest, so raw tokens are not kept.
-func cacheKey(uid, token string) [32]byte {
-	h := sha256.New()
-	h.Write([]byte(uid))
-	h.Write([]byte{0})
-	h.Write([]byte(token))
-	var k [32]byte
-	h.Sum(k[:0])
-	return k
-}
-
-// Verify returns nil when token is a valid CometChat auth token of uid,
-// errTokenInvalid when it is not, and an error matching
-// errCometChatUnavailable when CometChat could not tell.
-func (v *verifier) Verify(ctx context.Context, uid, token string) error {
-	key := cacheKey(uid, token)
-	now := v.now()
-	v.mu.Lock()
-	e, ok := v.cache[key]
-	v.mu.Unlock()
-	if ok && now.Before(e.expires) {
-		if e.valid {
-			return nil
-		}
-		return errTokenInvalid
-	}
-	err := v.ask(ctx, uid, token)
-	if err != nil && !errors.Is(err, errTokenInvalid) {
-		return err
-	}
-	ttl := v.cfg.CacheTTL
-	if err != nil {
-		ttl = min(ttl, negativeTTL)
-	}
-	if ttl > 0 {
-		v.store(key, cacheEntry{valid: err == nil, expires: v.now().Add(ttl)})
-	}
-	return err
-}
-
-func (v *verifier) store(key [32]byte, e cacheEntry) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(v.cache) >= maxCacheEntries {
-		now := v.now()
-		for k, old := range v.cache {
-			if !now.Before(old.expires) {
-				delete(v.cache, k)
-			}
-		}
-		// Still full: drop arbitrary entries (map order) to make room.
-		for k := range v.cache {
-			if len(v.cache) < maxCacheEntries {
-				break
-			}
-			delete(v.cache, k)
-		}
-	}
-	v.cache[key] = e
-}
-
-// ask calls CometChat. The token is in the URL path, so neither the URL nor
-// the transport error (which may quote it) is put into the returned error.
-func (v *verifier) ask(ctx context.Context, uid, token string) error {
-	u := v.base + "/v3/users/" + url.PathEscape(uid) + "/auth_tokens/" + url.PathEscape(token)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return fmt.Errorf("%w: build request", errCometChatUnavailable)
-	}
-	req.Header.Set("apikey", v.cfg.APIKey)
-	if v.cfg.AppID != "" {
-		req.Header.Set("appId", v.cfg.AppID)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := v.client.Do(req)
-	if err != nil {
-		reason := "request failed"
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-			reason = "request timed out"
-		}
-		return fmt.Errorf("%w: %s", errCometChatUnavailable, reason)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	switch {
-	case resp.StatusCode == http.StatusOK:
-		// The answer names the token's user; it must be the caller.
-		var ans struct {
-			Data struct {
-				UID string `json:"uid"`
-			} `json:"data"`
-		}
-		if json.Unmarshal(body, &ans) == nil && ans.Data.UID != "" && !strings.EqualFold(ans.Data.UID, uid) {
-			return errTokenInvalid
-		}
-		return nil
-	case resp.StatusCode == http.StatusNotFound, resp.StatusCode == http.StatusBadRequest:
-		return errTokenInvalid
-	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden:
-		return fmt.Errorf("%w: cometchat refused the REST API key (HTTP %d)", errCometChatUnavailable, resp.StatusCode)
-	default:
-		return fmt.Errorf("%w: HTTP %d", errCometChatUnavailable, resp.StatusCode)
-	}
-}
 
 // normaliseUID trims and lower-cases a uid as CometChat does, and checks it
 // is at most 100 bytes of printable ASCII without spaces.
@@ -184,36 +35,77 @@ func normaliseUID(s string) (string, bool) {
 	return s, true
 }
 
-// clientAuth authenticates a client API caller: X-CometChat-UID always, and
-// in ClientAuthCometChat mode a Bearer CometChat auth token for that uid.
-// It answers 401 when either is missing or wrong, 503 when CometChat cannot
-// be asked.
+// clientAuth authenticates a client API caller and applies the rate
+// limits, in this order: the client IP's bucket (429); X-CometChat-UID, which
+// must be a CometChat uid (401); in ClientAuthCometChat mode a Bearer token
+// of CometChat's syntax (401, without asking CometChat); the uid's bucket,
+// unless the token was verified within CacheTTL (429); the token check (401
+// when CometChat did not confirm it, 503 when CometChat cannot be asked).
 func (s *Server) clientAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		uid, ok := normaliseUID(r.Header.Get(HeaderUID))
+		now := time.Now()
+		if ok, wait := s.ipBuckets.take(clientIP(r, s.cfg.Limits.TrustedProxies), now); !ok {
+			return s.tooMany(c, "ip", wait)
+		}
+		uid, ok := callerUID(r.Header.Get(HeaderUID))
 		if !ok {
 			return s.clientError(c, http.StatusUnauthorized, "missing or invalid "+HeaderUID+" header")
 		}
-		if s.verifier != nil {
-			token, ok := bearer(r.Header.Get(echo.HeaderAuthorization))
-			if !ok {
-				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="groupsync"`)
-				return s.clientError(c, http.StatusUnauthorized, "missing bearer token")
+		if s.verifier == nil {
+			if ok, wait := s.uidBuckets.take(uid, now); !ok {
+				return s.tooMany(c, "uid", wait)
 			}
-			switch err := s.verifier.Verify(r.Context(), uid, token); {
-			case errors.Is(err, errTokenInvalid):
-				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="groupsync", error="invalid_token"`)
-				return s.clientError(c, http.StatusUnauthorized, "invalid auth token")
-			case err != nil:
-				s.log.Warn().Err(err).Str("path", c.Path()).Msg("cannot verify client token with cometchat")
-				c.Response().Header().Set(echo.HeaderRetryAfter, "5")
-				return s.clientError(c, http.StatusServiceUnavailable, "cannot verify the auth token now, retry later")
+			c.Set(ctxUID, uid)
+			return next(c)
+		}
+		token, ok := bearer(r.Header.Get(echo.HeaderAuthorization))
+		if !ok {
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="groupsync"`)
+			return s.clientError(c, http.StatusUnauthorized, "missing bearer token")
+		}
+		if !cometchat.ValidToken(token) {
+			s.metrics.clientAuth.WithLabelValues("malformed").Inc()
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="groupsync", error="invalid_token"`)
+			return s.clientError(c, http.StatusUnauthorized, "invalid auth token")
+		}
+		key := newTokenKey(uid, token)
+		if !s.verifier.verified(key) {
+			if ok, wait := s.uidBuckets.take(uid, now); !ok {
+				return s.tooMany(c, "uid", wait)
 			}
+		}
+		switch err := s.verifier.Verify(r.Context(), key, uid, token); {
+		case err == nil:
+		case errors.Is(err, errTokenInvalid):
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="groupsync", error="invalid_token"`)
+			return s.clientError(c, http.StatusUnauthorized, "invalid auth token")
+		default:
+			s.log.Warn().Err(err).Str("path", c.Path()).Msg("cannot verify client token with cometchat")
+			c.Response().Header().Set(echo.HeaderRetryAfter, "5")
+			return s.clientError(c, http.StatusServiceUnavailable, "cannot verify the auth token now, retry later")
 		}
 		c.Set(ctxUID, uid)
 		return next(c)
 	}
+}
+
+// tooMany answers 429 with Retry-After for a request over the limit of
+// bucket kind by ("ip" or "uid").
+func (s *Server) tooMany(c echo.Context, by string, wait time.Duration) error {
+	s.metrics.rateLimited.WithLabelValues(by).Inc()
+	c.Response().Header().Set(echo.HeaderRetryAfter, retryAfterSeconds(wait))
+	return s.clientError(c, http.StatusTooManyRequests, "too many requests, retry later")
+}
+
+// callerUID checks the X-CometChat-UID header: a CometChat uid (A-Z, a-z,
+// 0-9, "_", "-"; at most 100 characters), lower-cased as CometChat does.
+// Nothing else is trimmed or accepted.
+func callerUID(h string) (string, bool) {
+	if !cometchat.ValidID(h) {
+		return "", false
+	}
+	return strings.ToLower(h), true
 }
 
 // bearer extracts the token of an "Authorization: Bearer <token>" header.

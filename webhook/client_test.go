@@ -12,65 +12,18 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/groupsync/groupsync/cometchat/cometchattest"
 	"github.com/groupsync/groupsync/webhook"
 )
 
-// fakeCometChat answers GET /v3/users/{uid}/auth_tokens/{token} like
-// CometChat's REST API.
-type fakeCometChat struct {
-	srv      *httptest.Server
-	requests atomic.Int64
-	mu       sync.Mutex
-	tokens   map[string]string // token -> uid
-	status   int               // when non-zero, every answer has this status
-}
-
-func startCometChat(t *testing.T) *fakeCometChat {
-	t.Helper()
-	f := &fakeCometChat{tokens: map[string]string{}}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fakeCometChat) serve(w http.ResponseWriter, r *http.Request) {
-	f.requests.Add(1)
-	w.Header().Set("Content-Type", "application/json")
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.status != 0 {
-		w.WriteHeader(f.status)
-		_, _ = w.Write([]byte(`{"error":{"code":"ERR_FAKE"}}`))
-		return
-	}
-	if r.Header.Get("apikey") != apiKey {
-		w.WriteHeader(http.StatusUnauthorized)
-		_, _ = w.Write([]byte(`{"error":{"code":"ERR_AUTHENTICATION_FAILED"}}`))
-		return
-	}
-	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	if r.Method == http.MethodGet && len(parts) == 5 && parts[0] == "v3" && parts[1] == "users" && parts[3] == "auth_tokens" {
-		if uid, ok := f.tokens[parts[4]]; ok && uid == parts[2] {
-			_ = json.NewEncoder(w).Encode(map[string]any{"data": map[string]any{"uid": uid, "authToken": parts[4]}})
-			return
-		}
-	}
-	w.WriteHeader(http.StatusNotFound)
-	_, _ = w.Write([]byte(`{"error":{"code":"ERR_AUTH_TOKEN_NOT_FOUND"}}`))
-}
-
-func (f *fakeCometChat) setStatus(s int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.status = s
-}
-
 // clientSetup starts a Server in "cometchat" client auth mode against a fake
-// CometChat, with no queue behind it.
-func clientSetup(t *testing.T, mod ...func(*webhook.Config)) (*testBundle, *fakeCometChat, *[]string) {
+// CometChat (where tok-alice is alice's token), with no queue behind it.
+func clientSetup(t *testing.T, mod ...func(*webhook.Config)) (*testBundle, *cometchattest.Fake, *[]string) {
 	t.Helper()
-	cc := startCometChat(t)
-	cc.tokens["tok-alice"] = "alice"
+	cc := cometchattest.Start(t)
+	cc.AddToken("alice", "tok-alice")
 	var (
 		mu     sync.Mutex
 		called []string
@@ -78,8 +31,9 @@ func clientSetup(t *testing.T, mod ...func(*webhook.Config)) (*testBundle, *fake
 	b := &testBundle{logs: &logBuffer{}}
 	cfg := baseConfig(t, b.logs)
 	b.ids = cfg.Identities
+	b.reg = cfg.Registerer.(*prometheus.Registry)
 	cfg.ClientAuth = webhook.ClientAuthCometChat
-	cfg.CometChat = webhook.CometChatConfig{APIURL: cc.srv.URL + "/v3", APIKey: apiKey}
+	cfg.CometChat = webhook.CometChatConfig{APIURL: cc.URL(), APIKey: cc.APIKey}
 	cfg.OnUserToken = func(_ context.Context, uid string) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -134,7 +88,7 @@ func TestVirgilJWTWithCometChatAuth(t *testing.T) {
 	if !reflect.DeepEqual(*called, []string{"alice"}) {
 		t.Errorf("OnUserToken calls = %v, want [alice]", *called)
 	}
-	if n := cc.requests.Load(); n != 1 {
+	if n := cc.TokenRequests(); n != 1 {
 		t.Fatalf("CometChat asked %d times, want 1", n)
 	}
 	// Cached: upper-case uid header is the same user, and CometChat is not
@@ -142,7 +96,7 @@ func TestVirgilJWTWithCometChatAuth(t *testing.T) {
 	if r := jwt("ALICE", "tok-alice"); r.status != http.StatusOK || r.body["identity"] != wantID {
 		t.Errorf("second GET = %d %s", r.status, r.raw)
 	}
-	if n := cc.requests.Load(); n != 1 {
+	if n := cc.TokenRequests(); n != 1 {
 		t.Errorf("CometChat asked %d times after a cached token, want 1", n)
 	}
 
@@ -152,7 +106,7 @@ func TestVirgilJWTWithCometChatAuth(t *testing.T) {
 			t.Errorf("GET with an invalid token = %d %s, want 401", r.status, r.raw)
 		}
 	}
-	if n := cc.requests.Load(); n != 2 {
+	if n := cc.TokenRequests(); n != 2 {
 		t.Errorf("CometChat asked %d times after two identical invalid tokens, want 2", n)
 	}
 	// Another user's token.
@@ -174,16 +128,16 @@ func TestVirgilJWTWithCometChatAuth(t *testing.T) {
 	}
 
 	// CometChat failing: 503, not 401.
-	cc.setStatus(http.StatusInternalServerError)
+	cc.Answer("users/", http.StatusInternalServerError, `{"error":{"code":"ERR_FAKE"}}`)
 	if r := jwt("carol", "tok-carol"); r.status != http.StatusServiceUnavailable {
 		t.Errorf("GET with CometChat failing = %d %s, want 503", r.status, r.raw)
 	}
-	cc.setStatus(http.StatusTooManyRequests)
+	cc.Answer("users/", http.StatusTooManyRequests, `{"error":{"code":"ERR_TOO_MANY_REQUESTS"}}`)
 	if r := jwt("carol", "tok-carol"); r.status != http.StatusServiceUnavailable {
 		t.Errorf("GET with CometChat rate limiting = %d %s, want 503", r.status, r.raw)
 	}
 	// CometChat refusing our API key is our problem, not the caller's.
-	cc.setStatus(http.StatusUnauthorized)
+	cc.Answer("users/", http.StatusUnauthorized, `{"error":{"code":"ERR_AUTHENTICATION_FAILED"}}`)
 	if r := jwt("carol", "tok-carol"); r.status != http.StatusServiceUnavailable {
 		t.Errorf("GET with our API key refused = %d %s, want 503", r.status, r.raw)
 	}

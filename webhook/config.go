@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
-	"strings"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/groupsync/groupsync/cometchat"
 	"github.com/groupsync/groupsync/groupsync"
 )
 
@@ -25,6 +25,24 @@ const (
 	DefaultRegion         = "us"
 	// DefaultVerifyTimeout bounds one call to CometChat's auth token API.
 	DefaultVerifyTimeout = 3 * time.Second
+	// DefaultCacheSize is how many verified tokens are remembered.
+	DefaultCacheSize = 10000
+	// DefaultNegativeCacheSize is how many refused tokens are remembered.
+	DefaultNegativeCacheSize = 1024
+	// DefaultIPRate and DefaultIPBurst are the token bucket of one client
+	// IP: requests per second, and the most at once.
+	DefaultIPRate  = 20
+	DefaultIPBurst = 100
+	// DefaultUIDRate and DefaultUIDBurst are the token bucket of one uid:
+	// requests per second that are not answered from the cache of verified
+	// tokens, and the most at once.
+	DefaultUIDRate  = 5
+	DefaultUIDBurst = 50
+	// DefaultMaxTracked bounds the token buckets kept, for IPs and for
+	// uids each; the least recently used are dropped first.
+	DefaultMaxTracked = 100000
+	// DefaultCORSMaxAge is how long browsers may cache a preflight answer.
+	DefaultCORSMaxAge = 10 * time.Minute
 )
 
 // Client API authentication modes (Config.ClientAuth).
@@ -66,11 +84,12 @@ type TokenIssuer interface {
 }
 
 // CometChatConfig tells the client API how to reach CometChat's REST API to
-// check a caller's auth token (ClientAuth "cometchat").
+// check a caller's auth token (ClientAuth "cometchat"), through a
+// cometchat.Client (see that package for what it verifies).
 type CometChatConfig struct {
 	// APIURL overrides the regional REST base URL
-	// https://{AppID}.api-{Region}.cometchat.io, with or without the "/v3"
-	// suffix.
+	// https://{AppID}.api-{Region}.cometchat.io (cometchat.Config.BaseURL:
+	// without "/v3"; a trailing "/v3" means the same).
 	APIURL string
 	// AppID is the CometChat app id of the regional URL and of the appId
 	// header (default Config.AppID).
@@ -80,12 +99,71 @@ type CometChatConfig struct {
 	// APIKey is a CometChat REST API key, sent in the apikey header. It is a
 	// secret: never logged. Required with ClientAuth "cometchat".
 	APIKey string
-	// CacheTTL is how long a valid token is remembered (default 1 minute).
-	// An invalid token is remembered for at most 5 seconds.
+	// CacheTTL is how long a verified token is remembered (default 1
+	// minute). A refused token is remembered for at most 5 seconds.
 	CacheTTL time.Duration
+	// CacheSize bounds the verified tokens remembered (default 10000).
+	// Only tokens CometChat confirmed enter it, so tokens made up by a
+	// caller cannot push verified ones out.
+	CacheSize int
+	// NegativeCacheSize bounds the refused tokens remembered (default
+	// 1024), in a cache of their own.
+	NegativeCacheSize int
 	// Timeout bounds one call to CometChat (default 3 seconds).
 	Timeout time.Duration
 }
+
+// client returns the cometchat.Client of c.
+func (c CometChatConfig) client() (*cometchat.Client, error) {
+	return cometchat.New(cometchat.Config{BaseURL: c.APIURL, AppID: c.AppID, Region: c.Region, APIKey: c.APIKey})
+}
+
+// LimitConfig sets the rate limits of the client API: a token bucket per
+// client IP, charged by every request, and one per uid, charged by every
+// request that is not answered from the cache of verified tokens (all of
+// them with ClientAuth "trust-header"). A request over a limit gets 429 with
+// Retry-After.
+type LimitConfig struct {
+	// IPRate is the requests per second one client IP may make (default
+	// 20); IPv6 clients are counted per /64. Negative: no limit.
+	IPRate float64
+	// IPBurst is the most requests one client IP may make at once (default
+	// 100).
+	IPBurst int
+	// UIDRate is the requests per second, not answered from the cache of
+	// verified tokens, that may name one uid (default 5). Negative: no
+	// limit.
+	UIDRate float64
+	// UIDBurst is the most such requests at once (default 50).
+	UIDBurst int
+	// TrustedProxies are the addresses of reverse proxies in front of the
+	// server. A request from one of them is counted against the address
+	// its X-Forwarded-For names: the rightmost entry that is not a trusted
+	// proxy. Without TrustedProxies, X-Forwarded-For is ignored and the
+	// client IP is the connection's peer.
+	TrustedProxies []netip.Prefix
+	// MaxTracked bounds the buckets kept, for IPs and for uids each
+	// (default 100000); the least recently used are dropped first.
+	MaxTracked int
+}
+
+// CORSConfig sets the browser origins that may call the client API. The
+// webhook and the other endpoints never answer with CORS headers.
+type CORSConfig struct {
+	// AllowedOrigins are origins "scheme://host[:port]", compared exactly
+	// (ASCII case aside; a default port may be written or left out), or
+	// "scheme://host:*" for any port of that host. A request from another
+	// origin gets no CORS headers, and its preflight 403. "*" is refused:
+	// list the origins. Empty: no browser origin may call.
+	AllowedOrigins []string
+	// MaxAge is how long a browser may cache a preflight answer (default
+	// 10 minutes).
+	MaxAge time.Duration
+}
+
+// LoopbackOrigins are the browser origins of pages served from this
+// machine, on any port; dev mode allows them.
+var LoopbackOrigins = []string{"http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"}
 
 // Config configures a Server. New fills the zero fields with the defaults
 // named in their docs, then validates the result.
@@ -129,6 +207,10 @@ type Config struct {
 	ClientAuth string
 	// CometChat is used by ClientAuthCometChat.
 	CometChat CometChatConfig
+	// Limits are the client API's rate limits (on by default).
+	Limits LimitConfig
+	// CORS lists the browser origins allowed to call the client API.
+	CORS CORSConfig
 	// Tokens issues Virgil JWTs for the client API (required).
 	Tokens TokenIssuer
 	// ReadyChecks are run by /readyz, each by name; any error makes the
@@ -173,6 +255,31 @@ func (c Config) withDefaults() Config {
 	if c.CometChat.Timeout == 0 {
 		c.CometChat.Timeout = DefaultVerifyTimeout
 	}
+	if c.CometChat.CacheSize == 0 {
+		c.CometChat.CacheSize = DefaultCacheSize
+	}
+	if c.CometChat.NegativeCacheSize == 0 {
+		c.CometChat.NegativeCacheSize = DefaultNegativeCacheSize
+	}
+	l := &c.Limits
+	if l.IPRate == 0 {
+		l.IPRate = DefaultIPRate
+	}
+	if l.IPBurst == 0 {
+		l.IPBurst = DefaultIPBurst
+	}
+	if l.UIDRate == 0 {
+		l.UIDRate = DefaultUIDRate
+	}
+	if l.UIDBurst == 0 {
+		l.UIDBurst = DefaultUIDBurst
+	}
+	if l.MaxTracked == 0 {
+		l.MaxTracked = DefaultMaxTracked
+	}
+	if c.CORS.MaxAge == 0 {
+		c.CORS.MaxAge = DefaultCORSMaxAge
+	}
 	return c
 }
 
@@ -203,9 +310,34 @@ func (c Config) validate() error {
 		{"ReadyTimeout", c.ReadyTimeout},
 		{"CometChat.CacheTTL", c.CometChat.CacheTTL},
 		{"CometChat.Timeout", c.CometChat.Timeout},
+		{"CORS.MaxAge", c.CORS.MaxAge},
 	} {
 		if d.d < 0 {
 			bad("%s %v: must be positive", d.name, d.d)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		n    int
+	}{
+		{"CometChat.CacheSize", c.CometChat.CacheSize},
+		{"CometChat.NegativeCacheSize", c.CometChat.NegativeCacheSize},
+		{"Limits.IPBurst", c.Limits.IPBurst},
+		{"Limits.UIDBurst", c.Limits.UIDBurst},
+		{"Limits.MaxTracked", c.Limits.MaxTracked},
+	} {
+		if n.n < 1 {
+			bad("%s %d: must be positive", n.name, n.n)
+		}
+	}
+	for _, p := range c.Limits.TrustedProxies {
+		if !p.IsValid() {
+			bad("Limits.TrustedProxies: invalid prefix %v", p)
+		}
+	}
+	for _, o := range c.CORS.AllowedOrigins {
+		if _, err := parseOrigin(o, true); err != nil {
+			bad("CORS.AllowedOrigins: %v", err)
 		}
 	}
 	if c.Identities == nil {
@@ -226,7 +358,7 @@ func (c Config) validate() error {
 		if c.CometChat.APIKey == "" {
 			bad("CometChat.APIKey is required with ClientAuth %q", ClientAuthCometChat)
 		}
-		if _, err := c.CometChat.baseURL(); err != nil {
+		if _, err := c.CometChat.client(); err != nil && c.CometChat.APIKey != "" {
 			errs = append(errs, err)
 		}
 	default:
@@ -236,21 +368,4 @@ func (c Config) validate() error {
 		return fmt.Errorf("webhook: config: %w", errors.Join(errs...))
 	}
 	return nil
-}
-
-// baseURL returns the REST base URL without the "/v3" suffix.
-func (c CometChatConfig) baseURL() (string, error) {
-	if c.APIURL == "" {
-		if c.AppID == "" {
-			return "", errors.New("CometChat.AppID or CometChat.APIURL is required")
-		}
-		return fmt.Sprintf("https://%s.api-%s.cometchat.io", url.PathEscape(c.AppID), url.PathEscape(c.Region)), nil
-	}
-	u, err := url.Parse(c.APIURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("CometChat.APIURL %q: want an http or https URL", c.APIURL)
-	}
-	base := strings.TrimRight(c.APIURL, "/")
-	base = strings.TrimSuffix(base, "/v3")
-	return base, nil
 }

@@ -27,6 +27,16 @@ type metrics struct {
 	requests       *prometheus.CounterVec
 	publishLatency prometheus.Histogram
 	clientRequests *prometheus.CounterVec
+	// clientAuth counts token checks by result: verified, cached, invalid,
+	// invalid_cached, malformed, unavailable.
+	clientAuth *prometheus.CounterVec
+	// clientAuthWaiting is the number of requests waiting for CometChat's
+	// answer (concurrent checks of one token share one call).
+	clientAuthWaiting prometheus.Gauge
+	// rateLimited counts 429 answers by bucket ("ip" or "uid").
+	rateLimited *prometheus.CounterVec
+	// corsRefused counts preflights from origins not allowed.
+	corsRefused prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -50,8 +60,32 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name:      "requests_total",
 			Help:      "Client API requests by endpoint and HTTP status.",
 		}, []string{"endpoint", "status"}),
+		clientAuth: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "groupsync",
+			Subsystem: "client",
+			Name:      "auth_checks_total",
+			Help:      "Client API auth token checks by result (verified, cached, invalid, invalid_cached, malformed, unavailable).",
+		}, []string{"result"}),
+		clientAuthWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "groupsync",
+			Subsystem: "client",
+			Name:      "auth_checks_waiting",
+			Help:      "Client API requests waiting for CometChat to answer an auth token check.",
+		}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "groupsync",
+			Subsystem: "client",
+			Name:      "rate_limited_total",
+			Help:      "Client API requests answered 429, by the bucket that was empty (ip or uid).",
+		}, []string{"by"}),
+		corsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "groupsync",
+			Subsystem: "client",
+			Name:      "cors_refused_total",
+			Help:      "CORS preflights refused because their origin is not allowed.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.publishLatency, m.clientRequests} {
+	for _, c := range []prometheus.Collector{m.requests, m.publishLatency, m.clientRequests, m.clientAuth, m.clientAuthWaiting, m.rateLimited, m.corsRefused} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("webhook: register metrics: %w", err)
 		}

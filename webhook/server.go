@@ -45,6 +45,10 @@ type Server struct {
 	echo     *echo.Echo
 	metrics  *metrics
 	verifier *verifier
+	// ipBuckets and uidBuckets are the client API's rate limits (nil: no
+	// limit).
+	ipBuckets, uidBuckets *buckets
+	corsPolicy            *corsPolicy
 	// webhookUser and webhookPass are SHA-256 digests of the credentials,
 	// so the comparison takes the same time whatever their lengths.
 	webhookUser, webhookPass [32]byte
@@ -105,9 +109,15 @@ func New(cfg Config, enq Enqueuer) (*Server, error) {
 		webhookPass: digest(cfg.Password),
 		retryAfter:  retryAfterSeconds(cfg.RetryAfter),
 	}
+	s.ipBuckets = newBuckets(cfg.Limits.IPRate, cfg.Limits.IPBurst, cfg.Limits.MaxTracked)
+	s.uidBuckets = newBuckets(cfg.Limits.UIDRate, cfg.Limits.UIDBurst, cfg.Limits.MaxTracked)
+	s.corsPolicy = newCORSPolicy(cfg.CORS)
 	if cfg.ClientAuth == ClientAuthCometChat {
-		base, _ := cfg.CometChat.baseURL() // validated
-		s.verifier = newVerifier(cfg.CometChat, base)
+		cc, err := cfg.CometChat.client()
+		if err != nil {
+			return nil, fmt.Errorf("webhook: %w", err)
+		}
+		s.verifier = newVerifier(cfg.CometChat, cc, m)
 	} else {
 		s.log.Warn().Str("client_auth", cfg.ClientAuth).
 			Msg("client API trusts the X-CometChat-UID header without checking a CometChat auth token; run it only behind a gateway that authenticates users, or for development")
@@ -119,8 +129,12 @@ func New(cfg Config, enq Enqueuer) (*Server, error) {
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.recoverer, s.accessLog)
 	e.POST(PathWebhook, s.handleWebhook)
-	e.GET(PathVirgilJWT, s.handleVirgilJWT, s.clientAuth)
-	e.POST(PathGetIdentities, s.handleGetIdentities, s.clientAuth)
+	// The client API: CORS first, so that every answer (429, 401 and 503
+	// included) reaches an allowed page; then limits and authentication.
+	e.GET(PathVirgilJWT, s.handleVirgilJWT, s.cors(http.MethodGet), s.clientAuth)
+	e.OPTIONS(PathVirgilJWT, handleOptions(http.MethodGet), s.cors(http.MethodGet))
+	e.POST(PathGetIdentities, s.handleGetIdentities, s.cors(http.MethodPost), s.clientAuth)
+	e.OPTIONS(PathGetIdentities, handleOptions(http.MethodPost), s.cors(http.MethodPost))
 	e.GET(PathHealth, s.handleHealth)
 	e.GET(PathReady, s.handleReady)
 	e.GET(PathMetrics, echo.WrapHandler(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})))

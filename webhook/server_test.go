@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/groupsync/groupsync/cometchat/cometchattest"
 	"github.com/groupsync/groupsync/webhook"
 )
 
@@ -33,7 +34,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"CometChatWithoutKey", func(c *webhook.Config) { c.ClientAuth = webhook.ClientAuthCometChat }, []string{"CometChat.APIKey is required"}},
 		{"CometChatBadURL", func(c *webhook.Config) {
 			c.ClientAuth, c.CometChat.APIKey, c.CometChat.APIURL = webhook.ClientAuthCometChat, "k", "ftp://x"
-		}, []string{"CometChat.APIURL"}},
+		}, []string{"API URL"}},
 		{"NegativeTimeout", func(c *webhook.Config) { c.PublishTimeout = -time.Second }, []string{"PublishTimeout"}},
 		{"HugeBody", func(c *webhook.Config) { c.MaxBodyBytes = 1 << 40 }, []string{"MaxBodyBytes"}},
 	}
@@ -173,13 +174,14 @@ func TestServeAndShutdown(t *testing.T) {
 
 func TestNoSecretsInLogs(t *testing.T) {
 	logs := &logBuffer{}
-	cc := startCometChat(t)
-	cc.tokens["tok-alice-S3cret"] = "alice"
+	cc := cometchattest.Start(t)
+	cc.APIKey = apiKey
+	cc.AddToken("alice", "tok-alice-S3cret")
 	b := &testBundle{logs: logs}
 	cfg := baseConfig(t, logs)
 	cfg.Logger = zerolog.New(logs).Level(zerolog.DebugLevel)
 	cfg.ClientAuth = webhook.ClientAuthCometChat
-	cfg.CometChat = webhook.CometChatConfig{APIURL: cc.srv.URL, APIKey: apiKey}
+	cfg.CometChat = webhook.CometChatConfig{APIURL: cc.URL(), APIKey: apiKey}
 	startServer(t, cfg, stuckEnqueuer{}, b)
 
 	body := readExample(t, "group_member_added.json")
@@ -189,7 +191,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	do(t, webhookRequest(t, b.url, []byte(`{"trigger":"group_member_added","appId":"`+appID+`","data":{"group":{}}}`)))
 	do(t, clientRequest(t, http.MethodGet, b.url+webhook.PathVirgilJWT, "alice", "tok-alice-S3cret", nil))
 	do(t, clientRequest(t, http.MethodGet, b.url+webhook.PathVirgilJWT, "alice", "wrong-tok-S3cret", nil))
-	cc.setStatus(http.StatusBadGateway)
+	cc.Answer("users/", http.StatusBadGateway, "")
 	do(t, clientRequest(t, http.MethodGet, b.url+webhook.PathVirgilJWT, "alice", "other-tok-S3cret", nil))
 
 	out := logs.String()

@@ -3,52 +3,36 @@ package webhook
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/groupsync/groupsync/cometchat/cometchattest"
 )
 
 // TestVerifierCacheExpiry checks the cache lifetimes with a fake clock:
-// valid tokens for CacheTTL, invalid ones for at most negativeTTL.
+// valid tokens for CacheTTL, invalid ones for at most negativeTTL, failures
+// to ask never.
 func TestVerifierCacheExpiry(t *testing.T) {
-	var calls atomic.Int64
-	cc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		if r.Header.Get("apikey") != "key" {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		if r.URL.Path == "/v3/users/alice/auth_tokens/good" {
-			_, _ = w.Write([]byte(`{"data":{"uid":"alice","authToken":"good"}}`))
-			return
-		}
-		w.WriteHeader(http.StatusNotFound)
-	}))
-	t.Cleanup(cc.Close)
-
+	f := cometchattest.Start(t)
+	f.AddToken("alice", "good")
+	v := testVerifier(t, f, CometChatConfig{CacheTTL: time.Minute})
 	var mu sync.Mutex
 	now := time.Unix(1718000000, 0)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	v.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
-
-	cfg := CometChatConfig{APIURL: cc.URL + "/", APIKey: "key", CacheTTL: time.Minute, Timeout: time.Second}
-	base, err := cfg.baseURL()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := newVerifier(cfg, base)
-	v.now = clock
 	ctx := context.Background()
 
 	check := func(token string, want error, wantCalls int64) {
 		t.Helper()
-		if err := v.Verify(ctx, "alice", token); !errors.Is(err, want) && !(want == nil && err == nil) {
+		if err := v.Verify(ctx, newTokenKey("alice", token), "alice", token); !errors.Is(err, want) && !(want == nil && err == nil) {
 			t.Fatalf("Verify(%s) = %v, want %v", token, err, want)
 		}
-		if got := calls.Load(); got != wantCalls {
+		if got := f.TokenRequests(); got != wantCalls {
 			t.Fatalf("after Verify(%s): %d calls to CometChat, want %d", token, got, wantCalls)
 		}
 	}
@@ -64,29 +48,58 @@ func TestVerifierCacheExpiry(t *testing.T) {
 	check("bad", errTokenInvalid, 4)
 
 	// Failures to ask are never cached.
-	v.cfg.APIKey = "wrong"
+	f.Answer("users/", http.StatusBadGateway, "")
 	check("other", errCometChatUnavailable, 5)
 	check("other", errCometChatUnavailable, 6)
 }
 
-func TestBaseURL(t *testing.T) {
-	tests := []struct {
-		cfg  CometChatConfig
-		want string
-	}{
-		{CometChatConfig{AppID: "app1", Region: "eu"}, "https://app1.api-eu.cometchat.io"},
-		{CometChatConfig{APIURL: "https://x.example/v3/"}, "https://x.example"},
-		{CometChatConfig{APIURL: "http://127.0.0.1:9"}, "http://127.0.0.1:9"},
-	}
-	for _, tt := range tests {
-		got, err := tt.cfg.baseURL()
-		if err != nil || got != tt.want {
-			t.Errorf("%+v.baseURL() = %q, %v; want %q", tt.cfg, got, err, tt.want)
+// TestVerifierJunkKeepsVerified: a flood of made-up tokens fills only the
+// negative cache; every verified token stays cached.
+func TestVerifierJunkKeepsVerified(t *testing.T) {
+	f := cometchattest.Start(t)
+	v := testVerifier(t, f, CometChatConfig{CacheSize: 8, NegativeCacheSize: 4})
+	ctx := context.Background()
+	for i := range 8 {
+		uid, tok := fmt.Sprintf("user%d", i), fmt.Sprintf("tok%d", i)
+		f.AddToken(uid, tok)
+		if err := v.Verify(ctx, newTokenKey(uid, tok), uid, tok); err != nil {
+			t.Fatalf("Verify(%s) = %v", uid, err)
 		}
 	}
-	if _, err := (CometChatConfig{}).baseURL(); err == nil {
-		t.Error("baseURL without app id or URL = nil error")
+	for i := range 500 {
+		tok := fmt.Sprintf("junk%d", i)
+		if err := v.Verify(ctx, newTokenKey("user0", tok), "user0", tok); !errors.Is(err, errTokenInvalid) {
+			t.Fatalf("Verify(junk) = %v, want errTokenInvalid", err)
+		}
 	}
+	calls := f.TokenRequests()
+	for i := range 8 {
+		uid, tok := fmt.Sprintf("user%d", i), fmt.Sprintf("tok%d", i)
+		if !v.verified(newTokenKey(uid, tok)) {
+			t.Errorf("verified token of %s was pushed out by junk", uid)
+		}
+		if err := v.Verify(ctx, newTokenKey(uid, tok), uid, tok); err != nil {
+			t.Errorf("Verify(%s) after the flood = %v", uid, err)
+		}
+	}
+	if n := f.TokenRequests() - calls; n != 0 {
+		t.Errorf("verified tokens cost %d calls after the flood, want 0", n)
+	}
+}
+
+func testVerifier(t *testing.T, f *cometchattest.Fake, cfg CometChatConfig) *verifier {
+	t.Helper()
+	cfg.APIURL, cfg.APIKey = f.URL(), f.APIKey
+	full := Config{AppID: "app", CometChat: cfg}.withDefaults()
+	cc, err := full.CometChat.client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newVerifier(full.CometChat, cc, m)
 }
 
 func TestIsJSON(t *testing.T) {
