@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -29,8 +30,10 @@ const DefaultRedisPrefix = "groupsync:"
 //
 // Acquire, Extend, Release, Commit and DueChecks are Lua scripts, so each is
 // atomic; Commit checks the lease and the state version and writes state,
-// index and "done" together. The keys of one Commit are not in one hash
-// slot: use a single Redis (or a primary with replicas), not Redis Cluster.
+// index and "done" together. On Redis Cluster the prefix becomes a hash tag
+// ("{groupsync}:"), so every key lives in one hash slot and the scripts,
+// which touch a group's and its users' keys together, run unchanged; the
+// cluster then gives failover, not sharding, to groupsync's keys.
 type RedisStore struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -43,6 +46,9 @@ var _ Store = (*RedisStore)(nil)
 func NewRedisStore(rdb redis.UniversalClient, prefix string) *RedisStore {
 	if prefix == "" {
 		prefix = DefaultRedisPrefix
+	}
+	if _, ok := rdb.(*redis.ClusterClient); ok {
+		prefix = hashTag(prefix)
 	}
 	return &RedisStore{rdb: rdb, prefix: prefix}
 }
@@ -210,15 +216,40 @@ func (s *RedisStore) UserGroups(ctx context.Context, uid string) (map[string]gro
 	return out, nil
 }
 
-// Groups implements StateStore, with SCAN (it never blocks Redis).
+// hashTag makes prefix a Redis Cluster hash tag: "groupsync:" becomes
+// "{groupsync}:". A prefix that already holds a tag is kept.
+func hashTag(prefix string) string {
+	if i := strings.IndexByte(prefix, '{'); i >= 0 && strings.IndexByte(prefix[i:], '}') > 1 {
+		return prefix
+	}
+	base := strings.TrimRight(prefix, ":")
+	return "{" + base + "}" + prefix[len(base):]
+}
+
+// Groups implements StateStore, with SCAN (it never blocks Redis); on a
+// cluster, on every primary.
 func (s *RedisStore) Groups(ctx context.Context) ([]string, error) {
 	prefix := s.key("group", "")
-	var out []string
-	iter := s.rdb.Scan(ctx, 0, globEscape(prefix)+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		out = append(out, strings.TrimPrefix(iter.Val(), prefix))
+	var (
+		mu  sync.Mutex
+		out []string
+	)
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		iter := c.Scan(ctx, 0, globEscape(prefix)+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			out = append(out, strings.TrimPrefix(iter.Val(), prefix))
+			mu.Unlock()
+		}
+		return iter.Err()
 	}
-	if err := iter.Err(); err != nil {
+	var err error
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	} else {
+		err = scan(ctx, s.rdb)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("worker: redis list groups: %w", err)
 	}
 	sort.Strings(out)

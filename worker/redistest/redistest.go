@@ -34,6 +34,12 @@ func WithPersistence() Option {
 	return func(s *Server) { s.persist = true }
 }
 
+// WithArgs adds command-line options (configuration directives such as
+// "--replicaof", "127.0.0.1", "6380") to every start of the server.
+func WithArgs(args ...string) Option {
+	return func(s *Server) { s.args = append(s.args, args...) }
+}
+
 // Server is a redis-server child process. Its methods are safe for
 // concurrent use.
 type Server struct {
@@ -43,8 +49,12 @@ type Server struct {
 	dir     string
 	port    int
 	persist bool
-	cmd     *exec.Cmd
-	done    chan struct{}
+	args    []string
+	// conf, when set, is written to a file that is the first argument:
+	// Sentinel rewrites its configuration file and needs one.
+	conf string
+	cmd  *exec.Cmd
+	done chan struct{}
 }
 
 // Start runs redis-server on 127.0.0.1 and a free port with its files in
@@ -114,18 +124,29 @@ func (s *Server) start() error {
 }
 
 func (s *Server) startLocked() error {
-	args := []string{
+	var args []string
+	if s.conf != "" {
+		f := fmt.Sprintf("%s/redis-%d.conf", s.dir, s.port)
+		if _, err := os.Stat(f); err != nil {
+			if err := os.WriteFile(f, []byte(s.conf), 0o600); err != nil {
+				return fmt.Errorf("write config: %w", err)
+			}
+		}
+		args = append(args, f)
+	}
+	args = append(args,
 		"--bind", "127.0.0.1",
 		"--port", strconv.Itoa(s.port),
 		"--save", "",
 		"--dir", s.dir,
 		"--daemonize", "no",
-	}
+	)
 	if s.persist {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
+	args = append(args, s.args...)
 	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout = nil
 	logf, err := os.Create(fmt.Sprintf("%s/redis-%d.log", s.dir, time.Now().UnixNano()))
