@@ -1,0 +1,105 @@
+package groupsync
+
+import "sort"
+
+// Snapshot is one group as CometChat's REST API showed it at one moment: the
+// truth a reconcile brings the Virgil group in line with.
+type Snapshot struct {
+	// GUID is the CometChat group id.
+	GUID string
+	// Exists is false when CometChat no longer has the group.
+	Exists bool
+	// Members are the uids of the group's members (any order).
+	Members []string
+	// At is when the snapshot was read, in Unix seconds. It stamps every
+	// member the reconcile decides, so events older than the snapshot are
+	// stale against it and later ones win.
+	At int64
+}
+
+// Drift is how the stored state differed from a Snapshot: what a reconcile
+// repaired that no event had told groupsync.
+type Drift struct {
+	// Missing are the members CometChat has that the state did not hold as
+	// members and the reconcile adds (lost add webhooks, lost state, or groups
+	// that existed before groupsync), sorted.
+	Missing []string
+	// Extra are the members the state held that CometChat no longer has and
+	// the reconcile removes (lost removal webhooks), sorted.
+	Extra []string
+	// Deleted reports a group the state held as existing that CometChat no
+	// longer has (a lost deletion webhook).
+	Deleted bool
+}
+
+// Empty reports whether nothing drifted.
+func (d Drift) Empty() bool { return len(d.Missing) == 0 && len(d.Extra) == 0 && !d.Deleted }
+
+// Reconcile returns the state after bringing the group in line with snap,
+// read for the job with stream sequence seq, the Plan of Virgil changes that
+// does it, and the drift it repairs. It is pure and deterministic and does
+// not modify state.
+//
+// A group CometChat no longer has is deleted. Otherwise every member of the
+// snapshot is added (a convergent add: members who already are participants
+// cost nothing) and every member the state holds beyond them is removed, each
+// decided at snap.At like an event of that time; the plan always has at least
+// one step, so a group without members besides the owner is created too. A
+// group the state holds as deleted but CometChat has again starts afresh.
+func Reconcile(state GroupState, snap Snapshot, seq uint64) (GroupState, Plan, Drift) {
+	base := state
+	if base.Lifecycle == LifecycleDeleted && snap.Exists {
+		base = GroupState{GUID: state.GUID}
+	}
+	ev := Event{GUID: snap.GUID, UpdatedAt: snap.At, MembersCount: -1}
+	out := Plan{GUID: snap.GUID}
+	var drift Drift
+	if !snap.Exists {
+		drift.Deleted = base.Lifecycle == LifecycleExists
+		ev.Trigger, ev.Action = TriggerGroupDeleted, ActionDelete
+		next, plan := Apply(base, ev, seq)
+		out.Steps = plan.Steps
+		return next, out, drift
+	}
+
+	want := make(map[string]bool, len(snap.Members))
+	add := ev
+	add.Trigger, add.Action = TriggerReconcile, ActionAdd
+	for _, uid := range snap.Members {
+		if uid == "" || want[uid] {
+			continue
+		}
+		want[uid] = true
+		add.Members = append(add.Members, Member{UID: uid})
+	}
+	sort.Slice(add.Members, func(i, j int) bool { return add.Members[i].UID < add.Members[j].UID })
+	next, plan := Apply(base, add, seq)
+	out.Steps = append(out.Steps, plan.Steps...)
+	for _, m := range add.Members {
+		if next.Members[m.UID].In && !base.Members[m.UID].In {
+			drift.Missing = append(drift.Missing, m.UID)
+		}
+	}
+
+	rm := ev
+	rm.Trigger, rm.Action = TriggerReconcile, ActionRemove
+	for _, uid := range next.Current() {
+		if !want[uid] {
+			rm.Members = append(rm.Members, Member{UID: uid})
+		}
+	}
+	if len(rm.Members) > 0 {
+		next, plan = Apply(next, rm, seq)
+		out.Steps = append(out.Steps, plan.Steps...)
+		for _, m := range rm.Members {
+			if !next.Members[m.UID].In {
+				drift.Extra = append(drift.Extra, m.UID)
+			}
+		}
+	}
+	if len(out.Steps) == 0 {
+		// Make sure the group exists even without members besides the owner.
+		out.Steps = []Step{{Op: OpAdd}}
+	}
+	return next, out, drift
+}

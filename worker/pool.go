@@ -1,0 +1,318 @@
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/queue"
+)
+
+// Defaults for the zero-value fields of Config.
+const (
+	DefaultJobTimeout      = 2 * time.Minute
+	DefaultLeaseTTL        = 10 * time.Second
+	DefaultRetryInitial    = 200 * time.Millisecond
+	DefaultRetryMax        = 5 * time.Second
+	DefaultRetries         = 5
+	DefaultNakBase         = time.Second
+	DefaultNakMax          = 30 * time.Second
+	DefaultCheckInitial    = time.Second
+	DefaultCheckMax        = 2 * time.Minute
+	DefaultCheckAttempts   = 12
+	DefaultCheckPoll       = 250 * time.Millisecond
+	DefaultSweepInterval   = time.Minute
+	DefaultShutdownNak     = time.Second
+	maxCommitAttempts      = 5
+	maxDeadLetterReasonLen = 400
+)
+
+// ReasonNeedsReconcile starts the dead-letter reason of an ActionReconcile
+// job when the pool has no Reconciler.
+const ReasonNeedsReconcile = "needs reconcile"
+
+// Reconciler reads a group's current membership from CometChat, for
+// ActionReconcile jobs (ban/unban events that cannot be trusted, `groupsync
+// reconcile`).
+type Reconciler interface {
+	// Members returns the uids of the group's current members, and exists
+	// false when the group no longer exists in CometChat.
+	Members(ctx context.Context, guid string) (uids []string, exists bool, err error)
+}
+
+// Config configures a Pool. Zero fields take the defaults named in their
+// docs; New fills them in, then validates.
+type Config struct {
+	// Concurrency is the most jobs one process runs at once (default: the
+	// queue's partition count). Each partition runs one job at a time across
+	// all processes, so more than the partition count gains nothing.
+	Concurrency int
+	// JobTimeout bounds one delivery of one job (default 2 minutes); a job
+	// that times out is retried later.
+	JobTimeout time.Duration
+	// LeaseTTL is the lifetime of a job's idempotency lease (default 10 s),
+	// renewed by the heartbeat while the job runs. A crashed worker's job is
+	// taken over by another delivery once its lease expires; until then the
+	// new delivery is handed back with growing delays (from NakBase, at most
+	// LeaseTTL).
+	LeaseTTL time.Duration
+	// Heartbeat is how often a running job tells JetStream it is in progress
+	// and renews its lease (default: a third of the smaller of LeaseTTL and
+	// the queue's AckWait).
+	Heartbeat time.Duration
+	// RetryInitial and RetryMax bound the exponential backoff between
+	// retries of a transient failure within one delivery (defaults 200 ms and
+	// 5 s); a Retry-After from Virgil lengthens the wait.
+	RetryInitial, RetryMax time.Duration
+	// Retries is how many times one call is retried within one delivery
+	// before the job is handed back with NakWithDelay (default 5).
+	Retries int
+	// NakBase and NakMax bound the redelivery delay after a delivery failed:
+	// NakBase doubled per delivery, at most NakMax (defaults 1 s and 30 s),
+	// or the Retry-After of the last failure when longer (at most 2 minutes).
+	NakBase, NakMax time.Duration
+	// DoneTTL is how long a completed job is remembered (default 24 h).
+	DoneTTL time.Duration
+	// CheckInitial, CheckMax and CheckAttempts shape the re-checks of a
+	// user's cards after UserSeen: after CheckInitial, then doubling up to
+	// CheckMax, CheckAttempts times in all (defaults 1 s, 2 min, 12).
+	CheckInitial, CheckMax time.Duration
+	// CheckAttempts is described with CheckInitial.
+	CheckAttempts int
+	// CheckPoll is how often the pool looks for due checks (default 250 ms).
+	CheckPoll time.Duration
+	// SweepInterval is how often every pending member is checked (default 1
+	// minute); negative disables the sweep.
+	SweepInterval time.Duration
+	// Reconciler, when set, runs ActionReconcile jobs; without it they are
+	// dead-lettered with ReasonNeedsReconcile.
+	Reconciler Reconciler
+	// WorkerID names this process in leases (default host-pid-random).
+	WorkerID string
+	// Logger receives the pool's logs. The zero value logs nothing.
+	Logger zerolog.Logger
+	// Registerer, when set, receives the pool's Prometheus metrics.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults(partitions int, ackWait time.Duration) {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = partitions
+	}
+	def(&c.JobTimeout, DefaultJobTimeout)
+	def(&c.LeaseTTL, DefaultLeaseTTL)
+	if c.Heartbeat == 0 {
+		hb := c.LeaseTTL
+		if ackWait > 0 && ackWait < hb {
+			hb = ackWait
+		}
+		c.Heartbeat = hb / 3
+	}
+	def(&c.RetryInitial, DefaultRetryInitial)
+	def(&c.RetryMax, DefaultRetryMax)
+	if c.Retries == 0 {
+		c.Retries = DefaultRetries
+	}
+	def(&c.NakBase, DefaultNakBase)
+	def(&c.NakMax, DefaultNakMax)
+	def(&c.DoneTTL, DefaultDoneTTL)
+	def(&c.CheckInitial, DefaultCheckInitial)
+	def(&c.CheckMax, DefaultCheckMax)
+	if c.CheckAttempts == 0 {
+		c.CheckAttempts = DefaultCheckAttempts
+	}
+	def(&c.CheckPoll, DefaultCheckPoll)
+	def(&c.SweepInterval, DefaultSweepInterval)
+	if c.WorkerID == "" {
+		host, _ := os.Hostname()
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		c.WorkerID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Concurrency < 1:
+		return fmt.Errorf("worker: concurrency %d < 1", c.Concurrency)
+	case c.JobTimeout < 0 || c.LeaseTTL < 0 || c.Heartbeat < 0:
+		return errors.New("worker: negative job timeout, lease TTL or heartbeat")
+	case c.Heartbeat >= c.LeaseTTL:
+		return fmt.Errorf("worker: heartbeat %s must be shorter than the lease TTL %s", c.Heartbeat, c.LeaseTTL)
+	case c.Retries < 0:
+		return fmt.Errorf("worker: retries %d < 0", c.Retries)
+	case c.CheckAttempts < 1:
+		return fmt.Errorf("worker: check attempts %d < 1", c.CheckAttempts)
+	case strings.ContainsAny(c.WorkerID, ": \n"):
+		return fmt.Errorf("worker: worker id %q contains ':' or white space", c.WorkerID)
+	}
+	return nil
+}
+
+// Pool runs jobs from the queue: one loop per partition, each job under a
+// fenced idempotency lease, its plan applied to Virgil with retries, then
+// acknowledged, handed back with a delay, or dead-lettered. Any number of
+// pools, in any number of processes, may share a queue and a store.
+type Pool struct {
+	cfg     Config
+	q       *queue.Queue
+	store   Store
+	v       groupsync.Virgil
+	log     zerolog.Logger
+	metrics *metrics
+	sem     chan struct{}
+
+	mu         sync.Mutex
+	running    bool
+	stopped    bool
+	stopFetch  context.CancelFunc
+	cancelWork context.CancelFunc
+	done       chan struct{}
+	wg         sync.WaitGroup
+	inFlight   atomic.Int64
+}
+
+// New returns a Pool taking jobs from q, keeping state in store and applying
+// plans through v (usually a *VirgilGroups). It fails on an invalid cfg or
+// when registering metrics fails.
+func New(cfg Config, q *queue.Queue, store Store, v groupsync.Virgil) (*Pool, error) {
+	if q == nil || store == nil || v == nil {
+		return nil, errors.New("worker: New needs a queue, a store and a Virgil port")
+	}
+	cfg.setDefaults(q.Partitions(), q.Config().AckWait)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Pool{
+		cfg: cfg, q: q, store: store, v: v, metrics: m,
+		log:  cfg.Logger.With().Str("worker_id", cfg.WorkerID).Logger(),
+		sem:  make(chan struct{}, cfg.Concurrency),
+		done: make(chan struct{}),
+	}, nil
+}
+
+// Config returns the configuration in use, defaults filled in.
+func (p *Pool) Config() Config { return p.cfg }
+
+// InFlight returns the number of jobs running now.
+func (p *Pool) InFlight() int { return int(p.inFlight.Load()) }
+
+// ErrPoolStopped is returned by Run on a pool that was already run or
+// stopped.
+var ErrPoolStopped = errors.New("worker: pool already run or stopped")
+
+// Run takes jobs until ctx ends or Stop is called, then returns once every
+// job has settled. Ending ctx stops fetching and cancels running jobs, which
+// are handed back to the queue; Stop is the graceful way. A pool runs once.
+func (p *Pool) Run(ctx context.Context) error {
+	p.mu.Lock()
+	if p.running || p.stopped {
+		p.mu.Unlock()
+		return ErrPoolStopped
+	}
+	p.running = true
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	p.stopFetch, p.cancelWork = stopFetch, cancelWork
+	p.mu.Unlock()
+	defer close(p.done)
+	defer cancelWork()
+
+	stopWatch := context.AfterFunc(ctx, cancelWork)
+	defer stopWatch()
+
+	p.log.Info().Int("partitions", p.q.Partitions()).Int("concurrency", p.cfg.Concurrency).Msg("worker pool started")
+	for part := 0; part < p.q.Partitions(); part++ {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.loop(fetchCtx, workCtx, part)
+		}()
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.checkLoop(fetchCtx)
+	}()
+	p.wg.Wait()
+	p.log.Info().Msg("worker pool stopped")
+	return nil
+}
+
+// Stop stops fetching jobs, lets running jobs finish until ctx ends, then
+// cancels the rest (they are handed back to the queue with a short delay)
+// and waits for them. It returns ctx's error when jobs had to be cancelled.
+// Stop is idempotent and may be called before Run (Run then returns
+// ErrPoolStopped).
+func (p *Pool) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	p.stopped = true
+	running := p.running
+	stopFetch, cancelWork := p.stopFetch, p.cancelWork
+	p.mu.Unlock()
+	if !running {
+		return nil
+	}
+	stopFetch()
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+	}
+	cancelWork()
+	<-p.done
+	return fmt.Errorf("worker: stop: running jobs cancelled: %w", ctx.Err())
+}
+
+// loop runs the jobs of one partition.
+func (p *Pool) loop(fetchCtx, workCtx context.Context, part int) {
+	log := p.log.With().Int("partition", part).Logger()
+	wait := backoff.NewExponentialBackOff()
+	wait.InitialInterval, wait.MaxInterval, wait.MaxElapsedTime = 100*time.Millisecond, 5*time.Second, 0
+	for fetchCtx.Err() == nil {
+		d, err := p.q.Next(fetchCtx, part)
+		if err != nil {
+			if fetchCtx.Err() != nil {
+				return
+			}
+			next := wait.NextBackOff()
+			log.Warn().Err(err).Dur("retry_in", next).Msg("fetching jobs failed, retrying")
+			select {
+			case <-fetchCtx.Done():
+				return
+			case <-time.After(next):
+			}
+			continue
+		}
+		wait.Reset()
+		select {
+		case p.sem <- struct{}{}:
+		case <-workCtx.Done():
+			p.nakDelivery(d, p.cfg.NakBase, log)
+			return
+		}
+		p.handle(workCtx, d)
+		<-p.sem
+	}
+}
