@@ -20,9 +20,12 @@ var allowedImports = map[string][]string{
 	"webhook":         {"groupsync", "virgil", "cometchat"},
 	"worker":          {"groupsync", "virgil", "queue"},
 	"queue":           {"groupsync"},
-	"virgil/emulator": {"virgil"},
+	"virgil/emulator": {"virgil", "virgil/pythia"},
 	"groupsync":       {},
 	"virgil":          {},
+	// virgil/pythia is Pythia (BrainKey) in RELIC's encodings; the emulator
+	// serves it.
+	"virgil/pythia": {},
 	// cometchat is the REST client of CometChat: the client API checks
 	// tokens with it, cmd wires it into reconcile.
 	"cometchat":               {},
@@ -42,6 +45,8 @@ var leafThirdParty = map[string][]string{
 	"groupsync": {},
 	"cometchat": {},
 	"virgil":    {"golang.org/x/crypto", "filippo.io/edwards25519"},
+	// Pythia's pairing and group arithmetic on BLS12-381.
+	"virgil/pythia": {"github.com/cloudflare/circl"},
 }
 
 // testHelpers may only be imported by _test.go files (and by cmd, which
