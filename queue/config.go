@@ -68,7 +68,8 @@ type Config struct {
 	// DeadLetterMaxAge is how long dead letters are kept (default 30 days).
 	DeadLetterMaxAge time.Duration
 	// Replicas is the replica count of both streams (default 1; 3 on a
-	// clustered JetStream).
+	// clustered JetStream). Open changes the streams of a live deployment
+	// to it in place; see ReplicasError for when JetStream refuses.
 	Replicas int
 	// PublishTimeout bounds Publish, Ping and the other calls to JetStream
 	// when the caller's context has no deadline (default 5 seconds).
@@ -154,7 +155,7 @@ func (c Config) validate() error {
 		return fmt.Errorf("queue: config: MaxDeliver %d: want at least 1", c.MaxDeliver)
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
-		return fmt.Errorf("queue: config: Replicas %d: want 1 to 5", c.Replicas)
+		return invalidf("queue: config: Replicas %d: want 1 to 5", c.Replicas)
 	}
 	for _, d := range []struct {
 		field string

@@ -73,6 +73,26 @@
 // RetryAll queue them again under a fresh Nats-Msg-Id and remove them from the
 // dead-letter stream once the new copy is stored; Purge drops them.
 //
+// # Connecting
+//
+// Every groupsync process connects with Connect and a ConnectConfig: one
+// server or a comma-separated list of cluster nodes, credentials (user and
+// password or a token in the URL, a token, an NKey seed file or a .creds
+// file) and TLS (an authority for the servers' certificates, a client
+// certificate). The connection reconnects forever with a jittered pause, so
+// processes spread out after a node dies; messages never hold the URLs'
+// user information (package redact).
+//
+// # Replicas
+//
+// Config.Replicas sets the replica count of both streams. Open creates them
+// with it and changes a live stream's count in place when it differs
+// (JetStream moves the data); when JetStream refuses (a server without
+// clustering, fewer servers than replicas) Open fails with a
+// *ReplicasError, which explains why on one line and leaves the streams as
+// they were. Other streams and key-value buckets of groupsync take the same
+// count and report refusals through ReplicasRefused.
+//
 // # Compatibility
 //
 // The package uses only features of NATS Server 2.9: one filter subject per

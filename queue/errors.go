@@ -16,6 +16,12 @@ import (
 // errors.Is; the underlying NATS error stays in the chain.
 var ErrUnavailable = errors.New("queue: nats unavailable")
 
+// ErrInvalidConfig is matched (errors.Is) by configuration mistakes that
+// Connect and Open find: a malformed server URL, conflicting credentials, a
+// credentials file that cannot be read, or a replica count JetStream
+// refuses. Commands report them on one line and exit with status 2.
+var ErrInvalidConfig = errors.New("queue: invalid configuration")
+
 // ErrInvalidJob reports a job that cannot be queued, such as one without an ID.
 var ErrInvalidJob = errors.New("queue: invalid job")
 
@@ -76,4 +82,17 @@ func wrap(op string, err error) error {
 		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 	}
 	return fmt.Errorf("queue: %s: %w", op, err)
+}
+
+// invalidConfigError is a configuration mistake; it matches
+// ErrInvalidConfig.
+type invalidConfigError struct{ msg string }
+
+func (e *invalidConfigError) Error() string        { return e.msg }
+func (e *invalidConfigError) Is(target error) bool { return target == ErrInvalidConfig }
+
+// invalidf returns an error matching ErrInvalidConfig with the formatted
+// message, which must start with "queue: ".
+func invalidf(format string, args ...any) error {
+	return &invalidConfigError{msg: fmt.Sprintf(format, args...)}
 }

@@ -47,6 +47,10 @@ type Queue struct {
 // Consumers left over from a larger partition count are kept, and a warning is
 // logged for each that still holds jobs (see the package doc).
 //
+// Both streams get Config.Replicas; a live stream with another count is
+// changed in place, and a count JetStream refuses makes Open fail with a
+// *ReplicasError (matching ErrInvalidConfig).
+//
 // Open does not take ownership of nc; close it after the Queue. Errors from an
 // unreachable NATS match ErrUnavailable; a bad cfg is reported before any I/O.
 func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Queue, error) {
@@ -69,7 +73,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Queue, error) {
 }
 
 func (q *Queue) provision(ctx context.Context) error {
-	if _, err := q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if _, err := q.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        q.cfg.Stream,
 		Description: "groupsync jobs, one subject per ordering partition",
 		Subjects:    []string{q.cfg.SubjectPrefix + ".*"},
@@ -79,13 +83,13 @@ func (q *Queue) provision(ctx context.Context) error {
 		Duplicates:  q.cfg.DuplicateWindow,
 		Replicas:    q.cfg.Replicas,
 	}); err != nil {
-		return wrap("provision stream "+q.cfg.Stream, err)
+		return err
 	}
 	dlqDup := DefaultDuplicateWindow
 	if dlqDup > q.cfg.DeadLetterMaxAge {
 		dlqDup = q.cfg.DeadLetterMaxAge
 	}
-	if _, err := q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if _, err := q.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        q.cfg.DeadLetterStream,
 		Description: "groupsync jobs that failed for good",
 		Subjects:    []string{q.cfg.DeadLetterSubject},
@@ -96,7 +100,7 @@ func (q *Queue) provision(ctx context.Context) error {
 		Duplicates:  dlqDup,
 		Replicas:    q.cfg.Replicas,
 	}); err != nil {
-		return wrap("provision stream "+q.cfg.DeadLetterStream, err)
+		return err
 	}
 	q.consumers = make([]jetstream.Consumer, q.cfg.Partitions)
 	for p := range q.cfg.Partitions {

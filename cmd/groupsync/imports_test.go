@@ -16,19 +16,22 @@ const module = "github.com/groupsync/groupsync"
 // package may import in its non-test code. Anything of ours not listed is
 // forbidden.
 var allowedImports = map[string][]string{
-	"cmd/groupsync":   {"webhook", "worker", "queue", "virgil", "virgil/emulator", "groupsync", "cometchat", "queue/natstest", "worker/redistest"},
-	"webhook":         {"groupsync", "virgil", "cometchat"},
-	"worker":          {"groupsync", "virgil", "queue"},
-	"queue":           {"groupsync"},
-	"virgil/emulator": {"virgil", "virgil/pythia"},
+	"cmd/groupsync":   {"webhook", "worker", "queue", "virgil", "virgil/emulator", "groupsync", "cometchat", "queue/natstest", "worker/redistest", "redact"},
+	"webhook":         {"groupsync", "virgil", "cometchat", "redact"},
+	"worker":          {"groupsync", "virgil", "queue", "redact"},
+	"queue":           {"groupsync", "redact"},
+	"virgil/emulator": {"virgil", "virgil/pythia", "redact"},
 	"groupsync":       {},
-	"virgil":          {},
+	"virgil":          {"redact"},
 	// virgil/pythia is Pythia (BrainKey) in RELIC's encodings; the emulator
 	// serves it.
 	"virgil/pythia": {},
+	// redact removes secrets from URLs and messages; a leaf every package
+	// may use.
+	"redact": {},
 	// cometchat is the REST client of CometChat: the client API checks
 	// tokens with it, cmd wires it into reconcile.
-	"cometchat":               {},
+	"cometchat":               {"redact"},
 	"cometchat/cometchattest": {"cometchat"},
 	// Test helpers serve one package each and are imported from tests only.
 	"queue/natstest":   {},
@@ -36,13 +39,14 @@ var allowedImports = map[string][]string{
 	"virgil/interop":   {"virgil"},
 	// The load and chaos harness drives the binary from outside; nothing
 	// imports it.
-	"test/chaos": {"groupsync", "virgil"},
+	"test/chaos": {"groupsync", "virgil", "redact"},
 }
 
 // leafThirdParty is what the two leaf packages may import besides the
 // standard library.
 var leafThirdParty = map[string][]string{
 	"groupsync": {},
+	"redact":    {},
 	"cometchat": {},
 	"virgil":    {"golang.org/x/crypto", "filippo.io/edwards25519"},
 	// Pythia's pairing and group arithmetic on BLS12-381.
