@@ -92,6 +92,15 @@ type Event struct {
 	UpdatedAt int64 `json:"updated_at,omitempty"`
 	// MembersCount is data.group.membersCount after the change, -1 if absent.
 	MembersCount int `json:"members_count"`
+	// Received is when the webhook receiver accepted this delivery (Unix
+	// seconds), 0 for events groupsync made itself. It is no part of the
+	// event's content key: it tells the planner whether two events arrived
+	// close enough together for a CometChat retry to have swapped them.
+	Received int64 `json:"received,omitempty"`
+	// Clamped reports that some of the body's times lay beyond the time the
+	// event was received plus the allowed clock skew; they were set to 0, so
+	// the event is ordered as one without a time (see ClampTimes).
+	Clamped bool `json:"clamped,omitempty"`
 }
 
 // UIDs returns the UIDs of e.Members in their (sorted) order.
@@ -106,8 +115,10 @@ func (e Event) UIDs() []string {
 // Job is the unit of work carried by the queue: one normalised event plus what
 // the receiver knew about its delivery.
 type Job struct {
-	// ID is the content-based idempotency key of the event (see IdempotencyKey).
-	// It is the JetStream Nats-Msg-Id and the worker's idempotency key.
+	// ID names this delivery of the event: the event's content key
+	// (IdempotencyKey), a dot and a random part, so two deliveries of the
+	// same content are two jobs (see NewJob). It is the JetStream
+	// Nats-Msg-Id and the key of the worker's lease and done mark.
 	ID string `json:"id"`
 	// Event is the normalised event.
 	Event Event `json:"event"`

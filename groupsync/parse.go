@@ -2,6 +2,7 @@ package groupsync
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -528,20 +529,21 @@ func normaliseMembers(members []Member) []Member {
 // key's recipe never collides with keys made by an older one.
 const keyVersion = "groupsync.idempotency.v1"
 
-// IdempotencyKey returns the content-based idempotency key of e (WEBHOOKS.md
-// §4): the hex SHA-256 of an unambiguous, length-prefixed encoding of the app
-// id, webhook id, trigger, GUID, the sorted member UIDs with their scope and
-// former scope, the actor, the group's createdAt and updatedAt and, for an
+// IdempotencyKey returns the content key of e (WEBHOOKS.md §4): the hex
+// SHA-256 of an unambiguous, length-prefixed encoding of the app id, webhook
+// id, trigger, GUID, the sorted member UIDs with their scope and former
+// scope, the actor, the group's createdAt and updatedAt and, for an
 // ownership transfer, the new and former owner.
 //
 // CometChat sends no event id, so two deliveries of the same event (its
 // retries at +10 s and +30 s) get the same key however the JSON is formatted
 // or the members are ordered, while events differing in any of those fields
-// get different keys. Two events identical in all of them (the same user
-// added twice by the same admin, in a body without updatedAt) share a key;
-// within the queue's duplicate window the second is dropped, and reconciling
-// with CometChat repairs that case. The key is the job's ID and its
-// Nats-Msg-Id. IdempotencyKey is a pure function of its argument.
+// get different keys. Two distinct events can share a key, though: adding
+// carol, kicking her and adding her again gives two group_member_added
+// bodies without updatedAt that are identical. The key therefore never
+// drops a job on its own: the planner compares it with the key of the event
+// that decided each member (docs/convergence.md). IdempotencyKey is a pure
+// function of its argument.
 func IdempotencyKey(e Event) string {
 	h := sha256.New()
 	var buf []byte
@@ -579,18 +581,74 @@ func IdempotencyKey(e Event) string {
 }
 
 // NewJob parses body with ParseWebhook and returns the Job to queue: its ID
-// is IdempotencyKey of the event, BodySHA256 the hex SHA-256 of body and
-// ReceivedAt now in UTC. Its errors are those of ParseWebhook, unchanged.
+// is IdempotencyKey of the event, a dot and 16 random hex digits, so every
+// delivery is a job of its own and only the planner decides whether it
+// repeats an event already applied (docs/convergence.md); BodySHA256 is the
+// hex SHA-256 of body, ReceivedAt now in UTC and Event.Received now in Unix
+// seconds. The event's times are not
+// clamped: see Job.ClampTimes. Its errors are those of ParseWebhook,
+// unchanged.
 func NewJob(body []byte, now time.Time) (Job, error) {
 	ev, err := ParseWebhook(body)
 	if err != nil {
 		return Job{Event: ev}, err
 	}
 	sum := sha256.Sum256(body)
+	ev.Received = now.Unix()
 	return Job{
-		ID:         IdempotencyKey(ev),
+		ID:         JobID(IdempotencyKey(ev)),
 		Event:      ev,
 		BodySHA256: hex.EncodeToString(sum[:]),
 		ReceivedAt: now.UTC(),
 	}, nil
+}
+
+// JobID returns a job id for a delivery of the event with content key key:
+// the key, a dot and 16 random hex digits.
+func JobID(key string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return key + "." + hex.EncodeToString(b[:])
+}
+
+// ContentKey returns the content key part of a job id made by JobID (the
+// whole id when it has no random part).
+func ContentKey(jobID string) string {
+	key, _, _ := strings.Cut(jobID, ".")
+	return key
+}
+
+// ClampTimes makes sure no time of the job's event lies beyond
+// j.ReceivedAt plus maxSkew: each such time (the group's createdAt and
+// updatedAt, a member's joinedAt) is set to 0, as if the body had not
+// carried it, and Event.Clamped is set. A time that far ahead is forged or
+// broken, and one left in place would outrank every later event of the
+// member or make every later event of the group look like one of an earlier
+// incarnation; clamping it to the limit itself would still let it outrank
+// genuine events for maxSkew. An event without a time is ordered by the
+// queue. ClampTimes returns what it clamped, as "field=value" strings for the
+// log; nil when nothing was.
+func (j *Job) ClampTimes(maxSkew time.Duration) []string {
+	limit := j.ReceivedAt.Add(maxSkew).Unix()
+	var clamped []string
+	clamp := func(field string, v *int64) {
+		if *v > limit {
+			clamped = append(clamped, field+"="+strconv.FormatInt(*v, 10))
+			*v = 0
+		}
+	}
+	ev := &j.Event
+	clamp("data.group.createdAt", &ev.CreatedAt)
+	clamp("data.group.updatedAt", &ev.UpdatedAt)
+	if len(ev.Members) > 0 {
+		members := append([]Member(nil), ev.Members...)
+		for i := range members {
+			clamp("data.members."+members[i].UID+".joinedAt", &members[i].JoinedAt)
+		}
+		ev.Members = members
+	}
+	if len(clamped) > 0 {
+		ev.Clamped = true
+	}
+	return clamped
 }

@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -458,8 +460,9 @@ func TestNewJob(t *testing.T) {
 		t.Fatalf("NewJob: %v", err)
 	}
 	ev, _ := groupsync.ParseWebhook(body)
+	ev.Received = now.Unix()
 	sum := sha256.Sum256(body)
-	if job.ID != groupsync.IdempotencyKey(ev) || !reflect.DeepEqual(job.Event, ev) ||
+	if groupsync.ContentKey(job.ID) != groupsync.IdempotencyKey(ev) || !reflect.DeepEqual(job.Event, ev) ||
 		job.BodySHA256 != hex.EncodeToString(sum[:]) || !job.ReceivedAt.Equal(now) || job.ReceivedAt.Location() != time.UTC {
 		t.Errorf("NewJob = %+v", job)
 	}
@@ -467,10 +470,47 @@ func TestNewJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if other.ID != job.ID || other.BodySHA256 == job.BodySHA256 {
-		t.Errorf("NewJob(reformatted): id %s body %s; want id %s and a different body hash", other.ID, other.BodySHA256, job.ID)
+	// Every delivery is a job of its own; the content key is shared.
+	if groupsync.ContentKey(other.ID) != groupsync.ContentKey(job.ID) || other.ID == job.ID || other.BodySHA256 == job.BodySHA256 {
+		t.Errorf("NewJob(reformatted): id %s body %s; want the content key of %s, another id and a different body hash", other.ID, other.BodySHA256, job.ID)
 	}
 	if _, err := groupsync.NewJob([]byte(`{}`), now); err == nil {
 		t.Error("NewJob({}) = nil error")
+	}
+}
+
+func TestClampTimes(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	skew := 5 * time.Minute
+	limit := now.Add(skew).Unix()
+	tests := []struct {
+		name                string
+		created, updated    int64
+		joined              int64
+		want                []string
+		wantCreated, wantUp int64
+	}{
+		{"PastTimesStay", 1_700_000_000, 1_799_999_000, 1_799_999_000, nil, 1_700_000_000, 1_799_999_000},
+		{"WithinTheSkewStay", limit, limit, limit, nil, limit, limit},
+		{"ForgedUpdatedAt", 1_700_000_000, 9_000_000_000_000_000, 0, []string{"data.group.updatedAt=9000000000000000"}, 1_700_000_000, 0},
+		{"FutureCreatedAt", limit + 1, 0, 0, []string{"data.group.createdAt=" + fmt.Sprint(limit+1)}, 0, 0},
+		{"FutureJoinedAt", 0, 0, limit + 60, []string{"data.members.carol.joinedAt=" + fmt.Sprint(limit+60)}, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := groupsync.Event{Trigger: groupsync.TriggerMemberAdded, Action: groupsync.ActionAdd, GUID: "g", CreatedAt: tt.created, UpdatedAt: tt.updated,
+				Members: []groupsync.Member{{UID: "carol", JoinedAt: tt.joined}}}
+			j := groupsync.Job{Event: ev, ReceivedAt: now}
+			got := j.ClampTimes(skew)
+			if !slices.Equal(got, tt.want) || j.Event.CreatedAt != tt.wantCreated || j.Event.UpdatedAt != tt.wantUp || j.Event.Clamped != (len(tt.want) > 0) {
+				t.Errorf("ClampTimes(%+v) = %v, event %+v; want %v", ev, got, j.Event, tt.want)
+			}
+			if len(tt.want) > 0 && j.Event.Members[0].JoinedAt > limit {
+				t.Errorf("ClampTimes left joinedAt %d", j.Event.Members[0].JoinedAt)
+			}
+			if ev.Members[0].JoinedAt != tt.joined {
+				t.Error("ClampTimes changed the members of the event it was given")
+			}
+		})
 	}
 }

@@ -66,6 +66,18 @@ type Plan struct {
 	// Reconcile reports that the event cannot be trusted and the group must
 	// be read from CometChat instead (ActionReconcile).
 	Reconcile bool `json:"reconcile,omitempty"`
+	// Repeated lists the uids whose deciding event the event repeats (same
+	// content key): a CometChat retry, or a repeat that changes nothing.
+	// The plan leaves them alone.
+	Repeated []string `json:"repeated,omitempty"`
+	// Recheck lists the uids whose membership the event flips in an order
+	// that only the queue decided: one of the two events carries no time,
+	// and they arrived within RetryHorizon of each other, so a CometChat
+	// retry may have swapped them (a genuine re-add and a late retry of an
+	// add from before a kick look alike). The plan applies the event (a
+	// genuine repeat must never be lost); a worker that can read CometChat's
+	// REST API reconciles the group instead.
+	Recheck []string `json:"recheck,omitempty"`
 }
 
 // Empty reports whether p asks for no Virgil change.
@@ -77,6 +89,7 @@ const (
 	IgnoredOldIncarnation  = "event of an earlier incarnation of the group"
 	IgnoredNoChange        = "no membership change"
 	IgnoredAllStale        = "every member already decided by a later event"
+	IgnoredRepeat          = "repeats the event that decided its members"
 	IgnoredNotMembers      = "users are not members"
 	IgnoredUnknownAction   = "unknown action"
 	IgnoredNothingToRemove = "nobody to remove"
@@ -177,32 +190,42 @@ func Apply(state GroupState, ev Event, seq uint64) (GroupState, Plan) {
 	switch ev.Action {
 	case ActionCreate:
 		st.Lifecycle = LifecycleExists
-		in, stale := decide(&st, ev, seq, true)
-		plan.Stale = stale
+		var in []string
+		in, plan = decide(&st, ev, seq, true, plan)
+		if len(in) == 0 && len(plan.Repeated) > 0 && state.Lifecycle == LifecycleExists {
+			plan.Ignored = IgnoredRepeat
+			break
+		}
 		plan.Steps = append(plan.Steps, Step{Op: OpCreate, UIDs: in})
 	case ActionAdd, ActionEnsure:
 		st.Lifecycle = LifecycleExists
-		in, stale := decide(&st, ev, seq, true)
-		plan.Stale = stale
+		var in []string
+		in, plan = decide(&st, ev, seq, true, plan)
 		op := OpAdd
 		if ev.Action == ActionEnsure {
 			op = OpEnsure
 		}
-		if len(in) > 0 {
+		switch {
+		case len(in) > 0:
 			plan.Steps = append(plan.Steps, Step{Op: op, UIDs: in})
-		} else if len(stale) > 0 {
+		case len(plan.Stale) > 0:
 			plan.Ignored = IgnoredAllStale
-		} else {
+		case len(plan.Repeated) > 0:
+			plan.Ignored = IgnoredRepeat
+		default:
 			plan.Ignored = IgnoredNoChange
 		}
 	case ActionRemove:
-		out, stale := decide(&st, ev, seq, false)
-		plan.Stale = stale
-		if len(out) > 0 {
+		var out []string
+		out, plan = decide(&st, ev, seq, false, plan)
+		switch {
+		case len(out) > 0:
 			plan.Steps = append(plan.Steps, Step{Op: OpRemove, UIDs: out})
-		} else if len(stale) > 0 {
+		case len(plan.Stale) > 0:
 			plan.Ignored = IgnoredAllStale
-		} else {
+		case len(plan.Repeated) > 0:
+			plan.Ignored = IgnoredRepeat
+		default:
 			plan.Ignored = IgnoredNothingToRemove
 		}
 	case ActionDelete:
@@ -251,27 +274,52 @@ func eventTime(ev Event, m Member) int64 {
 	return 0
 }
 
+// RetryHorizon bounds how late a CometChat retry arrives after the first
+// delivery of its event: CometChat retries at +10 s and +30 s, each attempt
+// waiting for an answer; the horizon leaves room for both. Two events that
+// arrived further apart than this were not swapped by retries.
+const RetryHorizon = 2 * 60
+
+// keyLen is how many hex digits of an event's content key a MemberState
+// keeps: 64 bits tell one member's events apart.
+const keyLen = 16
+
 // decide records the event's verdict (in or out) on each member it names
-// whose last decision is older, and returns the sorted uids it decided and
-// those it found stale.
-func decide(st *GroupState, ev Event, seq uint64, in bool) (decided, stale []string) {
+// whose last decision is older, and returns the sorted uids it decided; it
+// adds to plan the uids it found stale, repeated or to be rechecked
+// (docs/convergence.md, "De-duplication").
+func decide(st *GroupState, ev Event, seq uint64, in bool, plan Plan) ([]string, Plan) {
+	key := IdempotencyKey(ev)[:keyLen]
+	var decided []string
 	for _, m := range subjects(ev) {
 		if m.UID == "" {
 			continue
 		}
-		stamp := Stamp{At: eventTime(ev, m), Seq: seq}
+		stamp := Stamp{At: eventTime(ev, m), Seq: seq, Recv: ev.Received}
 		cur, known := st.Members[m.UID]
-		if known && !stamp.After(cur.Stamp) {
-			if stamp == cur.Stamp && cur.In == in {
-				// The very event that decided the member, again (a redelivery
+		if known && cur.Key == key && cur.In == in && cur.Stamp.At == stamp.At {
+			if stamp.Seq == cur.Stamp.Seq {
+				// The very job that decided the member, again (a redelivery
 				// whose first run did not finish): apply it again.
 				decided = append(decided, m.UID)
 				continue
 			}
-			stale = append(stale, m.UID)
+			// Another delivery of the event that decided the member (a
+			// CometChat retry): the member is already as it says. Its
+			// arrival is remembered for the retry horizon.
+			cur.Stamp.Recv = max(cur.Stamp.Recv, stamp.Recv)
+			st.Members[m.UID] = cur
+			plan.Repeated = append(plan.Repeated, m.UID)
 			continue
 		}
-		next := MemberState{In: in, Stamp: stamp}
+		if known && !stamp.After(cur.Stamp) {
+			plan.Stale = append(plan.Stale, m.UID)
+			continue
+		}
+		if known && cur.In != in && swappable(stamp, cur.Stamp) {
+			plan.Recheck = append(plan.Recheck, m.UID)
+		}
+		next := MemberState{In: in, Stamp: stamp, Key: key}
 		if in && known && cur.In {
 			// Still a member: keep what we know of their card.
 			next.Pending, next.CardID = cur.Pending, cur.CardID
@@ -280,8 +328,24 @@ func decide(st *GroupState, ev Event, seq uint64, in bool) (decided, stale []str
 		decided = append(decided, m.UID)
 	}
 	sort.Strings(decided)
-	sort.Strings(stale)
-	return decided, stale
+	sort.Strings(plan.Stale)
+	sort.Strings(plan.Repeated)
+	sort.Strings(plan.Recheck)
+	return decided, plan
+}
+
+// swappable reports whether CometChat's retries may have delivered the
+// events stamped a and b in the wrong order while their stamps cannot tell:
+// one has no time, and they arrived within RetryHorizon of each other.
+func swappable(a, b Stamp) bool {
+	if a.At != 0 && b.At != 0 {
+		return false
+	}
+	if a.Recv == 0 || b.Recv == 0 {
+		return false
+	}
+	d := a.Recv - b.Recv
+	return -RetryHorizon <= d && d <= RetryHorizon
 }
 
 // planCardCheck plans a TriggerCardCheck job: finish pending adds (ensure) or

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/groupsync/groupsync/groupsync"
 )
@@ -33,6 +34,46 @@ func ev(action groupsync.Action, at int64, uids ...string) groupsync.Event {
 		e.Members = append(e.Members, groupsync.Member{UID: u})
 	}
 	return e
+}
+
+func banned(at int64, uids ...string) groupsync.Event {
+	e := ev(groupsync.ActionRemove, at, uids...)
+	e.Trigger = groupsync.TriggerMemberBanned
+	return e
+}
+
+func unbanned(at int64, uids ...string) groupsync.Event {
+	e := ev(groupsync.ActionNone, at, uids...)
+	e.Trigger = groupsync.TriggerMemberUnbanned
+	return e
+}
+
+// recv sets the time e was received.
+func recv(e groupsync.Event, at int64) groupsync.Event {
+	e.Received = at
+	return e
+}
+
+// joinedAt is a group_member_added body without updatedAt whose members
+// carry joinedAt.
+func joinedAt(at int64, uids ...string) groupsync.Event {
+	e := ev(groupsync.ActionAdd, 0, uids...)
+	for i := range e.Members {
+		e.Members[i].JoinedAt = at
+	}
+	return e
+}
+
+// clamped is an event whose body carried createdAt and updatedAt far in
+// the future, as the webhook receiver passes it on after Job.ClampTimes.
+func clamped(trig groupsync.Trigger, act groupsync.Action, uids ...string) groupsync.Event {
+	e := ev(act, 0, uids...)
+	e.Trigger, e.CreatedAt, e.UpdatedAt = trig, 9_000_000_000_000_000, 9_000_000_000_000_000
+	j := groupsync.Job{Event: e, ReceivedAt: time.Unix(1500, 0)}
+	if got := j.ClampTimes(5 * time.Minute); len(got) != 2 {
+		panic(fmt.Sprintf("ClampTimes clamped %v", got))
+	}
+	return j.Event
 }
 
 // applyAll runs events through Apply in order, numbering them 1, 2, ... and
@@ -69,8 +110,34 @@ func TestApplyPlans(t *testing.T) {
 			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpRemove, UIDs: []string{"bob"}}}}, nil},
 		{"UntimedAddAfterKickUsesSequence", []groupsync.Event{ev(groupsync.ActionRemove, 1200, "bob"), ev(groupsync.ActionAdd, 0, "bob")},
 			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpAdd, UIDs: []string{"bob"}}}}, []string{"bob"}},
-		{"DuplicateAddHasNoEffectOnState", []groupsync.Event{ev(groupsync.ActionAdd, 1100, "bob"), ev(groupsync.ActionAdd, 1100, "bob")},
-			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpAdd, UIDs: []string{"bob"}}}}, []string{"bob"}},
+		{"RepeatedAddIsARepeat", []groupsync.Event{ev(groupsync.ActionAdd, 1100, "bob"), ev(groupsync.ActionAdd, 1100, "bob")},
+			groupsync.Plan{GUID: guid, Repeated: []string{"bob"}, Ignored: groupsync.IgnoredRepeat}, []string{"bob"}},
+		{"RepeatedKickMakesNoNewEpoch", []groupsync.Event{created, ev(groupsync.ActionRemove, 1200, "alice"), ev(groupsync.ActionRemove, 1200, "alice")},
+			groupsync.Plan{GUID: guid, Repeated: []string{"alice"}, Ignored: groupsync.IgnoredRepeat}, nil},
+		{"RepeatedCreateChangesNothing", []groupsync.Event{created, created},
+			groupsync.Plan{GUID: guid, Repeated: []string{"alice"}, Ignored: groupsync.IgnoredRepeat}, []string{"alice"}},
+		{"AddKickAddAgainReAdds", []groupsync.Event{ev(groupsync.ActionAdd, 0, "carol"), ev(groupsync.ActionRemove, 1200, "carol"), ev(groupsync.ActionAdd, 0, "carol")},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpAdd, UIDs: []string{"carol"}}}}, []string{"carol"}},
+		{"AddBanUnbanAddAgainReAdds", []groupsync.Event{ev(groupsync.ActionAdd, 0, "carol"), banned(1200, "carol"), unbanned(1300, "carol"), ev(groupsync.ActionAdd, 0, "carol")},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpAdd, UIDs: []string{"carol"}}}}, []string{"carol"}},
+		{"RetryOfReAddIsARepeat", []groupsync.Event{ev(groupsync.ActionAdd, 0, "carol"), ev(groupsync.ActionRemove, 1200, "carol"), ev(groupsync.ActionAdd, 0, "carol"), ev(groupsync.ActionAdd, 0, "carol")},
+			groupsync.Plan{GUID: guid, Repeated: []string{"carol"}, Ignored: groupsync.IgnoredRepeat}, []string{"carol"}},
+		{"ReAddWithinTheRetryHorizonIsRechecked", []groupsync.Event{recv(ev(groupsync.ActionAdd, 0, "carol"), 5000), recv(ev(groupsync.ActionRemove, 1200, "carol"), 5005), recv(ev(groupsync.ActionAdd, 0, "carol"), 5030)},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpAdd, UIDs: []string{"carol"}}}, Recheck: []string{"carol"}}, []string{"carol"}},
+		{"ReAddLongAfterTheKickIsNotRechecked", []groupsync.Event{recv(ev(groupsync.ActionAdd, 0, "carol"), 5000), recv(ev(groupsync.ActionRemove, 1200, "carol"), 5005), recv(ev(groupsync.ActionAdd, 0, "carol"), 5005+groupsync.RetryHorizon+1)},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpAdd, UIDs: []string{"carol"}}}}, []string{"carol"}},
+		{"KickSoonAfterAnUntimedAddIsRechecked", []groupsync.Event{recv(ev(groupsync.ActionAdd, 0, "carol"), 5000), recv(ev(groupsync.ActionRemove, 1200, "carol"), 5030)},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpRemove, UIDs: []string{"carol"}}}, Recheck: []string{"carol"}}, nil},
+		{"RepeatRenewsTheHorizon", []groupsync.Event{recv(ev(groupsync.ActionAdd, 0, "carol"), 5000), recv(ev(groupsync.ActionAdd, 0, "carol"), 9000), recv(ev(groupsync.ActionRemove, 1200, "carol"), 9030)},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpRemove, UIDs: []string{"carol"}}}, Recheck: []string{"carol"}}, nil},
+		{"TimedEventsAreNeverRechecked", []groupsync.Event{recv(ev(groupsync.ActionAdd, 1100, "carol"), 5000), recv(ev(groupsync.ActionRemove, 1200, "carol"), 5001)},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpRemove, UIDs: []string{"carol"}}}}, nil},
+		{"RepeatWithAnotherTimeIsNoRepeat", []groupsync.Event{joinedAt(1100, "carol"), joinedAt(1300, "carol")},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpAdd, UIDs: []string{"carol"}}}}, []string{"carol"}},
+		{"ClampedAddDoesNotOutrankLaterKick", []groupsync.Event{clamped(groupsync.TriggerMemberAdded, groupsync.ActionAdd, "mallory"), ev(groupsync.ActionRemove, 1200, "mallory")},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpRemove, UIDs: []string{"mallory"}}}}, nil},
+		{"ClampedCreateStartsNoIncarnation", []groupsync.Event{created, clamped(groupsync.TriggerGroupCreated, groupsync.ActionCreate, "mallory"), ev(groupsync.ActionAdd, 1200, "bob")},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpAdd, UIDs: []string{"bob"}}}}, []string{"alice", "bob", "mallory"}},
 		{"Delete", []groupsync.Event{created, ev(groupsync.ActionDelete, 1300)},
 			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpDelete}}}, nil},
 		{"LateAddAfterDelete", []groupsync.Event{created, ev(groupsync.ActionDelete, 1300), ev(groupsync.ActionAdd, 1200, "bob")},

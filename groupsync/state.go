@@ -26,6 +26,9 @@ type Stamp struct {
 	At int64 `json:"at,omitempty"`
 	// Seq is the stream sequence of the job that carried the event.
 	Seq uint64 `json:"seq,omitempty"`
+	// Recv is when groupsync last received the event (Event.Received), 0
+	// if unknown. It plays no part in After.
+	Recv int64 `json:"recv,omitempty"`
 }
 
 // IsZero reports whether s is the zero Stamp (no event decided yet).
@@ -56,6 +59,10 @@ type MemberState struct {
 	In bool `json:"in"`
 	// Stamp orders the event that decided In.
 	Stamp Stamp `json:"stamp"`
+	// Key is the start of the content key (IdempotencyKey) of the event
+	// that decided In, "" when unknown. An event with the same key about
+	// this member is a repeat of that event and changes nothing.
+	Key string `json:"key,omitempty"`
 	// Pending reports a member who had no Virgil card at the last add and is
 	// therefore not a participant yet.
 	Pending bool `json:"pending,omitempty"`

@@ -43,6 +43,9 @@ const (
 	DefaultMaxTracked = 100000
 	// DefaultCORSMaxAge is how long browsers may cache a preflight answer.
 	DefaultCORSMaxAge = 10 * time.Minute
+	// DefaultMaxClockSkew is how far ahead of the receipt time an event's
+	// times may lie before they are clamped.
+	DefaultMaxClockSkew = 5 * time.Minute
 )
 
 // Client API authentication modes (Config.ClientAuth).
@@ -188,6 +191,11 @@ type Config struct {
 	// RetryAfter is the Retry-After of a 503 answer (default 10 s, the
 	// delay of CometChat's first retry).
 	RetryAfter time.Duration
+	// MaxClockSkew is how far CometChat's clock may run ahead of ours
+	// (default 5 minutes): an event time later than its receipt plus
+	// MaxClockSkew is clamped (groupsync.Job.ClampTimes), counted in
+	// groupsync_webhook_clamped_events_total and logged.
+	MaxClockSkew time.Duration
 	// ReadyTimeout bounds all ReadyChecks of one /readyz request (default
 	// 2 s).
 	ReadyTimeout time.Duration
@@ -236,6 +244,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryAfter == 0 {
 		c.RetryAfter = DefaultRetryAfter
+	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = DefaultMaxClockSkew
 	}
 	if c.ReadyTimeout == 0 {
 		c.ReadyTimeout = DefaultReadyTimeout
@@ -308,6 +319,7 @@ func (c Config) validate() error {
 		{"PublishTimeout", c.PublishTimeout},
 		{"RetryAfter", c.RetryAfter},
 		{"ReadyTimeout", c.ReadyTimeout},
+		{"MaxClockSkew", c.MaxClockSkew},
 		{"CometChat.CacheTTL", c.CometChat.CacheTTL},
 		{"CometChat.Timeout", c.CometChat.Timeout},
 		{"CORS.MaxAge", c.CORS.MaxAge},

@@ -26,6 +26,7 @@ const (
 type metrics struct {
 	requests       *prometheus.CounterVec
 	publishLatency prometheus.Histogram
+	clamped        *prometheus.CounterVec
 	clientRequests *prometheus.CounterVec
 	// clientAuth counts token checks by result: verified, cached, invalid,
 	// invalid_cached, malformed, unavailable.
@@ -85,7 +86,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:      "CORS preflights refused because their origin is not allowed.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.publishLatency, m.clientRequests, m.clientAuth, m.clientAuthWaiting, m.rateLimited, m.corsRefused} {
+	m.clamped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "groupsync",
+		Subsystem: "webhook",
+		Name:      "clamped_events_total",
+		Help:      "Webhook events whose times lay beyond receipt plus the allowed clock skew, by trigger.",
+	}, []string{"trigger"})
+	for _, c := range []prometheus.Collector{m.requests, m.publishLatency, m.clientRequests, m.clientAuth, m.clientAuthWaiting, m.rateLimited, m.corsRefused, m.clamped} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("webhook: register metrics: %w", err)
 		}

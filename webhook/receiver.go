@@ -23,7 +23,10 @@ import (
 type AcceptedBody struct {
 	// JobID is the job's idempotency key.
 	JobID string `json:"job_id"`
-	// Duplicate reports that the job was already stored (a retry).
+	// Duplicate reports that the queue already held this very job (its
+	// publish was retried). Every delivery of a webhook is a job of its own,
+	// so CometChat's retries are not reported here: the worker's planner
+	// recognises them (docs/convergence.md).
 	Duplicate bool `json:"duplicate"`
 }
 
@@ -115,6 +118,12 @@ func (s *Server) handleWebhook(c echo.Context) error {
 			msg = verr.Message()
 		}
 		return c.JSON(http.StatusBadRequest, errorBody{Error: msg})
+	}
+	if clamped := job.ClampTimes(s.cfg.MaxClockSkew); len(clamped) > 0 {
+		s.metrics.clamped.WithLabelValues(triggerLabel(trigger)).Inc()
+		s.log.Warn().Str("trigger", string(trigger)).Str("guid", ev.GUID).Str("job_id", job.ID).
+			Strs("clamped", clamped).Time("received_at", job.ReceivedAt).Dur("max_clock_skew", s.cfg.MaxClockSkew).
+			Msg("event times beyond the allowed clock skew clamped")
 	}
 	c.Set(ctxGUID, ev.GUID)
 	c.Set(ctxJobID, job.ID)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -15,7 +16,12 @@ import (
 	"github.com/groupsync/groupsync/webhook"
 )
 
-func TestWebhookQueuesEveryExampleOnce(t *testing.T) {
+// TestWebhookQueuesEveryDelivery: every example is stored as a job whose id
+// starts with the event's content key, and so is every further delivery of
+// it (a CometChat retry, or the same event reformatted): each delivery is a
+// job of its own, and the worker's planner tells repeats apart
+// (docs/convergence.md).
+func TestWebhookQueuesEveryDelivery(t *testing.T) {
 	_, b := setup(t)
 	wantBySubject := map[string]uint64{}
 	var total uint64
@@ -25,32 +31,30 @@ func TestWebhookQueuesEveryExampleOnce(t *testing.T) {
 		if err != nil {
 			t.Fatalf("NewJob(%s): %v", name, err)
 		}
+		key := groupsync.ContentKey(want.ID)
 		subject := b.q.Subject(queue.Partition(want.Event.GUID, testPartns))
 
-		r := post(t, b.url, body)
-		if r.status != http.StatusOK || r.body["job_id"] != want.ID || r.body["duplicate"] != false {
-			t.Fatalf("POST %s = %d %s, want 200 job_id %s duplicate false", name, r.status, r.raw, want.ID)
-		}
-		total++
-		wantBySubject[subject]++
-
-		job, msgID := b.lastJob(t, subject)
-		if job.ID != want.ID || msgID != want.ID {
-			t.Errorf("%s: stored job %s with Nats-Msg-Id %s on %s, want %s", name, job.ID, msgID, subject, want.ID)
-		}
-		if job.Event.GUID != want.Event.GUID || job.Event.Action != want.Event.Action || job.BodySHA256 != want.BodySHA256 {
-			t.Errorf("%s: stored event %+v, want %+v", name, job.Event, want.Event)
-		}
-
-		// The same body again, and the same event reformatted: duplicates.
 		var indented bytes.Buffer
 		if err := json.Indent(&indented, body, "  ", "\t\t"); err != nil {
 			t.Fatal(err)
 		}
-		for _, again := range [][]byte{body, indented.Bytes()} {
+		seen := map[string]bool{}
+		for i, again := range [][]byte{body, body, indented.Bytes()} {
 			r := post(t, b.url, again)
-			if r.status != http.StatusOK || r.body["job_id"] != want.ID || r.body["duplicate"] != true {
-				t.Errorf("POST %s again = %d %s, want 200 job_id %s duplicate true", name, r.status, r.raw, want.ID)
+			id, _ := r.body["job_id"].(string)
+			if r.status != http.StatusOK || groupsync.ContentKey(id) != key || id == key || seen[id] || r.body["duplicate"] != false {
+				t.Fatalf("POST %s (delivery %d) = %d %s, want 200, a new job_id starting %s, duplicate false", name, i+1, r.status, r.raw, key)
+			}
+			seen[id] = true
+			total++
+			wantBySubject[subject]++
+
+			job, msgID := b.lastJob(t, subject)
+			if job.ID != id || msgID != id {
+				t.Errorf("%s: stored job %s with Nats-Msg-Id %s on %s, want %s", name, job.ID, msgID, subject, id)
+			}
+			if job.Event.GUID != want.Event.GUID || job.Event.Action != want.Event.Action || groupsync.IdempotencyKey(job.Event) != key {
+				t.Errorf("%s: stored event %+v, want %+v", name, job.Event, want.Event)
 			}
 		}
 		got, bySubject := b.streamState(t)
@@ -63,6 +67,59 @@ func TestWebhookQueuesEveryExampleOnce(t *testing.T) {
 		if wantBySubject[subject] != n {
 			t.Errorf("%d jobs on %s, want %d", n, subject, wantBySubject[subject])
 		}
+	}
+}
+
+// TestWebhookClampsFutureTimes: a forged updatedAt far in the future and a
+// createdAt past the allowed skew are clamped before the job is stored,
+// counted and logged; times within the skew stay.
+func TestWebhookClampsFutureTimes(t *testing.T) {
+	_, b := setup(t, func(c *webhook.Config) { c.MaxClockSkew = 2 * time.Minute })
+	var msg map[string]any
+	if err := json.Unmarshal(readExample(t, "group_member_kicked.json"), &msg); err != nil {
+		t.Fatal(err)
+	}
+	group := msg["data"].(map[string]any)["group"].(map[string]any)
+	now := time.Now().Unix()
+	tests := []struct {
+		name               string
+		created, updated   int64
+		wantCreated, wantU int64
+		clamped            bool
+	}{
+		{"ForgedUpdatedAt", 1_718_000_000, 9_000_000_000_000_000, 1_718_000_000, 0, true},
+		{"FutureCreatedAt", now + 3600, now, 0, now, true},
+		{"WithinTheSkew", 1_718_000_000, now + 60, 1_718_000_000, now + 60, false},
+	}
+	clampedCount := 0
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			group["createdAt"], group["updatedAt"] = tt.created, tt.updated
+			body, _ := json.Marshal(msg)
+			if r := post(t, b.url, body); r.status != http.StatusOK {
+				t.Fatalf("POST = %d %s", r.status, r.raw)
+			}
+			job, _ := b.lastJob(t, b.q.Subject(queue.Partition("project-falcon", testPartns)))
+			if job.Event.CreatedAt != tt.wantCreated || job.Event.UpdatedAt != tt.wantU || job.Event.Clamped != tt.clamped {
+				t.Errorf("stored event createdAt %d updatedAt %d clamped %v, want %d %d %v",
+					job.Event.CreatedAt, job.Event.UpdatedAt, job.Event.Clamped, tt.wantCreated, tt.wantU, tt.clamped)
+			}
+			if tt.clamped {
+				clampedCount++
+			}
+		})
+	}
+	req, _ := http.NewRequest(http.MethodGet, b.url+webhook.PathMetrics, nil)
+	r := do(t, req)
+	if want := fmt.Sprintf(`groupsync_webhook_clamped_events_total{trigger="group_member_kicked"} %d`, clampedCount); !strings.Contains(r.raw, want) {
+		t.Errorf("metrics lack %q", want)
+	}
+	logs := b.logs.String()
+	if n := strings.Count(logs, "event times beyond the allowed clock skew clamped"); n != clampedCount {
+		t.Errorf("%d clamping warnings logged, want %d:\n%s", n, clampedCount, logs)
+	}
+	if !strings.Contains(logs, "data.group.updatedAt=9000000000000000") {
+		t.Errorf("the log does not say which time was clamped:\n%s", logs)
 	}
 }
 
@@ -140,8 +197,8 @@ func TestWebhookRejects(t *testing.T) {
 			t.Errorf("Content-Type %q: %d %s, want 200", ct, r.status, r.raw)
 		}
 	}
-	if n, _ := b.streamState(t); n != 1 {
-		t.Errorf("%d jobs stored, want 1", n)
+	if n, _ := b.streamState(t); n != 3 {
+		t.Errorf("%d jobs stored, want 3 (one per delivery)", n)
 	}
 }
 
@@ -190,8 +247,8 @@ func TestWebhookNATSDownThenBack(t *testing.T) {
 	}
 	want, _ := groupsync.NewJob(body, time.Now())
 	job, _ := b.lastJob(t, b.q.Subject(queue.Partition(want.Event.GUID, testPartns)))
-	if job.ID != want.ID {
-		t.Errorf("stored job %s, want %s", job.ID, want.ID)
+	if groupsync.ContentKey(job.ID) != groupsync.ContentKey(want.ID) || job.ID != last.body["job_id"] {
+		t.Errorf("stored job %s, want the job %v answered, of content key %s", job.ID, last.body["job_id"], groupsync.ContentKey(want.ID))
 	}
 }
 

@@ -121,8 +121,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 	do(t, bad)
 	r = get(webhook.PathMetrics)
 	for _, want := range []string{
-		`groupsync_webhook_requests_total{outcome="accepted",trigger="group_created"} 1`,
-		`groupsync_webhook_requests_total{outcome="duplicate",trigger="group_created"} 1`,
+		`groupsync_webhook_requests_total{outcome="accepted",trigger="group_created"} 2`,
 		`groupsync_webhook_requests_total{outcome="ignored",trigger="other"} 1`,
 		`groupsync_webhook_requests_total{outcome="unauthorized",trigger="none"} 1`,
 		`groupsync_webhook_publish_seconds_count 2`,

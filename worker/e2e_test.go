@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -84,7 +85,9 @@ func TestEveryActionReachesVirgil(t *testing.T) {
 
 // TestDuplicatesChangeNothing: a copy of a job that JetStream did not
 // de-duplicate reaches the worker, which acknowledges it without calling
-// Virgil; Virgil keeps its epochs.
+// Virgil, and so does a CometChat retry (another job of the same event),
+// which the planner finds repeating the event that decided its members;
+// Virgil keeps its epochs.
 func TestDuplicatesChangeNothing(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.register("alice", "bob", "carol")
@@ -102,6 +105,7 @@ func TestDuplicatesChangeNothing(t *testing.T) {
 	for _, j := range jobs {
 		e.publish(j) // same Nats-Msg-Id: dropped by JetStream
 		e.publishCopy(j)
+		e.publish(job(j.Event)) // a CometChat retry: another job, the same event
 	}
 	e.waitSettled()
 	after := e.waitMembers(g.guid, "alice", "carol")
@@ -271,4 +275,133 @@ func join(s []string) string {
 		out += x
 	}
 	return out + "]"
+}
+
+// TestMemberAddedBackRegainsAccess: carol is added, kicked and added again
+// by bodies without updatedAt, so the two adds are identical; then banned,
+// unbanned and added again. After each re-add she reads the group's newest
+// epoch, after each removal she cannot, and CometChat's retries of the last
+// add change nothing. With a CometChat reader the worker checks each re-add
+// with CometChat (docs/convergence.md); without one it applies it.
+func TestMemberAddedBackRegainsAccess(t *testing.T) {
+	for _, withCometChat := range []bool{false, true} {
+		name := "WithoutCometChat"
+		if withCometChat {
+			name = "WithCometChat"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			e.register("alice", "bob", "carol")
+			cfg := e.poolConfig()
+			cc := &fakeCometChat{groups: map[string][]string{}}
+			if withCometChat {
+				cfg.Reconciler = cc
+			}
+			cv := &countingVirgil{Virgil: e.groups}
+			e.startPool(cfg, nil, nil, cv)
+			// Times as CometChat writes them: now. (A reconcile stamps what it
+			// reads with the time it read it, so later events must be later.)
+			g := evt{guid: "added-back", created: time.Now().Unix() - 60}
+			now := func() int64 { return time.Now().Unix() }
+			truth := func(uids ...string) {
+				cc.mu.Lock()
+				cc.groups[g.guid] = uids
+				cc.mu.Unlock()
+			}
+			ctx := context.Background()
+			reads := func(uid string, want bool) {
+				t.Helper()
+				eventually(t, 20*time.Second, func() (bool, string) {
+					err := e.canReadNewest(ctx, uid, g.guid)
+					return (err == nil) == want, fmt.Sprintf("%s reads the newest epoch: %v, want %v", uid, errString(err), want)
+				})
+			}
+			added := g.ev(groupsync.TriggerMemberAdded, groupsync.ActionAdd, 0, "carol")
+			added.By = "alice"
+			truth("alice", "bob")
+			e.publish(job(g.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice", "bob")))
+			e.waitMembers(g.guid, "alice", "bob")
+
+			truth("alice", "bob", "carol")
+			e.publish(job(added))
+			e.waitMembers(g.guid, "alice", "bob", "carol")
+			reads("carol", true)
+
+			truth("alice", "bob")
+			kicked := g.ev(groupsync.TriggerMemberKicked, groupsync.ActionRemove, now(), "carol")
+			kicked.By = "alice"
+			e.publish(job(kicked))
+			e.waitMembers(g.guid, "alice", "bob")
+			reads("carol", false)
+
+			truth("alice", "bob", "carol")
+			e.publish(job(added)) // the very same body as the first add
+			e.waitMembers(g.guid, "alice", "bob", "carol")
+			reads("carol", true)
+
+			truth("alice", "bob")
+			banned := g.ev(groupsync.TriggerMemberBanned, groupsync.ActionRemove, now(), "carol")
+			banned.By = "alice"
+			e.publish(job(banned))
+			e.waitMembers(g.guid, "alice", "bob")
+			reads("carol", false)
+			unbanned := g.ev(groupsync.TriggerMemberUnbanned, groupsync.ActionNone, now(), "carol")
+			unbanned.By = "alice"
+			e.publish(job(unbanned))
+
+			truth("alice", "bob", "carol")
+			e.publish(job(added))
+			e.waitMembers(g.guid, "alice", "bob", "carol")
+			reads("carol", true)
+			e.waitSettled()
+
+			// CometChat's retries of the last add (+10 s, +30 s).
+			v := e.waitMembers(g.guid, "alice", "bob", "carol")
+			calls := cv.total()
+			e.publish(job(added), job(added))
+			e.waitSettled()
+			if after := e.waitMembers(g.guid, "alice", "bob", "carol"); len(after.Epochs) != len(v.Epochs) {
+				t.Fatalf("epochs after retries = %v, want %v", after.Epochs, v.Epochs)
+			}
+			// Without CometChat the last add decided carol and its retries
+			// repeat it. With CometChat the reconcile decided her, so a
+			// retry is an add of a member, which changes nothing in Virgil.
+			if got := cv.total(); got != calls && !withCometChat {
+				t.Fatalf("retries made %d Virgil calls, want none", got-calls)
+			}
+		})
+	}
+}
+
+// canReadNewest pulls the newest epoch of guid as uid and opens it with
+// uid's current key: what a member needs to read new messages.
+func (e *env) canReadNewest(ctx context.Context, uid, guid string) error {
+	e.mu.Lock()
+	m := e.users[uid]
+	e.mu.Unlock()
+	path, err := virgil.SessionPath(e.ids.Group(guid))
+	if err != nil {
+		return err
+	}
+	v, ok := e.view(guid)
+	if !ok || len(v.Epochs) == 0 {
+		return errors.New("no group")
+	}
+	newest := v.Epochs[len(v.Epochs)-1]
+	cards, err := m.client.SearchCards(ctx, []string{ownerID})
+	if err != nil {
+		return err
+	}
+	if len(cards) == 0 {
+		return errors.New("owner has no card")
+	}
+	entry, err := m.client.KeyknoxPull(ctx, virgil.GroupSessionsRoot, path, newest, ownerID)
+	if err != nil {
+		return err
+	}
+	if len(entry.Value) == 0 {
+		return errors.New("no copy of the newest epoch " + newest)
+	}
+	_, err = virgil.DecryptThenVerify(entry.Meta, entry.Value, m.key, cards[0].PublicKey)
+	return err
 }

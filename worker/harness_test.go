@@ -2,8 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -294,14 +292,17 @@ func (e *env) waitDeleted(guid string) {
 	})
 }
 
-// job makes a job for ev with a content-derived ID, as the webhook does.
+// job makes a job for ev as the webhook does: its id is the event's content
+// key and a random part, so every call makes a new delivery of ev.
 func job(ev groupsync.Event) groupsync.Job {
 	if ev.MembersCount == 0 {
 		ev.MembersCount = -1
 	}
-	b, _ := json.Marshal(ev)
-	h := sha256.Sum256(b)
-	return groupsync.Job{ID: hex.EncodeToString(h[:16]), Event: ev, ReceivedAt: time.Now().UTC()}
+	now := time.Now()
+	if ev.Received == 0 {
+		ev.Received = now.Unix()
+	}
+	return groupsync.Job{ID: groupsync.JobID(groupsync.IdempotencyKey(ev)), Event: ev, ReceivedAt: now.UTC()}
 }
 
 func (e *env) publish(jobs ...groupsync.Job) {

@@ -185,6 +185,12 @@ func (p *Pool) apply(ctx context.Context, d *queue.Delivery, lease Lease, log ze
 // groupsync.Reconcile.
 func (p *Pool) plan(ctx context.Context, st groupsync.GroupState, job groupsync.Job, seq uint64, log zerolog.Logger) (groupsync.GroupState, groupsync.Plan, error) {
 	next, plan := groupsync.Apply(st, job.Event, seq)
+	if len(plan.Recheck) > 0 && p.cfg.Reconciler != nil {
+		// A flip that CometChat's retries may have swapped with the event
+		// before it: CometChat knows which came last (docs/convergence.md).
+		log.Info().Strs("uids", plan.Recheck).Msg("membership flip in an order only the queue decided, checking the group with CometChat")
+		plan.Reconcile = true
+	}
 	if !plan.Reconcile {
 		return next, plan, nil
 	}

@@ -28,7 +28,7 @@ type Event struct {
 	In      bool     // whether they are members afterwards
 	At      int64    // the group's updatedAt (createdAt for group_created)
 	Body    []byte
-	JobID   string // groupsync's idempotency key of the body
+	JobID   string // a job id of the body; its content key (groupsync.ContentKey) is shared by every delivery
 
 	Accepted   bool      // answered 200 at least once
 	AcceptedAt time.Time // when the first 200 came

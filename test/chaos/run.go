@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/groupsync/groupsync/groupsync"
 	"github.com/groupsync/groupsync/virgil"
 )
 
@@ -440,7 +441,7 @@ func (r *chaosRun) report(client *http.Client, groups []string, expected map[str
 	rep.Statuses["no answer"] = errs
 	dead := map[string]bool{}
 	for _, f := range failed {
-		dead[f.ID] = true
+		dead[groupsync.ContentKey(f.ID)] = true
 	}
 	for _, e := range r.events {
 		if !e.Accepted {
@@ -448,7 +449,7 @@ func (r *chaosRun) report(client *http.Client, groups []string, expected map[str
 			continue
 		}
 		rep.Accepted++
-		if dead[e.JobID] {
+		if dead[groupsync.ContentKey(e.JobID)] {
 			rep.DeadLettered++
 		}
 	}
@@ -467,7 +468,7 @@ func (r *chaosRun) report(client *http.Client, groups []string, expected map[str
 	for _, k := range keys {
 		e := deciders[k]
 		has := slices.Contains(views[k[0]].Participants, r.c.Identity.User(k[1]))
-		if has != e.In && !dead[e.JobID] {
+		if has != e.In && !dead[groupsync.ContentKey(e.JobID)] {
 			rep.Lost++
 			rep.Lapses = append(rep.Lapses, fmt.Sprintf("%s %s %s at %d (job %s…)", e.GUID, e.Trigger, strings.Join(e.UIDs, ","), e.At, e.JobID[:12]))
 		}
