@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"testing"
@@ -90,4 +91,93 @@ func TestOfficialE3KitMembersFollowTheGroup(t *testing.T) {
 	if plain, err := d.Decrypt(ctx, "dave", group, latest, e.ids.User("bob")); err != nil || plain != "welcome dave" {
 		t.Fatalf("dave decrypt = %q, %v", plain, err)
 	}
+}
+
+// TestOfficialE3KitMemberAddedBack: carol is added, kicked and added again
+// with identical add bodies (CometChat's carry no time), then banned,
+// unbanned and added again. Official E3Kit clients judge: after each re-add
+// carol decrypts what alice encrypts in the group's newest epoch, after each
+// removal she cannot.
+func TestOfficialE3KitMemberAddedBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("E3Kit interop skipped in -short mode")
+	}
+	e := newEnv(t, envOptions{})
+	d := interop.Start(t, interop.Config{
+		APIURL: e.url,
+		App:    &interop.App{AppID: e.gen.AppID, AppKeyID: e.gen.AppKeyID, AppKey: e.gen.AppKey.MarshalPKCS8Base64()},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, uid := range []string{"alice", "bob", "carol"} {
+		_, err := d.Init(ctx, uid, interop.UserOptions{Identity: e.ids.User(uid)})
+		must(err)
+		must(d.Register(ctx, uid))
+	}
+	e.startPool(e.poolConfig(), nil, nil, nil)
+	g := evt{guid: "e3kit-added-back", created: time.Now().Unix() - 60}
+	group := e.ids.Group(g.guid)
+	e.publish(job(g.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice", "bob")))
+	e.waitMembers(g.guid, "alice", "bob")
+	_, err := d.LoadGroup(ctx, "alice", group, ownerID)
+	must(err)
+
+	// carolReads: alice moves to the newest epoch and encrypts; carol
+	// decrypts it (want true) or cannot (want false).
+	n := 0
+	carolReads := func(want bool) {
+		t.Helper()
+		n++
+		text := fmt.Sprintf("message %d", n)
+		_, err := d.Update(ctx, "alice", group)
+		must(err)
+		cipher, err := d.Encrypt(ctx, "alice", group, text)
+		must(err)
+		if want {
+			_, err := d.LoadGroup(ctx, "carol", group, ownerID)
+			must(err)
+		} else {
+			_, _ = d.Update(ctx, "carol", group)
+		}
+		plain, err := d.Decrypt(ctx, "carol", group, cipher, e.ids.User("alice"))
+		switch {
+		case want && (err != nil || plain != text):
+			t.Fatalf("carol decrypts %q: %q, %v; want the text", text, plain, err)
+		case !want && err == nil:
+			t.Fatalf("removed carol decrypted %q", plain)
+		}
+	}
+	added := g.ev(groupsync.TriggerMemberAdded, groupsync.ActionAdd, 0, "carol")
+	added.By = "alice"
+	removal := func(trig groupsync.Trigger) groupsync.Event {
+		ev := g.ev(trig, groupsync.ActionRemove, time.Now().Unix(), "carol")
+		ev.By = "alice"
+		return ev
+	}
+
+	e.publish(job(added))
+	e.waitMembers(g.guid, "alice", "bob", "carol")
+	carolReads(true)
+
+	e.publish(job(removal(groupsync.TriggerMemberKicked)))
+	e.waitMembers(g.guid, "alice", "bob")
+	carolReads(false)
+	e.publish(job(added)) // the same body as the first add
+	e.waitMembers(g.guid, "alice", "bob", "carol")
+	carolReads(true)
+
+	e.publish(job(removal(groupsync.TriggerMemberBanned)))
+	e.waitMembers(g.guid, "alice", "bob")
+	carolReads(false)
+	unbanned := g.ev(groupsync.TriggerMemberUnbanned, groupsync.ActionNone, time.Now().Unix(), "carol")
+	unbanned.By = "alice"
+	e.publish(job(unbanned), job(added))
+	e.waitMembers(g.guid, "alice", "bob", "carol")
+	carolReads(true)
 }
