@@ -197,7 +197,7 @@ func TestSearchGetRevoke(t *testing.T) {
 		{"revoke other's card", "alice-uid", "POST", "/card/v5/actions/revoke/" + bobID, "{}", 403, emulator.CodeForbidden},
 		{"get with POST", "alice-uid", "POST", "/card/v5/" + bobID, "{}", 405, emulator.CodeMethodNotAllowed},
 		{"unknown endpoint", "alice-uid", "POST", "/card/v4", "{}", 404, emulator.CodeNotFound},
-		{"keyknox v1", "alice-uid", "GET", "/keyknox/v1", "", 404, emulator.CodeNotFound},
+		{"keyknox v3", "alice-uid", "GET", "/keyknox/v3", "", 404, emulator.CodeNotFound},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,6 +18,22 @@
 //	POST /keyknox/v2/pull                 read the caller's copy of an entry
 //	POST /keyknox/v2/keys                 list the keys the caller can read
 //	POST /keyknox/v2/reset                delete entries or revoke an identity's access
+//	POST /pythia/v1/brainkey              BrainKey seed of a blinded password
+//	PUT  /keyknox/v1                      write the caller's value (previous-hash check, 409/50010)
+//	GET  /keyknox/v1                      read the caller's value
+//	POST /keyknox/v1/reset                delete the caller's value
+//
+// The last four serve E3Kit's key backup (backupPrivateKey, restorePrivateKey,
+// changePassword, resetPrivateKeyBackup; docs/pythia.md). BrainKey takes
+// {"blinded_password": base64 of a 49-byte G1 point, "brainkey_id"?: string}
+// and answers {"seed": base64 of a 384-byte GT element}, the Pythia transform
+// (package virgil/pythia) with the application's transformation key and a
+// tweak bound to the caller's identity and the brainkey_id; a bad request is
+// 400/60000 (CodePythiaInvalidParams). The application's Pythia secrets are
+// made once and kept in Dir/pythia-keys.json (mode 0600), so seeds, and
+// with them the backups, survive restarts. Keyknox v1 keeps one value per
+// identity: {"meta","value"} in base64, answered as {"meta","value","version"}
+// with the Virgil-Keyknox-Hash header (empty strings when there is none).
 //
 // Keyknox follows the data model of docs/virgil-protocol.md section 7.3: an
 // entry belongs to the identity that pushed it and keeps one copy of (meta,

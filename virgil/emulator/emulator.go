@@ -133,6 +133,7 @@ type Emulator struct {
 	mu      sync.Mutex // guards st and persistence
 	st      *state
 	store   *diskStore // nil without Dir
+	pythia  pythiaKeys
 	history map[pathKey]*groupHistory
 
 	faultMu    sync.Mutex
@@ -175,6 +176,9 @@ func New(cfg Config) (*Emulator, error) {
 			e.log.Error().Err(err).Msg("emulator: folding the journal into the snapshot failed; folding stops until the next start, the journal keeps every change")
 		}
 		e.store, e.st = ds, st
+	}
+	if err := e.loadPythia(); err != nil {
+		return nil, err
 	}
 	switch {
 	case cfg.ServiceKey != nil:
@@ -242,7 +246,7 @@ func (e *Emulator) serve(w *statusRecorder, r *http.Request) (caller string) {
 	if e.injectFault(w, r) {
 		return ""
 	}
-	h, method, apiE := route(r.URL.Path)
+	h, method, apiE := route(r.Method, r.URL.Path)
 	if apiE == nil && r.Method != method {
 		apiE = apiErr(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method %s not allowed", r.Method)
 	}
@@ -256,7 +260,7 @@ func (e *Emulator) serve(w *statusRecorder, r *http.Request) (caller string) {
 		return ""
 	}
 	var body []byte
-	if r.Method == http.MethodPost {
+	if r.Method == http.MethodPost || r.Method == http.MethodPut {
 		var err error
 		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, e.cfg.MaxBodyBytes))
 		if err != nil {
@@ -315,9 +319,19 @@ func jsonResponse(v any) (response, *Error) {
 
 type handler func(e *Emulator, r *request) (response, *Error)
 
-// route maps a path to its handler and method.
-func route(path string) (handler, string, *Error) {
+// route maps a path (and, where one path has two, the method) to its
+// handler and method.
+func route(reqMethod, path string) (handler, string, *Error) {
 	switch path {
+	case "/pythia/v1/brainkey":
+		return (*Emulator).brainKeySeed, http.MethodPost, nil
+	case "/keyknox/v1":
+		if reqMethod == http.MethodGet {
+			return (*Emulator).keyknoxV1Pull, http.MethodGet, nil
+		}
+		return (*Emulator).keyknoxV1Push, http.MethodPut, nil
+	case "/keyknox/v1/reset":
+		return (*Emulator).keyknoxV1Reset, http.MethodPost, nil
 	case "/card/v5":
 		return (*Emulator).publishCard, http.MethodPost, nil
 	case "/card/v5/actions/search":

@@ -51,9 +51,13 @@ func badParam(format string, args ...any) *Error {
 	return apiErr(http.StatusBadRequest, CodeKeyknoxInvalidParams, format, args...)
 }
 
-// checkNames validates root/path/key; required ones must be non-empty.
+// checkNames validates root/path/key; required ones must be non-empty, and
+// none may be the root that keeps Keyknox v1 values (backup.go).
 func checkNames(required bool, names ...string) *Error {
 	for _, n := range names {
+		if n == keyknoxV1Root {
+			return badParam("%q is reserved", n)
+		}
 		if n == "" && required {
 			return badParam("root, path and key must not be empty")
 		}

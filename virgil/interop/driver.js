@@ -34,6 +34,12 @@
 //   reAdd       user, groupId, identity                     -> {participants}
 //   deleteGroup user, groupId                               -> {}
 //   cleanup, rotatePrivateKey, unregister, hasLocalPrivateKey   user
+//   backupPrivateKey      user, password, [keyName]                   -> {}
+//   restorePrivateKey     user, password, [keyName]                   -> {}
+//   changePassword        user, oldPassword, newPassword, [keyName]   -> {}
+//   resetPrivateKeyBackup user, [keyName]                             -> {}
+//               (without keyName the Keyknox v1 backup; with it, E3Kit's
+//               Keyknox v2 backup under root "e3kit", path "backup")
 //   ping                                                    -> {e3kit, node}
 //   exit                                                    answers, then exits
 //
@@ -283,6 +289,26 @@ const ops = {
   },
   async hasLocalPrivateKey(u) {
     return { has: await u.e3.hasLocalPrivateKey() };
+  },
+  async backupPrivateKey(u, cmd) {
+    await u.e3.backupPrivateKey(String(cmd.password), cmd.keyName || undefined);
+    return {};
+  },
+  async restorePrivateKey(u, cmd) {
+    await u.e3.restorePrivateKey(String(cmd.password), cmd.keyName || undefined);
+    return {};
+  },
+  async changePassword(u, cmd) {
+    await u.e3.changePassword(String(cmd.oldPassword), String(cmd.newPassword), cmd.keyName || undefined);
+    return {};
+  },
+  async resetPrivateKeyBackup(u, cmd) {
+    if (cmd.keyName) {
+      await u.e3.resetPrivateKeyBackupWithKeyName(String(cmd.keyName));
+    } else {
+      await u.e3.resetPrivateKeyBackup();
+    }
+    return {};
   },
 };
 

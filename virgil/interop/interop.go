@@ -583,6 +583,32 @@ func (d *Driver) Unregister(ctx context.Context, user string) error {
 	return d.Call(ctx, "unregister", user, nil, nil)
 }
 
+// BackupPrivateKey stores the user's private key in Keyknox, encrypted with
+// a key derived from password through Pythia BrainKey
+// (EThree.backupPrivateKey). keyName empty: the Keyknox v1 backup; else
+// E3Kit's named Keyknox v2 backup.
+func (d *Driver) BackupPrivateKey(ctx context.Context, user, password, keyName string) error {
+	return d.Call(ctx, "backupPrivateKey", user, map[string]any{"password": password, "keyName": keyName}, nil)
+}
+
+// RestorePrivateKey loads the user's backed-up private key onto this
+// device (EThree.restorePrivateKey). A wrong password fails with E3Kit's
+// WrongKeyknoxPasswordError.
+func (d *Driver) RestorePrivateKey(ctx context.Context, user, password, keyName string) error {
+	return d.Call(ctx, "restorePrivateKey", user, map[string]any{"password": password, "keyName": keyName}, nil)
+}
+
+// ChangePassword re-encrypts the backup for a new password (EThree.changePassword).
+func (d *Driver) ChangePassword(ctx context.Context, user, oldPassword, newPassword, keyName string) error {
+	return d.Call(ctx, "changePassword", user, map[string]any{"oldPassword": oldPassword, "newPassword": newPassword, "keyName": keyName}, nil)
+}
+
+// ResetPrivateKeyBackup deletes the backup (EThree.resetPrivateKeyBackup,
+// or resetPrivateKeyBackupWithKeyName with a keyName).
+func (d *Driver) ResetPrivateKeyBackup(ctx context.Context, user, keyName string) error {
+	return d.Call(ctx, "resetPrivateKeyBackup", user, map[string]any{"keyName": keyName}, nil)
+}
+
 // Ping returns the E3Kit and Node.js versions of the driver.
 func (d *Driver) Ping(ctx context.Context) (e3kit, node string, err error) {
 	var r struct {
