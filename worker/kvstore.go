@@ -82,6 +82,15 @@ func OpenKVStore(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV
 	return &KVStore{jobs: jobs, state: state, now: time.Now}, nil
 }
 
+// Ping checks that JetStream answers for the store's buckets, for
+// readiness probes.
+func (s *KVStore) Ping(ctx context.Context) error {
+	if _, err := s.jobs.Status(ctx); err != nil {
+		return fmt.Errorf("worker: kv ping: %w", err)
+	}
+	return nil
+}
+
 // enc makes any id a valid KV key token.
 func enc(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
 

@@ -29,6 +29,7 @@ type option struct {
 	usage  string
 	def    string
 	secret bool // value from GROUPSYNC_X or GROUPSYNC_X_FILE (or --x-file), never from a flag
+	isBool bool // a bare --x means true, as with Go's flag package
 }
 
 // env returns the option's environment variable, GROUPSYNC_ + the flag name
@@ -42,7 +43,7 @@ func (o option) env() string {
 var options = map[string]option{
 	"http-addr":            {name: "http-addr", usage: "listen address of the HTTP server (\":0\" picks a port)", def: "127.0.0.1:8080"},
 	"metrics-addr":         {name: "metrics-addr", usage: "worker: listen address for /metrics and /healthz (empty: none)"},
-	"pprof":                {name: "pprof", usage: "worker: also serve Go's /debug/pprof/ profiles on the metrics address (keep it private)", def: "false"},
+	"pprof":                {name: "pprof", usage: "worker: also serve Go's /debug/pprof/ profiles on the metrics address (keep it private)", def: "false", isBool: true},
 	"data-dir":             {name: "data-dir", usage: "dev and emulator: folder for embedded NATS data, keys and dev.json", def: ".groupsync"},
 	"nats-url":             {name: "nats-url", usage: "NATS server with JetStream", def: "nats://127.0.0.1:4222"},
 	"redis-url":            {name: "redis-url", usage: "Redis for idempotency and group state (dev: empty uses JetStream KV)"},
@@ -68,11 +69,12 @@ var options = map[string]option{
 	"emulator-addr":        {name: "emulator-addr", usage: "dev: listen address of the Virgil emulator", def: "127.0.0.1:8271"},
 	"nats-port":            {name: "nats-port", usage: "dev: port of the embedded NATS (-1 picks one)", def: "4250"},
 	"shutdown-timeout":     {name: "shutdown-timeout", usage: "how long in-flight work may take to finish on shutdown", def: "20s"},
-	"emulator-debug-api":   {name: "emulator-debug-api", usage: "emulator: serve the /_emulator/ inspection and fault endpoints", def: "true"},
+	"emulator-debug-api":   {name: "emulator-debug-api", usage: "emulator: serve the /_emulator/ inspection and fault endpoints", def: "true", isBool: true},
 	"emulator-service-key": {name: "emulator-service-key", usage: "emulator: private key of its card signatures, base64 PKCS#8 (empty: kept in the data dir)", secret: true},
 }
 
-// settings is the resolved value of every option a command registered.
+// settings parses the options a command registered. Only the parse
+// functions of configs.go read it; everything else takes typed configs.
 type settings struct {
 	values map[string]*string
 	files  map[string]*string // --x-file for secrets
@@ -80,8 +82,9 @@ type settings struct {
 	getenv func(string) string
 }
 
-// newSettings registers the named options on a FlagSet for cmd. Flags take
-// precedence over GROUPSYNC_* variables, which take precedence over defaults.
+// newSettings registers the named options on a FlagSet for cmd (a name
+// given twice is registered once). Flags take precedence over GROUPSYNC_*
+// variables, which take precedence over defaults.
 func newSettings(cmd string, getenv func(string) string, names ...string) *settings {
 	s := &settings{
 		values: map[string]*string{},
@@ -95,14 +98,38 @@ func newSettings(cmd string, getenv func(string) string, names ...string) *setti
 		if !ok {
 			panic("groupsync: unknown option " + n)
 		}
+		if _, dup := s.values[n]; dup {
+			continue
+		}
+		if _, dup := s.files[n]; dup {
+			continue
+		}
 		if o.secret {
 			s.files[n] = s.fs.String(n+"-file", "", fmt.Sprintf("file holding the %s (or %s / %s_FILE)", o.usage, o.env(), o.env()))
 			continue
 		}
-		s.values[n] = s.fs.String(n, "", fmt.Sprintf("%s (%s, default %q)", o.usage, o.env(), o.def))
+		v := &flagValue{isBool: o.isBool}
+		s.values[n] = &v.s
+		s.fs.Var(v, n, fmt.Sprintf("%s (%s, default %q)", o.usage, o.env(), o.def))
 	}
 	return s
 }
+
+// flagValue is a string flag; a boolean one may be given bare (--pprof).
+type flagValue struct {
+	s      string
+	isBool bool
+}
+
+func (v *flagValue) String() string { return v.s }
+
+func (v *flagValue) Set(s string) error {
+	v.s = s
+	return nil
+}
+
+// IsBoolFlag tells the flag package that a bare --x means --x=true.
+func (v *flagValue) IsBoolFlag() bool { return v.isBool }
 
 // parse parses args; -h prints the usage to out.
 func (s *settings) parse(args []string, out io.Writer) error {

@@ -23,11 +23,18 @@ type devInstance struct {
 	dir  string
 }
 
-func startDev(t *testing.T, dir string) *devInstance {
+// startDev runs `groupsync dev` on dir with free ports: the binary when
+// binary is true, else in the test process.
+func startDev(t *testing.T, dir string, binary bool, env ...string) *devInstance {
 	t.Helper()
 	os.Remove(filepath.Join(dir, "dev.json"))
-	p := startBinary(t, nil, "dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0",
-		"--emulator-addr", "127.0.0.1:0", "--nats-port", "-1", "--partitions", "4")
+	args := []string{"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0",
+		"--emulator-addr", "127.0.0.1:0", "--nats-port", "-1", "--partitions", "4"}
+	start := startInProcess
+	if binary {
+		start = startBinary
+	}
+	p := start(t, env, args...)
 	d := &devInstance{proc: p, dir: dir}
 	eventually(t, 60*time.Second, "dev.json written", func() error {
 		select {
@@ -95,7 +102,7 @@ func (d *devInstance) group(groupID string) (groupView, int, error) {
 
 func TestDevEndToEndAndRestart(t *testing.T) {
 	dir := t.TempDir()
-	d := startDev(t, dir)
+	d := startDev(t, dir, true)
 
 	for name, u := range map[string]string{"http": d.info.HTTPURL, "virgil": d.info.VirgilAPIURL, "nats": d.info.NATSURL} {
 		if !strings.Contains(u, "127.0.0.1:") {
@@ -132,7 +139,7 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 
 	// A second start on the same folder keeps the group, the credentials and
 	// the queue.
-	d2 := startDev(t, dir)
+	d2 := startDev(t, dir, true)
 	if d2.info.Webhook.Password != d.info.Webhook.Password || d2.info.Virgil.AppKey != d.info.Virgil.AppKey {
 		t.Error("restart made new credentials instead of reusing the data dir's")
 	}
@@ -193,7 +200,7 @@ func kickBody(guid, uid string, createdAt, at int64) []byte {
 
 func TestFailedJobListedAndRetried(t *testing.T) {
 	dir := t.TempDir()
-	d := startDev(t, dir)
+	d := startDev(t, dir, false)
 	env := []string{"GROUPSYNC_NATS_URL=" + d.info.NATSURL, "GROUPSYNC_PARTITIONS=4"}
 
 	// 101 members plus the owner cannot be an E3Kit group: the job fails for
@@ -210,7 +217,7 @@ func TestFailedJobListedAndRetried(t *testing.T) {
 		Attempts int    `json:"attempts"`
 	}
 	eventually(t, 60*time.Second, "job listed by jobs failed --json", func() error {
-		code, stdout, stderr := runBinary(t, env, "jobs", "failed", "--json")
+		code, stdout, stderr := runInProcess(t, env, "jobs", "failed", "--json")
 		if code != 0 {
 			return fmt.Errorf("exit %d: %s", code, stderr)
 		}
@@ -228,7 +235,7 @@ func TestFailedJobListedAndRetried(t *testing.T) {
 	if !strings.Contains(strings.ToLower(failed[0].Error), "participant") {
 		t.Errorf("reason %q does not say the group has too many participants", failed[0].Error)
 	}
-	code, stdout, _ := runBinary(t, env, "jobs", "failed")
+	code, stdout, _ := runInProcess(t, env, "jobs", "failed")
 	if code != 0 || !strings.Contains(stdout, failed[0].ID) {
 		t.Errorf("jobs failed table (exit %d) lacks the job id:\n%s", code, stdout)
 	}
@@ -239,7 +246,7 @@ func TestFailedJobListedAndRetried(t *testing.T) {
 			t.Fatalf("kick answered %d %s", code, out)
 		}
 	}
-	if code, stdout, stderr := runBinary(t, env, "jobs", "retry", failed[0].ID); code != 0 || !strings.Contains(stdout, "retried 1") {
+	if code, stdout, stderr := runInProcess(t, env, "jobs", "retry", failed[0].ID); code != 0 || !strings.Contains(stdout, "retried 1") {
 		t.Fatalf("jobs retry: exit %d\n%s%s", code, stdout, stderr)
 	}
 	ids, err := groupsync.NewIdentities([]byte(readSecret(t, dir)), "")
@@ -248,7 +255,7 @@ func TestFailedJobListedAndRetried(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			_, out, _ := runBinary(t, env, "jobs", "failed")
+			_, out, _ := runInProcess(t, env, "jobs", "failed")
 			t.Logf("jobs failed:\n%s\ndev log:\n%s", out, d.proc.stderr.String())
 		}
 	})
@@ -262,7 +269,7 @@ func TestFailedJobListedAndRetried(t *testing.T) {
 		}
 		return nil
 	})
-	code, stdout, _ = runBinary(t, env, "jobs", "failed", "--json")
+	code, stdout, _ = runInProcess(t, env, "jobs", "failed", "--json")
 	if code != 0 || strings.TrimSpace(stdout) != "[]" {
 		t.Errorf("after the replay jobs failed --json = %q (exit %d), want []", stdout, code)
 	}
@@ -288,20 +295,10 @@ func TestReconcileCreatesGroupsThatExistedBefore(t *testing.T) {
 	cc.SetGroup("legacy-group-two", "carol")
 	cc.RateLimit(1) // the first REST call is refused with 429 and retried
 	dir := t.TempDir()
-	os.Remove(filepath.Join(dir, "dev.json"))
-	p := startBinary(t, []string{"GROUPSYNC_COMETCHAT_API_KEY=" + cc.APIKey, "GROUPSYNC_COMETCHAT_API_URL=" + cc.URL()},
-		"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--emulator-addr", "127.0.0.1:0", "--nats-port", "-1", "--partitions", "4")
-	d := &devInstance{proc: p, dir: dir}
-	eventually(t, 60*time.Second, "dev.json written", func() error {
-		b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(b, &d.info)
-	})
+	d := startDev(t, dir, false, "GROUPSYNC_COMETCHAT_API_KEY="+cc.APIKey, "GROUPSYNC_COMETCHAT_API_URL="+cc.URL())
 	env := []string{"GROUPSYNC_NATS_URL=" + d.info.NATSURL, "GROUPSYNC_PARTITIONS=4",
 		"GROUPSYNC_COMETCHAT_API_KEY=" + cc.APIKey, "GROUPSYNC_COMETCHAT_API_URL=" + cc.URL()}
-	code, stdout, stderr := runBinary(t, env, "reconcile", "--all")
+	code, stdout, stderr := runInProcess(t, env, "reconcile", "--all")
 	if code != 0 || !strings.Contains(stdout, "queued 2 reconcile job(s)") {
 		t.Fatalf("reconcile --all: exit %d\n%s%s", code, stdout, stderr)
 	}
@@ -319,10 +316,10 @@ func TestReconcileCreatesGroupsThatExistedBefore(t *testing.T) {
 		})
 	}
 	// Running it again is safe: nothing fails and no group changes epoch.
-	if code, _, stderr := runBinary(t, env, "reconcile", "legacy-group-one"); code != 0 {
+	if code, _, stderr := runInProcess(t, env, "reconcile", "legacy-group-one"); code != 0 {
 		t.Fatalf("second reconcile: exit %d: %s", code, stderr)
 	}
-	code, stdout, _ = runBinary(t, env, "jobs", "failed", "--json")
+	code, stdout, _ = runInProcess(t, env, "jobs", "failed", "--json")
 	if code != 0 || strings.TrimSpace(stdout) != "[]" {
 		t.Errorf("jobs failed after reconcile = %q", stdout)
 	}

@@ -17,7 +17,7 @@ func runJobs(ctx context.Context, e env, args []string) error {
 		return usagef("jobs needs a subcommand: failed, retry or purge")
 	}
 	sub, args := args[0], args[1:]
-	s := newSettings("jobs "+sub, e.getenv, "nats-url", "partitions", "log-level", "log-format")
+	s := newSettings("jobs "+sub, e.getenv, join(natsOptions, queueOptions, logOptions)...)
 	asJSON := s.fs.Bool("json", false, "print JSON instead of a table")
 	all := false
 	if sub == "retry" {
@@ -26,18 +26,22 @@ func runJobs(ctx context.Context, e env, args []string) error {
 	if err := s.parse(args, e.stdout); err != nil {
 		return err
 	}
-	log, err := newLogger(s, e.stderr, "console")
+	log, err := parseLogger(s, e.stderr, "console")
 	if err != nil {
 		return err
 	}
 	log = log.Level(max(log.GetLevel(), zerolog.WarnLevel))
+	qc, err := parseQueue(s, log)
+	if err != nil {
+		return err
+	}
 	if sub == "retry" && all == (s.fs.NArg() > 0) {
 		return usagef("jobs retry takes job ids or --all (see groupsync jobs failed)")
 	}
 	if sub != "failed" && sub != "retry" && sub != "purge" {
 		return usagef("unknown jobs subcommand %q: use failed, retry or purge", sub)
 	}
-	nc, q, err := openQueue(ctx, s, log, "groupsync-jobs")
+	nc, q, err := openQueue(ctx, parseNATS(s, "groupsync-jobs"), qc, log)
 	if err != nil {
 		return err
 	}

@@ -58,9 +58,11 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// process is a running groupsync command.
+// process is a running groupsync command: the binary, or run in the test
+// process (cmd nil, cancel set).
 type process struct {
 	cmd    *exec.Cmd
+	cancel context.CancelFunc
 	stdout *syncBuffer
 	stderr *syncBuffer
 	exited chan struct{} // closed once the process has exited
@@ -111,17 +113,67 @@ func cleanEnv() []string {
 	return env
 }
 
-// stop sends SIGINT and waits for a clean exit.
+// startInProcess runs the command line args in the test process, as the
+// binary would with env (and no other GROUPSYNC_ variable). Cancelling its
+// context stands for SIGINT.
+func startInProcess(tb testing.TB, env []string, args ...string) *process {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &process{cancel: cancel, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	go func() {
+		if code := run(ctx, args, getenvOf(env), p.stdout, p.stderr); code != 0 {
+			p.err = fmt.Errorf("exit status %d", code)
+		}
+		close(p.exited)
+	}()
+	tb.Cleanup(func() {
+		cancel()
+		<-p.exited
+	})
+	return p
+}
+
+// runInProcess runs a command line to completion in the test process and
+// returns its exit code and output.
+func runInProcess(tb testing.TB, env []string, args ...string) (code int, stdout, stderr string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errOut syncBuffer
+	code = run(ctx, args, getenvOf(env), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// getenvOf looks variables up in env ("K=V" entries) only.
+func getenvOf(env []string) func(string) string {
+	return func(k string) string {
+		for i := len(env) - 1; i >= 0; i-- {
+			if v, ok := strings.CutPrefix(env[i], k+"="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+}
+
+// stop sends SIGINT (or cancels an in-process run) and waits for a clean
+// exit.
 func (p *process) stop(tb testing.TB) {
 	tb.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	if p.cmd != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGINT)
+	} else {
+		p.cancel()
+	}
 	select {
 	case <-p.exited:
 		if p.err != nil {
 			tb.Fatalf("groupsync exited with %v after SIGINT\nstderr:\n%s", p.err, p.stderr.String())
 		}
 	case <-time.After(60 * time.Second):
-		_ = p.cmd.Process.Kill()
+		if p.cmd != nil {
+			_ = p.cmd.Process.Kill()
+		}
 		tb.Fatalf("groupsync did not stop within 60s of SIGINT\nstderr:\n%s", p.stderr.String())
 	}
 }

@@ -22,18 +22,17 @@ func runOwner(ctx context.Context, e env, args []string) error {
 	if len(args) == 0 || args[0] != "init" {
 		return usagef("owner needs a subcommand: init or rotate")
 	}
-	s := newSettings("owner init", e.getenv, "virgil-api-url", "virgil-app-id", "virgil-app-key-id", "virgil-app-key",
-		"owner-identity", "owner-key-file", "log-level", "log-format")
+	s := newSettings("owner init", e.getenv, join(virgilOptions, []string{"owner-identity", "owner-key-file"}, logOptions)...)
 	if err := s.parse(args[1:], e.stdout); err != nil {
 		return err
 	}
-	app, err := loadVirgilApp(s)
+	v, err := parseVirgil(s)
 	if err != nil {
 		return err
 	}
-	identity := s.mustStr("owner-identity")
-	if err := virgil.ValidateIdentity(identity); err != nil {
-		return usagef("owner-identity: %v", err)
+	identity, err := parseOwnerIdentity(s)
+	if err != nil {
+		return err
 	}
 	path := s.mustStr("owner-key-file")
 	if _, err := os.Stat(path); err == nil {
@@ -50,7 +49,7 @@ func runOwner(ctx context.Context, e env, args []string) error {
 	if err := writeKeyFile(path, key); err != nil {
 		return fmt.Errorf("owner init: %w", err)
 	}
-	owner := virgil.NewOwner(virgil.NewClient(app.apiURL, app.gen.Source(identity)), key, identity)
+	owner := virgil.NewOwner(virgil.NewClient(v.APIURL, v.JWT.Source(identity)), key, identity)
 	cardID, err := owner.EnsureCard(ctx)
 	if err != nil {
 		if errors.Is(err, virgil.ErrOwnerCardMismatch) {
@@ -89,8 +88,7 @@ func loadOwnerKey(path string) (*virgil.PrivateKey, error) {
 // done the current key moves to <owner-key-file>.old and the new one takes
 // its place. Running it again after a failure resumes.
 func runOwnerRotate(ctx context.Context, e env, args []string) error {
-	s := newSettings("owner rotate", e.getenv, "virgil-api-url", "virgil-app-id", "virgil-app-key-id", "virgil-app-key",
-		"owner-identity", "owner-key-file", "identity-secret", "nats-url", "redis-url", "log-level", "log-format")
+	s := newSettings("owner rotate", e.getenv, join(virgilOptions, identityOptions, []string{"owner-key-file"}, natsOptions, storeOptions, logOptions)...)
 	stopped := s.fs.Bool("workers-stopped", false, "confirm that no worker runs: workers sign tickets with the key they started with")
 	if err := s.parse(args, e.stdout); err != nil {
 		return err
@@ -98,19 +96,23 @@ func runOwnerRotate(ctx context.Context, e env, args []string) error {
 	if !*stopped {
 		return usagef("owner rotate: stop every worker first (they sign tickets with the key they started with), then run it with --workers-stopped")
 	}
-	app, err := loadVirgilApp(s)
+	v, err := parseVirgil(s)
 	if err != nil {
 		return err
 	}
-	ids, err := loadIdentities(s)
+	ids, err := parseIdentities(s)
 	if err != nil {
 		return err
 	}
-	identity := s.mustStr("owner-identity")
-	if err := virgil.ValidateIdentity(identity); err != nil {
-		return usagef("owner-identity: %v", err)
+	identity, err := parseOwnerIdentity(s)
+	if err != nil {
+		return err
 	}
-	log, err := newLogger(s, e.stderr, "console")
+	sc, err := parseStore(s)
+	if err != nil {
+		return err
+	}
+	log, err := parseLogger(s, e.stderr, "console")
 	if err != nil {
 		return err
 	}
@@ -134,13 +136,13 @@ func runOwnerRotate(ctx context.Context, e env, args []string) error {
 	}
 
 	var nc *nats.Conn
-	if s.mustStr("redis-url") == "" { // the store is JetStream KV
-		if nc, err = connectNATS(s.mustStr("nats-url"), "groupsync-owner-rotate", log); err != nil {
+	if sc.RedisURL == "" { // the store is JetStream KV
+		if nc, err = connectNATS(parseNATS(s, "groupsync-owner-rotate"), log); err != nil {
 			return err
 		}
 		defer nc.Close()
 	}
-	store, closeStore, err := openStore(ctx, s.mustStr("redis-url"), nc)
+	store, closeStore, err := openStore(ctx, sc, nc)
 	if err != nil {
 		return err
 	}
@@ -154,7 +156,7 @@ func runOwnerRotate(ctx context.Context, e env, args []string) error {
 		groups[i] = ids.Group(g)
 	}
 	fmt.Fprintf(e.stderr, "rotating the owner key of %s over %d group(s)...\n", identity, len(groups))
-	owner := virgil.NewOwner(virgil.NewClient(app.apiURL, app.gen.Source(identity)), current, identity)
+	owner := virgil.NewOwner(virgil.NewClient(v.APIURL, v.JWT.Source(identity)), current, identity)
 	rotated, err := owner.RotateKey(ctx, next, groups)
 	if err != nil {
 		return fmt.Errorf("owner rotate: interrupted (the new key is in %s; run the same command again to resume): %w", newPath, err)

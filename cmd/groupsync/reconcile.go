@@ -15,8 +15,7 @@ import (
 // reconcile never races the group's webhook jobs, and each reads the group's
 // members from CometChat's REST API and brings the Virgil group in line.
 func runReconcile(ctx context.Context, e env, args []string) error {
-	s := newSettings("reconcile", e.getenv, "nats-url", "partitions", "cometchat-app-id", "cometchat-region",
-		"cometchat-api-key", "cometchat-api-url", "log-level", "log-format")
+	s := newSettings("reconcile", e.getenv, join(natsOptions, queueOptions, cometchatOptions, logOptions)...)
 	all := s.fs.Bool("all", false, "reconcile every group of the CometChat app")
 	if err := s.parse(args, e.stdout); err != nil {
 		return err
@@ -25,17 +24,25 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 	if *all == (len(guids) > 0) {
 		return usagef("reconcile takes group ids or --all")
 	}
-	log, err := newLogger(s, e.stderr, "console")
+	log, err := parseLogger(s, e.stderr, "console")
+	if err != nil {
+		return err
+	}
+	qc, err := parseQueue(s, log)
 	if err != nil {
 		return err
 	}
 	var cc *cometchat.Client
 	if *all {
-		if cc, err = newCometChat(s); err != nil {
+		ccfg, err := parseCometChat(s, true)
+		if err != nil {
+			return err
+		}
+		if cc, err = cometchat.New(*ccfg); err != nil {
 			return err
 		}
 	}
-	nc, q, err := openQueue(ctx, s, log, "groupsync-reconcile")
+	nc, q, err := openQueue(ctx, parseNATS(s, "groupsync-reconcile"), qc, log)
 	if err != nil {
 		return err
 	}
@@ -92,17 +99,4 @@ func reconcileJob(guid, run string) groupsync.Job {
 		},
 		ReceivedAt: time.Now().UTC(),
 	}
-}
-
-func newCometChat(s *settings) (*cometchat.Client, error) {
-	key, err := s.required("cometchat-api-key")
-	if err != nil {
-		return nil, err
-	}
-	url := s.mustStr("cometchat-api-url")
-	appID := s.mustStr("cometchat-app-id")
-	if url == "" && appID == "" {
-		return nil, usagef("cometchat-app-id (or cometchat-api-url) is required")
-	}
-	return cometchat.New(cometchat.Config{AppID: appID, Region: s.mustStr("cometchat-region"), BaseURL: url, APIKey: key})
 }

@@ -5,16 +5,13 @@
 // folder, so clients made with Connect reconnect by themselves and whatever
 // JetStream stored before the restart is still there afterwards.
 //
-// It is a test helper: import it from _test.go files only (and from cmd,
-// which wires the all-in-one dev mode).
+// It is a test helper: import it from _test.go files only. Programs embed
+// NATS with queue/natsembed, which this package wraps.
 package natstest
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,11 +19,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-)
 
-// readyTimeout bounds how long Run and Restart wait for the server to accept
-// connections.
-const readyTimeout = 15 * time.Second
+	"github.com/groupsync/groupsync/queue/natsembed"
+)
 
 // Option changes the server options before the first start.
 type Option func(*server.Options)
@@ -47,15 +42,12 @@ func WithOptions(fn func(*server.Options)) Option {
 	return func(o *server.Options) { fn(o) }
 }
 
-// Server is an embedded nats-server with JetStream. Its methods are safe for
+// Server is an embedded nats-server with JetStream (a natsembed.Server)
+// that fails the test instead of returning errors. Its methods are safe for
 // concurrent use.
 type Server struct {
-	tb   testing.TB
-	mu   sync.Mutex
-	opts server.Options
-	srv  *server.Server
-	url  string
-	down bool
+	tb testing.TB
+	*natsembed.Server
 }
 
 // Run starts a nats-server with JetStream on 127.0.0.1 and a free port, with
@@ -75,72 +67,12 @@ func Run(tb testing.TB, opts ...Option) *Server {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Server{tb: tb, opts: o}
-	srv, err := start(&s.opts)
+	srv, err := natsembed.Start(o)
 	if err != nil {
 		tb.Fatalf("natstest: %v", err)
 	}
-	// Pin the port the first start bound, so Restart comes back on it.
-	port := srv.Addr().(*net.TCPAddr).Port
-	s.opts.Port = port
-	s.srv = srv
-	s.url = "nats://" + net.JoinHostPort(s.opts.Host, strconv.Itoa(port))
-	tb.Cleanup(s.Shutdown)
-	return s
-}
-
-func start(o *server.Options) (*server.Server, error) {
-	opts := *o
-	srv, err := server.NewServer(&opts)
-	if err != nil {
-		return nil, fmt.Errorf("new server: %w", err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(readyTimeout) {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		return nil, fmt.Errorf("server not ready after %v", readyTimeout)
-	}
-	if !srv.JetStreamEnabled() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		return nil, fmt.Errorf("jetstream not enabled")
-	}
-	return srv, nil
-}
-
-// URL returns the client URL, nats://127.0.0.1:<port>. It stays the same
-// across restarts.
-func (s *Server) URL() string {
-	return s.url
-}
-
-// StoreDir returns the JetStream store folder.
-func (s *Server) StoreDir() string {
-	return s.opts.StoreDir
-}
-
-// NATS returns the running nats-server, or nil while it is shut down.
-func (s *Server) NATS() *server.Server {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.down {
-		return nil
-	}
-	return s.srv
-}
-
-// Shutdown stops the server and waits until it has stopped. Calling it on a
-// stopped server does nothing.
-func (s *Server) Shutdown() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.down {
-		return
-	}
-	s.srv.Shutdown()
-	s.srv.WaitForShutdown()
-	s.down = true
+	tb.Cleanup(srv.Shutdown)
+	return &Server{tb: tb, Server: srv}
 }
 
 // Restart shuts the server down if it is running and starts it again with the
@@ -149,15 +81,9 @@ func (s *Server) Shutdown() {
 // back.
 func (s *Server) Restart() {
 	s.tb.Helper()
-	s.Shutdown()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	srv, err := start(&s.opts)
-	if err != nil {
-		s.tb.Fatalf("natstest: restart: %v", err)
+	if err := s.Server.Restart(); err != nil {
+		s.tb.Fatalf("natstest: %v", err)
 	}
-	s.srv = srv
-	s.down = false
 }
 
 // Connect returns a client connection to s that never gives up reconnecting

@@ -1,0 +1,467 @@
+package main
+
+import (
+	"io"
+	"net/url"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/groupsync/groupsync/cometchat"
+	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/queue"
+	"github.com/groupsync/groupsync/virgil"
+	"github.com/groupsync/groupsync/virgil/emulator"
+	"github.com/groupsync/groupsync/webhook"
+	"github.com/groupsync/groupsync/worker"
+)
+
+// Config is what one process runs, parsed once from flags and the
+// environment before anything starts. Its parts are the packages' own Config
+// types; a nil part is not run. Main.Open starts the parts it names.
+//
+// Adding a setting is three small changes and a README row:
+//
+//  1. an entry in options (config.go): its flag name, usage, default, and
+//     secret or isBool when it is one (the env var GROUPSYNC_<NAME> follows);
+//  2. its name in the option group below of the part that reads it (every
+//     command running that part then accepts it);
+//  3. one line in that group's parse function setting the field, usually a
+//     field of the package's own Config (queue.Config, worker.Config,
+//     webhook.Config, ...), which the package defaults and validates.
+//
+// A setting of a new part gets its own group, parse function and field here.
+// TestReadmeConfigTable fails until the README's configuration table has
+// the row.
+type Config struct {
+	// Logger is the process's one root logger.
+	Logger zerolog.Logger
+	// ShutdownTimeout is the grace period of Main.Close.
+	ShutdownTimeout time.Duration
+	// NATS is the NATS server of the queue (and of the JetStream KV store).
+	NATS NATSConfig
+	// Queue configures the job streams.
+	Queue queue.Config
+	// Store selects the worker store.
+	Store StoreConfig
+	// Virgil is the Virgil service and the application that signs JWTs.
+	Virgil VirgilConfig
+
+	// EmbeddedNATS, when set, runs a nats-server in the process; Open points
+	// NATS.URL at it.
+	EmbeddedNATS *EmbeddedNATSConfig
+	// Emulator, when set, serves the Virgil emulator; Open points an empty
+	// Virgil.APIURL at it.
+	Emulator *EmulatorConfig
+	// Serve, when set, runs the HTTP server: webhooks and the client API.
+	// Open fills in its ReadyChecks, OnUserToken and Registerer.
+	Serve *webhook.Config
+	// Worker, when set, runs a worker pool.
+	Worker *WorkerConfig
+}
+
+// NATSConfig says how to reach NATS.
+type NATSConfig struct {
+	// URL is the server's URL.
+	URL string
+	// Name is the client connection name the server shows.
+	Name string
+}
+
+// StoreConfig selects the worker store: Redis when RedisURL is set, else
+// JetStream KV on the queue's NATS.
+type StoreConfig struct {
+	// RedisURL is a redis:// URL; empty selects JetStream KV.
+	RedisURL string
+	// KV names the JetStream KV buckets (zero value: the defaults).
+	KV worker.KVConfig
+}
+
+// VirgilConfig is the Virgil service and the application whose JWTs
+// authenticate calls to it.
+type VirgilConfig struct {
+	// APIURL is the base URL of the Virgil services.
+	APIURL string
+	// JWT signs Virgil JWTs with the application's key.
+	JWT *virgil.JWTGenerator
+}
+
+// WorkerConfig is a worker pool: the pool's own Config and the owner it acts
+// as.
+type WorkerConfig struct {
+	// Pool configures the pool; Open fills in Reconciler, Logger and
+	// Registerer.
+	Pool worker.Config
+	// OwnerIdentity is the Virgil identity that owns every group.
+	OwnerIdentity string
+	// OwnerKey is the owner's private key.
+	OwnerKey *virgil.PrivateKey
+	// Identities maps uids and guids to Virgil identities.
+	Identities *groupsync.Identities
+	// CometChat, when set, lets reconcile jobs read groups' members from
+	// CometChat's REST API.
+	CometChat *cometchat.Config
+	// MetricsAddr, when set, serves /metrics and /healthz.
+	MetricsAddr string
+	// Pprof also serves Go's /debug/pprof/ profiles on MetricsAddr.
+	Pprof bool
+}
+
+// EmulatorConfig serves the Virgil emulator.
+type EmulatorConfig struct {
+	// Addr is the listen address.
+	Addr string
+	// AnyPortIfTaken listens on a free port of Addr's host when Addr's port
+	// is taken (dev mode).
+	AnyPortIfTaken bool
+	// Emulator configures the emulator itself.
+	Emulator emulator.Config
+}
+
+// EmbeddedNATSConfig runs a nats-server with JetStream in the process.
+type EmbeddedNATSConfig struct {
+	// StoreDir holds JetStream's data.
+	StoreDir string
+	// Port is the client port; -1 picks a free one, and a taken port falls
+	// back to a free one.
+	Port int
+}
+
+// Option groups: the settings each part reads. A command registers the
+// groups of the parts it runs.
+var (
+	logOptions       = []string{"log-level", "log-format"}
+	lifecycleOptions = append([]string{"shutdown-timeout"}, logOptions...)
+	natsOptions      = []string{"nats-url"}
+	queueOptions     = []string{"partitions"}
+	storeOptions     = []string{"redis-url"}
+	virgilAppOptions = []string{"virgil-app-id", "virgil-app-key-id", "virgil-app-key"}
+	virgilOptions    = append([]string{"virgil-api-url"}, virgilAppOptions...)
+	identityOptions  = []string{"identity-secret", "owner-identity"}
+	cometchatOptions = []string{"cometchat-app-id", "cometchat-region", "cometchat-api-key", "cometchat-api-url"}
+	webhookOptions   = append([]string{"http-addr", "webhook-username", "webhook-password", "webhook-id", "client-auth"}, cometchatOptions...)
+	workerOptions    = append([]string{"concurrency", "owner-key-file", "metrics-addr", "pprof"}, cometchatOptions...)
+	emulatorOptions  = []string{"http-addr", "data-dir", "emulator-debug-api", "emulator-service-key"}
+	devOptions       = append([]string{"http-addr", "data-dir", "emulator-addr", "nats-port", "owner-identity", "concurrency"}, cometchatOptions...)
+)
+
+// join concatenates option groups.
+func join(groups ...[]string) []string {
+	var all []string
+	for _, g := range groups {
+		all = append(all, g...)
+	}
+	return all
+}
+
+// parseLogger builds the process's one root logger: JSON lines, or a
+// console writer for people (the default of dev and of one-shot commands).
+// Packages receive it through their Config.
+func parseLogger(s *settings, w io.Writer, defaultFormat string) (zerolog.Logger, error) {
+	level, err := s.oneOf("log-level", "debug", "info", "warn", "error")
+	if err != nil {
+		return zerolog.Nop(), err
+	}
+	format := defaultFormat
+	if s.flagSet("log-format") || s.getenv(options["log-format"].env()) != "" {
+		if format, err = s.oneOf("log-format", "json", "console"); err != nil {
+			return zerolog.Nop(), err
+		}
+	}
+	lvl, _ := zerolog.ParseLevel(level)
+	if format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// parseLifecycle reads the logger and the shutdown grace period into cfg.
+func parseLifecycle(s *settings, cfg *Config, w io.Writer, defaultFormat string) error {
+	log, err := parseLogger(s, w, defaultFormat)
+	if err != nil {
+		return err
+	}
+	grace, err := s.duration("shutdown-timeout")
+	if err != nil {
+		return err
+	}
+	cfg.Logger, cfg.ShutdownTimeout = log, grace
+	return nil
+}
+
+func parseNATS(s *settings, name string) NATSConfig {
+	return NATSConfig{URL: s.mustStr("nats-url"), Name: name}
+}
+
+func parseQueue(s *settings, log zerolog.Logger) (queue.Config, error) {
+	partitions, err := s.int("partitions", 1)
+	if err != nil {
+		return queue.Config{}, err
+	}
+	return queue.Config{Partitions: partitions, Logger: log}, nil
+}
+
+func parseStore(s *settings) (StoreConfig, error) {
+	u := s.mustStr("redis-url")
+	if u != "" {
+		if _, err := redis.ParseURL(u); err != nil {
+			return StoreConfig{}, usagef("redis-url: %v", err)
+		}
+	}
+	return StoreConfig{RedisURL: u}, nil
+}
+
+func parseVirgil(s *settings) (VirgilConfig, error) {
+	appID, err := s.required("virgil-app-id")
+	if err != nil {
+		return VirgilConfig{}, err
+	}
+	keyID, err := s.required("virgil-app-key-id")
+	if err != nil {
+		return VirgilConfig{}, err
+	}
+	raw, err := s.required("virgil-app-key")
+	if err != nil {
+		return VirgilConfig{}, err
+	}
+	key, err := virgil.ParsePrivateKeyBase64(raw)
+	if err != nil {
+		return VirgilConfig{}, usagef("virgil-app-key: not a base64 PKCS#8 Ed25519 key: %v", err)
+	}
+	apiURL := ""
+	if _, ok := s.values["virgil-api-url"]; ok {
+		apiURL = s.mustStr("virgil-api-url")
+		if u, err := url.Parse(apiURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return VirgilConfig{}, usagef("virgil-api-url: %q is not an http or https URL", apiURL)
+		}
+	}
+	return VirgilConfig{APIURL: apiURL, JWT: &virgil.JWTGenerator{AppID: appID, AppKeyID: keyID, AppKey: key}}, nil
+}
+
+func parseOwnerIdentity(s *settings) (string, error) {
+	identity := s.mustStr("owner-identity")
+	if err := virgil.ValidateIdentity(identity); err != nil {
+		return "", usagef("owner-identity: %v", err)
+	}
+	return identity, nil
+}
+
+func parseIdentities(s *settings) (*groupsync.Identities, error) {
+	secret, err := s.required("identity-secret")
+	if err != nil {
+		return nil, err
+	}
+	ids, err := groupsync.NewIdentities([]byte(secret), s.mustStr("owner-identity"))
+	if err != nil {
+		return nil, usagef("identity-secret: %v", err)
+	}
+	return ids, nil
+}
+
+// parseCometChat returns the REST client's config, or nil when no API key is
+// set and required is false.
+func parseCometChat(s *settings, required bool) (*cometchat.Config, error) {
+	key, err := s.str("cometchat-api-key")
+	if err != nil {
+		return nil, err
+	}
+	if key == "" && !required {
+		return nil, nil
+	}
+	if key, err = s.required("cometchat-api-key"); err != nil {
+		return nil, err
+	}
+	cfg := &cometchat.Config{
+		AppID:   s.mustStr("cometchat-app-id"),
+		Region:  s.mustStr("cometchat-region"),
+		BaseURL: s.mustStr("cometchat-api-url"),
+		APIKey:  key,
+	}
+	if cfg.BaseURL == "" && cfg.AppID == "" {
+		return nil, usagef("cometchat-app-id (or cometchat-api-url) is required")
+	}
+	return cfg, nil
+}
+
+// parseWebhook reads the HTTP server's settings; the caller sets its
+// Identities and Tokens.
+func parseWebhook(s *settings, log zerolog.Logger) (*webhook.Config, error) {
+	user, err := s.required("webhook-username")
+	if err != nil {
+		return nil, err
+	}
+	pass, err := s.required("webhook-password")
+	if err != nil {
+		return nil, err
+	}
+	appID, err := s.required("cometchat-app-id")
+	if err != nil {
+		return nil, err
+	}
+	auth, err := s.oneOf("client-auth", webhook.ClientAuthCometChat, webhook.ClientAuthTrustHeader)
+	if err != nil {
+		return nil, err
+	}
+	apiKey, err := s.str("cometchat-api-key")
+	if err != nil {
+		return nil, err
+	}
+	if auth == webhook.ClientAuthCometChat && apiKey == "" {
+		return nil, usagef("cometchat-api-key is required with client-auth cometchat (set GROUPSYNC_COMETCHAT_API_KEY, or client-auth trust-header behind a gateway)")
+	}
+	return &webhook.Config{
+		Addr:       s.mustStr("http-addr"),
+		Username:   user,
+		Password:   pass,
+		AppID:      appID,
+		WebhookID:  s.mustStr("webhook-id"),
+		Logger:     log,
+		ClientAuth: auth,
+		CometChat: webhook.CometChatConfig{
+			APIURL: s.mustStr("cometchat-api-url"),
+			Region: s.mustStr("cometchat-region"),
+			APIKey: apiKey,
+		},
+	}, nil
+}
+
+func parseWorker(s *settings, ids *groupsync.Identities) (*WorkerConfig, error) {
+	conc, err := s.int("concurrency", 0)
+	if err != nil {
+		return nil, err
+	}
+	identity, err := parseOwnerIdentity(s)
+	if err != nil {
+		return nil, err
+	}
+	key, err := loadOwnerKey(s.mustStr("owner-key-file"))
+	if err != nil {
+		return nil, err
+	}
+	cc, err := parseCometChat(s, false)
+	if err != nil {
+		return nil, err
+	}
+	profile, err := s.bool("pprof")
+	if err != nil {
+		return nil, err
+	}
+	return &WorkerConfig{
+		Pool:          worker.Config{Concurrency: conc},
+		OwnerIdentity: identity,
+		OwnerKey:      key,
+		Identities:    ids,
+		CometChat:     cc,
+		MetricsAddr:   s.mustStr("metrics-addr"),
+		Pprof:         profile,
+	}, nil
+}
+
+// parseRole registers opts for the role name, parses args and the
+// lifecycle settings. It returns the settings to read the rest from.
+func parseRole(e env, name string, args []string, defaultFormat string, cfg *Config, opts ...string) (*settings, error) {
+	s := newSettings(name, e.getenv, append(opts, lifecycleOptions...)...)
+	if err := s.parse(args, e.stdout); err != nil {
+		return nil, err
+	}
+	if err := parseLifecycle(s, cfg, e.stderr, defaultFormat); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// parseBackends reads what serve and worker share: NATS, the queue, the
+// store, Virgil and the identity mapping.
+func parseBackends(s *settings, cfg *Config, name string) (*groupsync.Identities, error) {
+	var err error
+	cfg.NATS = parseNATS(s, name)
+	if cfg.Queue, err = parseQueue(s, cfg.Logger); err != nil {
+		return nil, err
+	}
+	if cfg.Store, err = parseStore(s); err != nil {
+		return nil, err
+	}
+	if cfg.Virgil, err = parseVirgil(s); err != nil {
+		return nil, err
+	}
+	return parseIdentities(s)
+}
+
+// parseServe parses the configuration of `groupsync serve`.
+func parseServe(e env, args []string) (Config, error) {
+	var cfg Config
+	s, err := parseRole(e, "serve", args, "json", &cfg,
+		join(natsOptions, queueOptions, storeOptions, virgilOptions, identityOptions, webhookOptions)...)
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.Serve, err = parseWebhook(s, cfg.Logger); err != nil {
+		return cfg, err
+	}
+	ids, err := parseBackends(s, &cfg, "groupsync-serve")
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Serve.Identities, cfg.Serve.Tokens = ids, webhook.VirgilTokens{Generator: cfg.Virgil.JWT}
+	return cfg, nil
+}
+
+// parseWorkerRole parses the configuration of `groupsync worker`.
+func parseWorkerRole(e env, args []string) (Config, error) {
+	var cfg Config
+	s, err := parseRole(e, "worker", args, "json", &cfg,
+		join(natsOptions, queueOptions, storeOptions, virgilOptions, identityOptions, workerOptions)...)
+	if err != nil {
+		return cfg, err
+	}
+	ids, err := parseBackends(s, &cfg, "groupsync-worker")
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Worker, err = parseWorker(s, ids)
+	return cfg, err
+}
+
+// parseEmulator parses the configuration of `groupsync emulator`.
+func parseEmulator(e env, args []string) (Config, error) {
+	var cfg Config
+	s, err := parseRole(e, "emulator", args, "json", &cfg, join(virgilAppOptions, emulatorOptions)...)
+	if err != nil {
+		return cfg, err
+	}
+	v, err := parseVirgil(s)
+	if err != nil {
+		return cfg, err
+	}
+	debug, err := s.bool("emulator-debug-api")
+	if err != nil {
+		return cfg, err
+	}
+	var service *virgil.PrivateKey
+	if raw, err := s.str("emulator-service-key"); err != nil {
+		return cfg, err
+	} else if raw != "" {
+		if service, err = virgil.ParsePrivateKeyBase64(raw); err != nil {
+			return cfg, usagef("emulator-service-key: not a base64 PKCS#8 Ed25519 key")
+		}
+	}
+	cfg.Emulator = &EmulatorConfig{
+		Addr:     s.mustStr("http-addr"),
+		Emulator: emulatorConfig(v.JWT, s.mustStr("data-dir"), service, debug, cfg.Logger),
+	}
+	return cfg, nil
+}
+
+// emulatorConfig is the emulator of the application that jwt signs for.
+func emulatorConfig(jwt *virgil.JWTGenerator, dir string, serviceKey *virgil.PrivateKey, debug bool, log zerolog.Logger) emulator.Config {
+	return emulator.Config{
+		AppID:        jwt.AppID,
+		AppKeyID:     jwt.AppKeyID,
+		AppPublicKey: jwt.AppKey.Public(),
+		ServiceKey:   serviceKey,
+		Dir:          dir,
+		Logger:       log,
+		DisableDebug: !debug,
+	}
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/queue"
+	"github.com/groupsync/groupsync/queue/natstest"
+	"github.com/groupsync/groupsync/virgil"
+	"github.com/groupsync/groupsync/webhook"
+)
+
+// mustOpen opens m and closes it when the test ends.
+func mustOpen(tb testing.TB, m *Main) *Main {
+	tb.Helper()
+	tb.Cleanup(func() { _ = m.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.Open(ctx); err != nil {
+		tb.Fatalf("Main.Open: %v", err)
+	}
+	return m
+}
+
+// TestServeAndWorkerInProcess runs the emulator, serve and worker roles as
+// three Mains in the test process, on free ports, against an embedded NATS.
+// Their configs are built by hand, without flags.
+func TestServeAndWorkerInProcess(t *testing.T) {
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	ns := natstest.Run(t)
+	appKey, err := virgil.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwt := &virgil.JWTGenerator{AppID: "app-id", AppKeyID: "app-key-id", AppKey: appKey}
+	emu := mustOpen(t, &Main{Config: Config{Logger: log,
+		Emulator: &EmulatorConfig{Addr: "127.0.0.1:0", Emulator: emulatorConfig(jwt, "", nil, true, log)}}})
+
+	const owner = "2137f9ef75295ea"
+	ids, err := groupsync.NewIdentities([]byte("identity secret of the test"), owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownerKey, err := virgil.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := Config{
+		Logger:          log,
+		ShutdownTimeout: 10 * time.Second,
+		NATS:            NATSConfig{URL: ns.URL(), Name: "test"},
+		Queue:           queue.Config{Partitions: 2},
+		Virgil:          VirgilConfig{APIURL: emu.VirgilURL, JWT: jwt},
+	}
+	wc := base
+	wc.Worker = &WorkerConfig{OwnerIdentity: owner, OwnerKey: ownerKey, Identities: ids}
+	mustOpen(t, &Main{Config: wc})
+	sc := base
+	sc.Serve = &webhook.Config{Addr: "127.0.0.1:0", Username: "cometchat", Password: "webhook password",
+		AppID: exampleAppID, Identities: ids, ClientAuth: webhook.ClientAuthTrustHeader, Tokens: webhook.VirgilTokens{Generator: jwt}}
+	serve := mustOpen(t, &Main{Config: sc})
+	httpURL := "http://" + serve.HTTPAddr
+
+	eventually(t, 30*time.Second, "/readyz", func() error {
+		code, err := getJSON(httpURL+"/readyz", nil)
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("status %d", code)
+		}
+		return err
+	})
+	body, err := os.ReadFile("../../testdata/cometchat/group_created.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, httpURL+webhook.PathWebhook, bytes.NewReader(body))
+	req.SetBasicAuth("cometchat", "webhook password")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("webhook answered %d", resp.StatusCode)
+	}
+	groupID := ids.Group("project-falcon")
+	eventually(t, 30*time.Second, "the worker creates the group", func() error {
+		var v groupView
+		code, err := getJSON(emu.VirgilURL+"/_emulator/groups/"+groupID+"?owner="+owner, &v)
+		if err == nil && (code != http.StatusOK || !slices.Contains(v.Participants, owner)) {
+			err = fmt.Errorf("status %d, view %+v", code, v)
+		}
+		return err
+	})
+
+	if err := serve.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := http.Get(httpURL + "/healthz"); err == nil {
+		t.Error("the HTTP server still answers after Close")
+	}
+}
+
+// TestReadyzFailsWhenVirgilIsDown checks that readiness asks Virgil through
+// the virgil client: a serve role pointed at a closed port is not ready.
+func TestReadyzFailsWhenVirgilIsDown(t *testing.T) {
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	ns := natstest.Run(t)
+	appKey, _ := virgil.GenerateKey()
+	jwt := &virgil.JWTGenerator{AppID: "app-id", AppKeyID: "app-key-id", AppKey: appKey}
+	ids, _ := groupsync.NewIdentities([]byte("identity secret of the test"), "")
+	serve := mustOpen(t, &Main{Config: Config{
+		Logger: log,
+		NATS:   NATSConfig{URL: ns.URL()},
+		Virgil: VirgilConfig{APIURL: "http://127.0.0.1:1", JWT: jwt},
+		Serve: &webhook.Config{Addr: "127.0.0.1:0", Username: "u", Password: "p", AppID: exampleAppID,
+			Identities: ids, ClientAuth: webhook.ClientAuthTrustHeader, Tokens: webhook.VirgilTokens{Generator: jwt}},
+	}})
+	resp, err := http.Get("http://" + serve.HTTPAddr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK || !strings.Contains(buf.String(), "virgil") {
+		t.Fatalf("/readyz with Virgil down = %d %s, want an error naming virgil", resp.StatusCode, buf.String())
+	}
+}
+
+// TestCloseRunsClosersInReverse checks Main.Close's order, its joined
+// errors, and that a second Close returns the first one's result.
+func TestCloseRunsClosersInReverse(t *testing.T) {
+	var order []string
+	m := &Main{Config: Config{Logger: zerolog.Nop(), ShutdownTimeout: time.Second}}
+	errB := errors.New("b failed")
+	for _, name := range []string{"a", "b", "c"} {
+		m.onClose(name, func(ctx context.Context) error {
+			if _, ok := ctx.Deadline(); !ok {
+				t.Errorf("closer %s got no grace deadline", name)
+			}
+			order = append(order, name)
+			if name == "b" {
+				return errB
+			}
+			return nil
+		})
+	}
+	err := m.Close()
+	if want := []string{"c", "b", "a"}; !slices.Equal(order, want) {
+		t.Errorf("Close ran %v, want %v", order, want)
+	}
+	if !errors.Is(err, errB) {
+		t.Errorf("Close() = %v, want it to wrap %v", err, errB)
+	}
+	if again := m.Close(); again != err || len(order) != 3 {
+		t.Errorf("second Close() = %v and ran closers again (%v)", again, order)
+	}
+}
+
+// TestBoolFlagsWorkBare checks that boolean settings take a bare flag, as
+// Go's flag package does, and still take an explicit value.
+func TestBoolFlagsWorkBare(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want bool
+	}{
+		{nil, "", false},
+		{[]string{"--pprof"}, "", true},
+		{[]string{"-pprof"}, "", true},
+		{[]string{"--pprof=false"}, "true", false},
+		{[]string{"--pprof=true"}, "", true},
+		{nil, "true", true},
+	} {
+		s := newSettings("worker", getenvOf([]string{"GROUPSYNC_PPROF=" + tc.env}), "pprof", "metrics-addr")
+		if err := s.parse(append(tc.args, "--metrics-addr", "127.0.0.1:0"), &bytes.Buffer{}); err != nil {
+			t.Fatalf("parse %v: %v", tc.args, err)
+		}
+		got, err := s.bool("pprof")
+		if err != nil || got != tc.want {
+			t.Errorf("pprof with %v and GROUPSYNC_PPROF=%q = %v, %v; want %v", tc.args, tc.env, got, err, tc.want)
+		}
+		if addr := s.mustStr("metrics-addr"); addr != "127.0.0.1:0" {
+			t.Errorf("metrics-addr after %v = %q", tc.args, addr)
+		}
+	}
+}
