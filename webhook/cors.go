@@ -58,6 +58,17 @@ func parseOrigin(s string, pattern bool) (origin, error) {
 	return origin{scheme: scheme, host: strings.ToLower(host), port: port}, nil
 }
 
+// CheckOrigins reports the first entry of origins that CORSConfig's
+// AllowedOrigins does not accept, with the reason.
+func CheckOrigins(origins []string) error {
+	for _, o := range origins {
+		if _, err := parseOrigin(o, true); err != nil {
+			return fmt.Errorf("webhook: CORS origin %w", err)
+		}
+	}
+	return nil
+}
+
 // corsPolicy decides which origins may call the client API.
 type corsPolicy struct {
 	allowed []origin

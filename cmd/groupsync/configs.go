@@ -2,7 +2,10 @@ package main
 
 import (
 	"io"
+	"math"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -140,10 +143,11 @@ var (
 	virgilOptions    = append([]string{"virgil-api-url"}, virgilAppOptions...)
 	identityOptions  = []string{"identity-secret", "owner-identity"}
 	cometchatOptions = []string{"cometchat-app-id", "cometchat-region", "cometchat-api-key", "cometchat-api-url"}
-	webhookOptions   = append([]string{"http-addr", "webhook-username", "webhook-password", "webhook-id", "client-auth"}, cometchatOptions...)
+	clientAPIOptions = []string{"client-rate", "client-burst", "client-uid-rate", "client-uid-burst", "client-trusted-proxies", "cors-allowed-origins"}
+	webhookOptions   = join([]string{"http-addr", "webhook-username", "webhook-password", "webhook-id", "client-auth"}, cometchatOptions, clientAPIOptions)
 	workerOptions    = append([]string{"concurrency", "owner-key-file", "metrics-addr", "pprof"}, cometchatOptions...)
 	emulatorOptions  = []string{"http-addr", "data-dir", "emulator-debug-api", "emulator-service-key"}
-	devOptions       = append([]string{"http-addr", "data-dir", "emulator-addr", "nats-port", "owner-identity", "concurrency"}, cometchatOptions...)
+	devOptions       = join([]string{"http-addr", "data-dir", "emulator-addr", "nats-port", "owner-identity", "concurrency"}, cometchatOptions, clientAPIOptions)
 )
 
 // join concatenates option groups.
@@ -281,7 +285,56 @@ func parseCometChat(s *settings, required bool) (*cometchat.Config, error) {
 	if cfg.BaseURL == "" && cfg.AppID == "" {
 		return nil, usagef("cometchat-app-id (or cometchat-api-url) is required")
 	}
+	if _, err := cometchat.New(*cfg); err != nil {
+		return nil, usagef("%v", err)
+	}
 	return cfg, nil
+}
+
+// parseClientAPI reads the client API's rate limits and CORS origins into
+// cfg. dev also allows the loopback origins.
+func parseClientAPI(s *settings, cfg *webhook.Config, dev bool) error {
+	rate := func(name string) (float64, error) {
+		v, err := strconv.ParseFloat(s.mustStr(name), 64)
+		if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+			return 0, usagef("%s: %q is not a rate (requests per second, 0: no limit)", name, s.mustStr(name))
+		}
+		if v == 0 {
+			return -1, nil // webhook.LimitConfig: negative is no limit
+		}
+		return v, nil
+	}
+	var err error
+	l := &cfg.Limits
+	if l.IPRate, err = rate("client-rate"); err != nil {
+		return err
+	}
+	if l.UIDRate, err = rate("client-uid-rate"); err != nil {
+		return err
+	}
+	if l.IPBurst, err = s.int("client-burst", 1); err != nil {
+		return err
+	}
+	if l.UIDBurst, err = s.int("client-uid-burst", 1); err != nil {
+		return err
+	}
+	if l.TrustedProxies, err = webhook.ParseTrustedProxies(s.mustStr("client-trusted-proxies")); err != nil {
+		return usagef("client-trusted-proxies: %v", err)
+	}
+	var origins []string
+	for _, o := range strings.Split(s.mustStr("cors-allowed-origins"), ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	if dev {
+		origins = append(origins, webhook.LoopbackOrigins...)
+	}
+	cfg.CORS.AllowedOrigins = origins
+	if err := webhook.CheckOrigins(origins); err != nil {
+		return usagef("cors-allowed-origins: %v", err)
+	}
+	return nil
 }
 
 // parseWebhook reads the HTTP server's settings; the caller sets its
@@ -310,7 +363,13 @@ func parseWebhook(s *settings, log zerolog.Logger) (*webhook.Config, error) {
 	if auth == webhook.ClientAuthCometChat && apiKey == "" {
 		return nil, usagef("cometchat-api-key is required with client-auth cometchat (set GROUPSYNC_COMETCHAT_API_KEY, or client-auth trust-header behind a gateway)")
 	}
-	return &webhook.Config{
+	if auth == webhook.ClientAuthCometChat {
+		// The same checks as the REST client's, reported at start.
+		if _, err := parseCometChat(s, true); err != nil {
+			return nil, err
+		}
+	}
+	cfg := &webhook.Config{
 		Addr:       s.mustStr("http-addr"),
 		Username:   user,
 		Password:   pass,
@@ -323,7 +382,11 @@ func parseWebhook(s *settings, log zerolog.Logger) (*webhook.Config, error) {
 			Region: s.mustStr("cometchat-region"),
 			APIKey: apiKey,
 		},
-	}, nil
+	}
+	if err := parseClientAPI(s, cfg, false); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 func parseWorker(s *settings, ids *groupsync.Identities) (*WorkerConfig, error) {

@@ -58,6 +58,10 @@ func parseDev(e env, args []string) (*devConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	var clientAPI webhook.Config
+	if err := parseClientAPI(s, &clientAPI, true); err != nil {
+		return nil, err
+	}
 	dir, err := filepath.Abs(s.mustStr("data-dir"))
 	if err != nil {
 		return nil, usagef("data-dir: %v", err)
@@ -113,6 +117,7 @@ func parseDev(e env, args []string) (*devConfig, error) {
 		ClientAuth: webhook.ClientAuthTrustHeader,
 		Tokens:     webhook.VirgilTokens{Generator: jwt},
 	}
+	cfg.Serve.Limits, cfg.Serve.CORS = clientAPI.Limits, clientAPI.CORS
 	return &devConfig{Config: cfg, dir: dir, secrets: sec}, nil
 }
 
@@ -178,6 +183,7 @@ groupsync dev is running (data in %s)
   webhooks     POST %s%s   Basic auth %s / %s, app id %s
   client API   GET  %s/v1/virgil-jwt, POST %s/v1/get-identities
                header %s: <uid> is trusted without a CometChat token (dev only)
+               browser pages on http://localhost:*, http://127.0.0.1:* may call it (CORS)
   Virgil       %s (local emulator; groups at /_emulator/groups/<group id>?owner=%s)
   NATS         %s
   store        %s

@@ -117,6 +117,8 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 		return err
 	})
 
+	checkDevCORS(t, d)
+
 	body, err := os.ReadFile("../../testdata/cometchat/group_created.json")
 	if err != nil {
 		t.Fatal(err)
@@ -324,4 +326,53 @@ func TestReconcileCreatesGroupsThatExistedBefore(t *testing.T) {
 		t.Errorf("jobs failed after reconcile = %q", stdout)
 	}
 	d.proc.stop(t)
+}
+
+// checkDevCORS: a page on another loopback origin may call dev's client API
+// with the uid header (and a bearer token, as apps send one).
+func checkDevCORS(t *testing.T, d *devInstance) {
+	t.Helper()
+	const origin = "http://127.0.0.1:41999"
+	pre, err := http.NewRequest(http.MethodOptions, d.info.HTTPURL+"/v1/virgil-jwt", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre.Header.Set("Origin", origin)
+	pre.Header.Set("Access-Control-Request-Method", "GET")
+	pre.Header.Set("Access-Control-Request-Headers", "authorization,x-cometchat-uid")
+	resp, err := http.DefaultClient.Do(pre)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	allowed := strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers"))
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != origin ||
+		!strings.Contains(allowed, "authorization") || !strings.Contains(allowed, "x-cometchat-uid") {
+		t.Fatalf("dev preflight from %s = %d, Allow-Origin %q, Allow-Headers %q", origin, resp.StatusCode,
+			resp.Header.Get("Access-Control-Allow-Origin"), allowed)
+	}
+	req, err := http.NewRequest(http.MethodGet, d.info.HTTPURL+"/v1/virgil-jwt", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Origin", origin)
+	req.Header.Set(d.info.ClientUIDHeader, "alice")
+	req.Header.Set("Authorization", "Bearer alice_token")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != origin {
+		t.Fatalf("dev GET virgil-jwt from %s = %d, Allow-Origin %q", origin, resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	req.Header.Set("Origin", "https://evil.example")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("dev answers https://evil.example with Allow-Origin %q", resp.Header.Get("Access-Control-Allow-Origin"))
+	}
 }

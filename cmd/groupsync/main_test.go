@@ -246,6 +246,13 @@ func TestBadConfigurationIsOneLineAndExitCode2(t *testing.T) {
 		{"RetryWithoutIDs", nil, []string{"jobs", "retry"}, "job ids or --all"},
 		{"ReconcileWithoutGroups", nil, []string{"reconcile"}, "group ids or --all"},
 		{"BadLogLevel", []string{"GROUPSYNC_LOG_LEVEL=loud"}, []string{"worker"}, "log-level"},
+		{"CometChatPlainHTTP", []string{"GROUPSYNC_COMETCHAT_API_KEY=k", "GROUPSYNC_COMETCHAT_API_URL=http://app1.api-us.cometchat.io/v3"}, []string{"reconcile", "--all"}, "plain http"},
+		{"CometChatURLWithCredentials", []string{"GROUPSYNC_COMETCHAT_API_KEY=k", "GROUPSYNC_COMETCHAT_API_URL=https://u:p@app1.api-us.cometchat.io"}, []string{"reconcile", "--all"}, "credentials"},
+		{"CORSAnyOrigin", []string{"GROUPSYNC_CORS_ALLOWED_ORIGINS=*"}, []string{"dev", "--data-dir", "/nonexistent/groupsync"}, "cors-allowed-origins"},
+		{"CORSOriginWithPath", []string{"GROUPSYNC_CORS_ALLOWED_ORIGINS=https://app.example.com/chat"}, []string{"dev", "--data-dir", "/nonexistent/groupsync"}, "cors-allowed-origins"},
+		{"NegativeClientRate", []string{"GROUPSYNC_CLIENT_RATE=-1"}, []string{"dev", "--data-dir", "/nonexistent/groupsync"}, "client-rate"},
+		{"ZeroClientBurst", []string{"GROUPSYNC_CLIENT_UID_BURST=0"}, []string{"dev", "--data-dir", "/nonexistent/groupsync"}, "client-uid-burst"},
+		{"TrustedProxyHostName", []string{"GROUPSYNC_CLIENT_TRUSTED_PROXIES=proxy.example"}, []string{"dev", "--data-dir", "/nonexistent/groupsync"}, "client-trusted-proxies"},
 		{"MissingSecretFile", []string{"GROUPSYNC_VIRGIL_APP_ID=a", "GROUPSYNC_VIRGIL_APP_KEY_ID=k", "GROUPSYNC_VIRGIL_APP_KEY_FILE=/nonexistent/key"}, []string{"owner", "init"}, "GROUPSYNC_VIRGIL_APP_KEY"},
 	}
 	for _, tc := range cases {
