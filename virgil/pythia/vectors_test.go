@@ -47,7 +47,7 @@ type vectorFile struct {
 	} `json:"updateTokens"`
 }
 
-func loadVectors(t *testing.T) vectorFile {
+func loadVectors(t testing.TB) vectorFile {
 	t.Helper()
 	b, err := os.ReadFile("../../testdata/virgil/pythia.json")
 	if err != nil {
