@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/groupsync/groupsync/virgil/emulator"
 	"github.com/groupsync/groupsync/virgil/pythia"
@@ -258,4 +259,21 @@ func TestKeyknoxV1BadRequests(t *testing.T) {
 	if v, _ := decodeV1(t, w, w.Body.Bytes()); *v.Value != "" {
 		t.Fatalf("a refused push stored %s", w.Body.String())
 	}
+}
+
+// TestBackupExpiredToken: an expired token is 401/20304 on every backup
+// endpoint, as elsewhere, so clients refresh it and retry.
+func TestBackupExpiredToken(t *testing.T) {
+	f := newFixture(t, func(c *emulator.Config) {
+		c.Now = func() time.Time { return vectorNow.Add(24 * time.Hour) }
+	})
+	b, err := pythia.Blind([]byte("pw"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"blinded_password":"` + base64.StdEncoding.EncodeToString(b.BlindedPassword) + `"}`
+	wantError(t, f.do("alice", http.MethodPost, "/pythia/v1/brainkey", body), 401, emulator.CodeTokenExpired)
+	wantError(t, f.do("alice", http.MethodPut, "/keyknox/v1", v1Body("m", "v")), 401, emulator.CodeTokenExpired)
+	wantError(t, f.do("alice", http.MethodGet, "/keyknox/v1", ""), 401, emulator.CodeTokenExpired)
+	wantError(t, f.do("alice", http.MethodPost, "/keyknox/v1/reset", ""), 401, emulator.CodeTokenExpired)
 }
