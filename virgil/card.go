@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -20,10 +21,17 @@ const (
 	SignerSelf = "self"
 	// SignerVirgil names the Cards service signature.
 	SignerVirgil = "virgil"
-	// VirgilCardsServiceKeyBase64 is the Cards service key hard-coded in the
-	// official SDKs (SPKI, base64); cards served by api.virgilsecurity.com
-	// carry a "virgil" signature made with it.
+	// VirgilCardsServiceKeyBase64 is the public key (Ed25519, SPKI DER,
+	// base64) of Virgil's Cards service: every card served by VirgilAPIURL
+	// carries a "virgil" signature made with it. It is the key hard-coded
+	// in the official virgil-sdk (VirgilCardVerifier, used by E3Kit when its
+	// apiUrl is VirgilAPIURL); the copy in the golden vectors
+	// (testdata/virgil/cards.json, virgil_cards_service_public_key_b64) was
+	// read from virgil-sdk 6.1.2, and a test checks this constant against
+	// it. docs/security.md explains how groupsync chooses the key.
 	VirgilCardsServiceKeyBase64 = "MCowBQYDK2VwAyEAljOYGANYiVq1WbvVvoYIKtvZi2ji9bAhxyu6iV/LF8M="
+	// VirgilAPIURL is the base URL of Virgil's cloud services.
+	VirgilAPIURL = "https://api.virgilsecurity.com"
 	// maxCardSize bounds the raw card JSON and snapshots this package parses.
 	maxCardSize = 64 << 10
 )
@@ -31,6 +39,25 @@ const (
 // ErrInvalidCard is returned (wrapped) for a card that is malformed or fails a
 // signature check.
 var ErrInvalidCard = errors.New("virgil: invalid card")
+
+// ErrNoServiceKey is returned (wrapped) by ServiceKeyFor for an API URL
+// that is not Virgil's when no service key was given.
+var ErrNoServiceKey = errors.New("virgil: no Cards service key for this API URL")
+
+// ServiceKeyFor returns the key that must have made the "virgil" signature
+// of every card served by apiURL: override when it is not nil, the real
+// Cards service key (VirgilCardsServiceKey) when apiURL is VirgilAPIURL (a
+// trailing slash is ignored), and ErrNoServiceKey otherwise, so that an
+// owner never runs without checking Virgil's signature.
+func ServiceKeyFor(apiURL string, override *PublicKey) (*PublicKey, error) {
+	switch {
+	case override != nil:
+		return override, nil
+	case strings.TrimRight(apiURL, "/") == VirgilAPIURL:
+		return VirgilCardsServiceKey(), nil
+	}
+	return nil, fmt.Errorf("%w %q: give the key of its card signatures", ErrNoServiceKey, apiURL)
+}
 
 // VirgilCardsServiceKey returns the public key of VirgilCardsServiceKeyBase64.
 func VirgilCardsServiceKey() *PublicKey {

@@ -104,8 +104,10 @@ type Owner struct {
 type OwnerOption func(*Owner)
 
 // WithServiceKey makes the Owner require and verify the Cards service
-// ("virgil") signature of every card with key (VirgilCardsServiceKey in
-// production). Without it only self signatures are checked.
+// ("virgil") signature of every card with key (ServiceKeyFor chooses it).
+// A member whose cards lack a valid one is never given a ticket: it is
+// left pending, with the reason in Shared.Refused. Without this option only
+// self signatures are checked.
 func WithServiceKey(key *PublicKey) OwnerOption { return func(o *Owner) { o.serviceKey = key } }
 
 // WithCrypto sets the key id scheme and randomness of tickets; the scheme
@@ -174,12 +176,15 @@ func (o *Owner) EnsureCard(ctx context.Context) (string, error) {
 type memberCards struct {
 	keys    map[string][]*PublicKey // every unlinked card of the identity
 	current map[string]*Card        // the newest unlinked card
+	refused map[string]string       // why an identity's cards were refused
 }
 
 // cardsOf searches the cards of ids, links chains, verifies signatures and
-// returns the keys of every identity that has a card.
+// returns the keys of every identity that has a card. A card whose service
+// signature does not verify is left out as if it did not exist, and the
+// reason is kept in refused for identities left without any card.
 func (o *Owner) cardsOf(ctx context.Context, ids []string) (*memberCards, error) {
-	mc := &memberCards{keys: map[string][]*PublicKey{}, current: map[string]*Card{}}
+	mc := &memberCards{keys: map[string][]*PublicKey{}, current: map[string]*Card{}, refused: map[string]string{}}
 	for start := 0; start < len(ids); start += searchChunk {
 		chunk := ids[start:min(start+searchChunk, len(ids))]
 		cards, err := o.client.SearchCards(ctx, chunk)
@@ -188,7 +193,8 @@ func (o *Owner) cardsOf(ctx context.Context, ids []string) (*memberCards, error)
 		}
 		for _, c := range LinkCards(cards) {
 			if err := o.verify(c); err != nil {
-				return nil, fmt.Errorf("virgil: card of %q: %w", c.Identity, err)
+				mc.refused[c.Identity] = fmt.Sprintf("card %s refused: no valid Virgil (Cards service) signature", c.ID)
+				continue
 			}
 			mc.keys[c.Identity] = append(mc.keys[c.Identity], c.PublicKey)
 			if cur := mc.current[c.Identity]; cur == nil || c.CreatedAt.After(cur.CreatedAt) ||
@@ -197,7 +203,24 @@ func (o *Owner) cardsOf(ctx context.Context, ids []string) (*memberCards, error)
 			}
 		}
 	}
+	for id := range mc.refused {
+		if len(mc.keys[id]) > 0 {
+			delete(mc.refused, id)
+		}
+	}
 	return mc, nil
+}
+
+// refusedOf returns the reasons of the identities of pending whose cards
+// were refused.
+func (mc *memberCards) refusedOf(pending []string) map[string]string {
+	out := map[string]string{}
+	for _, id := range pending {
+		if r, ok := mc.refused[id]; ok {
+			out[id] = r
+		}
+	}
+	return out
 }
 
 // verify checks c's service signature once per served card bytes.
@@ -431,6 +454,10 @@ func (o *Owner) checkCount(groupID string, n int) error {
 type Shared struct {
 	// Pending are the members without a card, left out.
 	Pending []string
+	// Refused gives, for the members of Pending whose only cards were
+	// refused (no valid Cards service signature), the reason; members
+	// without any card are absent.
+	Refused map[string]string
 	// CardIDs maps each member given access to its current card id (the
 	// newest of its unlinked cards), read by the same search that gave the
 	// keys the tickets were encrypted to.
@@ -473,7 +500,7 @@ func (o *Owner) CreateGroup(ctx context.Context, groupID string, members []strin
 	if err != nil {
 		return Shared{}, fmt.Errorf("virgil: create group %q: %w", groupID, err)
 	}
-	return Shared{Pending: pending, CardIDs: mc.cardIDs(ready)}, nil
+	return Shared{Pending: pending, Refused: mc.refusedOf(pending), CardIDs: mc.cardIDs(ready)}, nil
 }
 
 // Add gives members access to every epoch of the group, newest first, so an
@@ -537,7 +564,7 @@ func (o *Owner) share(ctx context.Context, groupID string, members []string, rep
 	}
 	ready, pending := mc.split(ids)
 	if len(ready) == 0 {
-		return Shared{Pending: pending, CardIDs: map[string]string{}}, nil
+		return Shared{Pending: pending, Refused: mc.refusedOf(pending), CardIDs: map[string]string{}}, nil
 	}
 	sid, _ := SessionID(groupID)
 	// The newest epoch first and on its own, so an interrupted add already
@@ -552,7 +579,7 @@ func (o *Owner) share(ctx context.Context, groupID string, members []string, rep
 	if err != nil {
 		return Shared{}, fmt.Errorf("virgil: %s group %q: %w", op, groupID, err)
 	}
-	return Shared{Pending: pending, CardIDs: mc.cardIDs(ready)}, nil
+	return Shared{Pending: pending, Refused: mc.refusedOf(pending), CardIDs: mc.cardIDs(ready)}, nil
 }
 
 // forEach runs fn for every epoch, newest first, at most o.parallel at a

@@ -591,3 +591,83 @@ func TestOwnerSearchesInChunks(t *testing.T) {
 		t.Fatalf("a search of %d identities succeeded; the emulator must refuse it", virgil.MaxSearchIdentities+1)
 	}
 }
+
+func TestOwnerRefusesCardsWithoutServiceSignature(t *testing.T) {
+	ob := setupOwner(t)
+	ctx := context.Background()
+	alice := ob.register(t, "alice-identity")
+	other, err := virgil.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same emulator, seen by an owner that expects another service key:
+	// every card's "virgil" signature is by the wrong key.
+	strict := virgil.NewOwner(ob.client(ownerID), ob.key, "", virgil.WithServiceKey(other.Public()))
+	const group = "refused-group-01"
+	res, err := strict.CreateGroup(ctx, group, []string{alice.identity, "no-card-identity"})
+	if err != nil {
+		t.Fatalf("CreateGroup = %v", err)
+	}
+	if !slices.Equal(res.Pending, []string{alice.identity, "no-card-identity"}) {
+		t.Errorf("CreateGroup pending = %v, want both members", res.Pending)
+	}
+	if r := res.Refused[alice.identity]; !strings.Contains(r, alice.cardID) || !strings.Contains(r, "Virgil") {
+		t.Errorf("CreateGroup refused[alice] = %q, want the card id and the reason", r)
+	}
+	if _, ok := res.Refused["no-card-identity"]; ok {
+		t.Errorf("CreateGroup refused a member without a card: %v", res.Refused)
+	}
+	if _, err := alice.load(t, group); !errors.Is(err, errNoAccess) {
+		t.Errorf("alice loads the group = %v, want %v", err, errNoAccess)
+	}
+	if ids, err := strict.CardIDs(ctx, []string{alice.identity}); err != nil || len(ids) != 0 {
+		t.Errorf("CardIDs = %v, %v, want none", ids, err)
+	}
+	res, err = strict.AddMembers(ctx, group, []string{alice.identity})
+	if err != nil || !slices.Equal(res.Pending, []string{alice.identity}) || res.Refused[alice.identity] == "" {
+		t.Errorf("AddMembers = %+v, %v, want alice pending and refused", res, err)
+	}
+	// With the right key the same card is accepted.
+	res, err = ob.owner.AddMembers(ctx, group, []string{alice.identity})
+	if err != nil || len(res.Pending) != 0 || len(res.Refused) != 0 {
+		t.Fatalf("AddMembers with the emulator's key = %+v, %v", res, err)
+	}
+	if _, err := alice.load(t, group); err != nil {
+		t.Errorf("alice loads the group after a valid add = %v", err)
+	}
+}
+
+func TestServiceKeyFor(t *testing.T) {
+	override, err := virgil.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		url      string
+		override *virgil.PublicKey
+		want     *virgil.PublicKey
+	}{
+		{"Virgil", "https://api.virgilsecurity.com", nil, virgil.VirgilCardsServiceKey()},
+		{"VirgilTrailingSlash", "https://api.virgilsecurity.com/", nil, virgil.VirgilCardsServiceKey()},
+		{"VirgilOverridden", "https://api.virgilsecurity.com", override.Public(), override.Public()},
+		{"EmulatorWithKey", "http://127.0.0.1:8271", override.Public(), override.Public()},
+		{"EmulatorWithoutKey", "http://127.0.0.1:8271", nil, nil},
+		{"PlainHTTPVirgil", "http://api.virgilsecurity.com", nil, nil},
+		{"LookAlike", "https://api.virgilsecurity.com.example.org", nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := virgil.ServiceKeyFor(tc.url, tc.override)
+			if tc.want == nil {
+				if !errors.Is(err, virgil.ErrNoServiceKey) || got != nil {
+					t.Fatalf("ServiceKeyFor(%q, nil) = %v, %v, want ErrNoServiceKey", tc.url, got, err)
+				}
+				return
+			}
+			if err != nil || !got.Equal(tc.want) {
+				t.Fatalf("ServiceKeyFor(%q) = %v, %v, want %v", tc.url, got, err, tc.want)
+			}
+		})
+	}
+}
