@@ -118,6 +118,9 @@ type Groups interface {
 type Added struct {
 	// Pending are the uids without a Virgil card, left out.
 	Pending []string
+	// Refused gives, for uids of Pending whose cards were refused (no valid
+	// Virgil signature), the reason.
+	Refused map[string]string
 	// CardIDs maps each uid given access to the id of the card its tickets
 	// were made for.
 	CardIDs map[string]string

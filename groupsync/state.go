@@ -69,6 +69,10 @@ type MemberState struct {
 	// CardID is the id of the Virgil card the member was last given the
 	// group's tickets under, "" when unknown.
 	CardID string `json:"card_id,omitempty"`
+	// PendingReason says why a pending member was left out when it is not
+	// simply that they have no card yet (their card was refused); "" when
+	// not pending or without a card.
+	PendingReason string `json:"pending_reason,omitempty"`
 }
 
 // GroupState is what groupsync remembers about one CometChat group between
@@ -138,7 +142,20 @@ func (s *GroupState) MarkPending(uid string, pending bool) {
 	m.Pending = pending
 	if pending {
 		m.CardID = ""
+	} else {
+		m.PendingReason = ""
 	}
+	s.Members[uid] = m
+}
+
+// MarkPendingReason records why member uid, who is pending, was left out
+// ("" for no card). It does nothing for a user who is not pending.
+func (s *GroupState) MarkPendingReason(uid, reason string) {
+	m, ok := s.Members[uid]
+	if !ok || !m.In || !m.Pending {
+		return
+	}
+	m.PendingReason = reason
 	s.Members[uid] = m
 }
 
@@ -152,6 +169,7 @@ func (s *GroupState) MarkCard(uid, cardID string) {
 	m.CardID = cardID
 	if cardID != "" {
 		m.Pending = false
+		m.PendingReason = ""
 	}
 	s.Members[uid] = m
 }

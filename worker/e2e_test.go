@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/groupsync/groupsync/groupsync"
 	"github.com/groupsync/groupsync/virgil"
+	"github.com/groupsync/groupsync/worker"
 )
 
 // TestEveryActionReachesVirgil sends every CometChat trigger through the
@@ -404,4 +406,34 @@ func (e *env) canReadNewest(ctx context.Context, uid, guid string) error {
 	}
 	_, err = virgil.DecryptThenVerify(entry.Meta, entry.Value, m.key, cards[0].PublicKey)
 	return err
+}
+
+// TestRefusedCardKeepsMemberPending: a member whose card lacks a valid
+// Virgil signature (here: made by another service key than the owner
+// expects) gets no ticket and stays pending with the reason in the group's
+// state; a member of the same event without a card has no reason.
+func TestRefusedCardKeepsMemberPending(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.register("alice")
+	other, err := virgil.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := virgil.NewOwner(e.client(ownerID), e.ownerKey, ownerID, virgil.WithServiceKey(other.Public()))
+	e.startPool(e.poolConfig(), nil, nil, worker.NewVirgilGroups(owner, e.ids))
+	g := evt{guid: "refused-group", created: 1_718_000_000}
+	e.publish(job(g.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice", "newbie")))
+	e.waitSettled()
+	e.waitMembers(g.guid)
+	st, _, err := e.store.Group(context.Background(), g.guid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, newbie := st.Members["alice"], st.Members["newbie"]
+	if !alice.Pending || !strings.Contains(alice.PendingReason, "no valid Virgil") || alice.CardID != "" {
+		t.Errorf("alice = %+v, want pending with the refusal as reason", alice)
+	}
+	if !newbie.Pending || newbie.PendingReason != "" {
+		t.Errorf("newbie = %+v, want pending without a reason", newbie)
+	}
 }

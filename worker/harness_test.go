@@ -54,20 +54,21 @@ func eventually(tb testing.TB, timeout time.Duration, cond func() (bool, string)
 // NATS with the queue, a redis-server, the Virgil emulator over HTTP and the
 // real virgil.Owner.
 type env struct {
-	tb     testing.TB
-	nats   *natstest.Server
-	nc     *nats.Conn
-	q      *queue.Queue
-	qcfg   queue.Config
-	redis  *redistest.Server
-	store  worker.Store
-	emu    *emulator.Emulator
-	url    string
-	gen    *virgil.JWTGenerator
-	owner  *virgil.Owner
-	ids    *groupsync.Identities
-	groups *worker.VirgilGroups
-	seq    atomic.Int64
+	tb       testing.TB
+	nats     *natstest.Server
+	nc       *nats.Conn
+	q        *queue.Queue
+	qcfg     queue.Config
+	redis    *redistest.Server
+	store    worker.Store
+	emu      *emulator.Emulator
+	url      string
+	gen      *virgil.JWTGenerator
+	owner    *virgil.Owner
+	ownerKey *virgil.PrivateKey
+	ids      *groupsync.Identities
+	groups   *worker.VirgilGroups
+	seq      atomic.Int64
 
 	mu    sync.Mutex
 	users map[string]*member
@@ -114,6 +115,7 @@ func newEnv(tb testing.TB, opts envOptions) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	e.ownerKey = ownerKey
 	e.owner = virgil.NewOwner(e.client(ownerID), ownerKey, ownerID, virgil.WithServiceKey(e.emu.ServiceKey()))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -280,12 +282,18 @@ func (p *Pool) add(ctx context.Context, guid string, s groupsync.Step, st *group
 	}
 	for _, uid := range s.UIDs {
 		st.MarkPending(uid, isPending[uid])
-		if !isPending[uid] {
+		if isPending[uid] {
+			st.MarkPendingReason(uid, res.Refused[uid])
+		} else {
 			st.MarkCard(uid, res.CardIDs[uid])
 		}
 	}
 	if len(res.Pending) > 0 {
 		log.Info().Strs("pending", res.Pending).Msg("members without a Virgil card kept pending")
+	}
+	for _, uid := range slices.Sorted(maps.Keys(res.Refused)) {
+		log.Warn().Str("uid", uid).Str("reason", res.Refused[uid]).
+			Msg("member kept pending: their Virgil card has no valid Virgil signature and gets no ticket")
 	}
 	return nil
 }

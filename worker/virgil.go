@@ -91,7 +91,7 @@ func (g *VirgilGroups) Add(ctx context.Context, guid string, uids []string) (gro
 
 // added maps the owner's outcome back to uids.
 func added(res virgil.Shared, back map[string]string) groupsync.Added {
-	return groupsync.Added{Pending: unmap(res.Pending, back), CardIDs: unmapKeys(res.CardIDs, back)}
+	return groupsync.Added{Pending: unmap(res.Pending, back), Refused: unmapKeys(res.Refused, back), CardIDs: unmapKeys(res.CardIDs, back)}
 }
 
 // Remove implements groupsync.Groups.
