@@ -525,6 +525,6 @@ func emulatorConfig(jwt *virgil.JWTGenerator, dir string, serviceKey *virgil.Pri
 		ServiceKey:   serviceKey,
 		Dir:          dir,
 		Logger:       log,
-		DisableDebug: !debug,
+		DebugAPI:     debug,
 	}
 }

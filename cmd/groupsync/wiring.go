@@ -187,7 +187,7 @@ func (m *Main) openEmulator(c EmulatorConfig) error {
 	if m.Config.Virgil.APIURL == "" {
 		m.Config.Virgil.APIURL = "http://" + ln.Addr().String()
 	}
-	m.log.Info().Str("addr", ln.Addr().String()).Bool("debug_api", !ec.DisableDebug).Msg("virgil emulator listening")
+	m.log.Info().Str("addr", ln.Addr().String()).Bool("debug_api", ec.DebugAPI).Msg("virgil emulator listening")
 	return nil
 }
 

@@ -47,9 +47,10 @@
 //
 // # Dev and test aids
 //
-// Unless Config.DisableDebug is set, these endpoints answer without a token;
-// they exist for tests, dev mode and chaos runs, and `groupsync emulator`
-// can switch them off:
+// With Config.DebugAPI set (it is off by default; `groupsync dev` turns it
+// on, `groupsync emulator` only when GROUPSYNC_EMULATOR_DEBUG_API is true),
+// these endpoints answer without a token; they exist for tests, dev mode and
+// chaos runs:
 //
 //	GET    /_emulator/groups/{groupID}?owner=<identity>   GroupView as JSON
 //	GET    /_emulator/cards/{identity}                    the identity's newest card
@@ -58,6 +59,11 @@
 //	DELETE /_emulator/fault                               clear the fault
 //
 // The same functions are methods: Group, Card, SetFault, ClearFault, Stats.
+//
+// Always served, without a token: GET /emulator/v1/service-key
+// (ServiceKeyPath) publishes the public key of the emulator's "virgil" card
+// signatures, which the owner of a deployment against the emulator must be
+// given (GROUPSYNC_VIRGIL_SERVICE_KEY).
 //
 // # Persistence
 //

@@ -119,8 +119,10 @@ type Config struct {
 	Logger zerolog.Logger
 	// MaxBodyBytes bounds request bodies (default DefaultMaxBodyBytes).
 	MaxBodyBytes int64
-	// DisableDebug turns off the /_emulator/ endpoints.
-	DisableDebug bool
+	// DebugAPI turns on the /_emulator/ inspection and fault endpoints,
+	// which answer without a token: for tests, dev mode and chaos runs
+	// only. Off by default.
+	DebugAPI bool
 }
 
 // Emulator is a Virgil-compatible http.Handler. It is safe for concurrent use.
@@ -203,6 +205,28 @@ func New(cfg Config) (*Emulator, error) {
 // signatures (give it to virgil.WithServiceKey).
 func (e *Emulator) ServiceKey() *virgil.PublicKey { return e.serviceKey.Public() }
 
+// ServiceKeyPath is the public endpoint (GET, no token) that publishes the
+// emulator's service key as ServiceKeyResponse JSON, so that operators can
+// configure the owner of a deployment against the emulator with it.
+const ServiceKeyPath = "/emulator/v1/service-key"
+
+// ServiceKeyResponse is the body of GET ServiceKeyPath.
+type ServiceKeyResponse struct {
+	// ServiceKey is the public key of the emulator's "virgil" card
+	// signatures, base64 SPKI DER (the form of
+	// virgil.VirgilCardsServiceKeyBase64 and GROUPSYNC_VIRGIL_SERVICE_KEY).
+	ServiceKey string `json:"service_key"`
+}
+
+func (e *Emulator) serveServiceKey(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		e.writeError(w, apiErr(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method %s not allowed", r.Method))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(ServiceKeyResponse{ServiceKey: e.serviceKey.Public().MarshalSPKIBase64()})
+}
+
 // Close stops serving: later requests get 503. The state is already on disk
 // (every change is synced to the journal before it is answered); Close
 // closes the journal. Close is idempotent.
@@ -238,8 +262,12 @@ func (e *Emulator) serve(w *statusRecorder, r *http.Request) (caller string) {
 		e.writeError(w, apiErr(http.StatusServiceUnavailable, CodeUnavailable, "emulator closed"))
 		return ""
 	}
-	if strings.HasPrefix(r.URL.Path, debugPrefix) && !e.cfg.DisableDebug {
+	if strings.HasPrefix(r.URL.Path, debugPrefix) && e.cfg.DebugAPI {
 		e.serveDebug(w, r)
+		return ""
+	}
+	if r.URL.Path == ServiceKeyPath {
+		e.serveServiceKey(w, r)
 		return ""
 	}
 	e.requests.Add(1)

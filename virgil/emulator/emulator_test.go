@@ -287,11 +287,35 @@ func TestFaultInjection(t *testing.T) {
 	}
 }
 
-func TestDisableDebug(t *testing.T) {
-	f := newFixture(t, func(c *emulator.Config) { c.DisableDebug = true })
-	wantError(t, f.do("", "GET", "/_emulator/stats", ""), 404, emulator.CodeNotFound)
-	wantError(t, f.do("", "POST", "/_emulator/fault", `{"status":500}`), 404, emulator.CodeNotFound)
+func TestDebugAPIOffByDefault(t *testing.T) {
+	f := newFixture(t, func(c *emulator.Config) { c.DebugAPI = false })
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", "/_emulator/stats", ""},
+		{"POST", "/_emulator/fault", `{"status":500}`},
+		{"DELETE", "/_emulator/fault", ""},
+		{"GET", "/_emulator/cards/alice-uid", ""},
+		{"GET", "/_emulator/groups/some-group-id", ""},
+	} {
+		wantError(t, f.do("", r.method, r.path, r.body), 404, emulator.CodeNotFound)
+	}
+	if st := f.emu.Stats(); st.Faults != 0 {
+		t.Errorf("a fault was set through the disabled debug API: %+v", st)
+	}
 	wantOK(t, f.do("alice-uid", "POST", "/card/v5/actions/search", `{"identities":["a"]}`))
+}
+
+func TestServiceKeyIsPublished(t *testing.T) {
+	f := newFixture(t, func(c *emulator.Config) { c.DebugAPI = false })
+	w := f.do("", "GET", emulator.ServiceKeyPath, "")
+	wantOK(t, w)
+	var got emulator.ServiceKeyResponse
+	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+		t.Fatalf("GET %s: %v", emulator.ServiceKeyPath, err)
+	}
+	if want := f.emu.ServiceKey().MarshalSPKIBase64(); got.ServiceKey != want {
+		t.Errorf("GET %s = %q, want %q", emulator.ServiceKeyPath, got.ServiceKey, want)
+	}
+	wantError(t, f.do("", "POST", emulator.ServiceKeyPath, "{}"), 405, emulator.CodeMethodNotAllowed)
 }
 
 // TestLogsNoSecrets logs every request at debug level and checks that no

@@ -91,6 +91,7 @@ func appConfig(tb testing.TB, now time.Time) (emulator.Config, jwtVectors) {
 		AppID: jv.AppID, AppKeyID: jv.AppKeyID, AppPublicKey: pub,
 		ServiceKey: mustPrivate(tb, cv.EmulatorServiceKey.PKCS8),
 		Now:        func() time.Time { return now },
+		DebugAPI:   true,
 	}, jv
 }
 
