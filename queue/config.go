@@ -22,6 +22,19 @@ const (
 	DefaultReplicas          = 1
 	DefaultPublishTimeout    = 5 * time.Second
 	DefaultFetchWait         = 5 * time.Second
+	// DefaultMaxJobs bounds the job stream's messages: a million jobs, far
+	// more than any backlog workers can still catch up on.
+	DefaultMaxJobs = 1_000_000
+	// DefaultMaxJobBytes bounds the job stream's size (1 GiB; a job is
+	// about 0.5 to 10 KiB).
+	DefaultMaxJobBytes = 1 << 30
+	// DefaultDeadLetterMaxJobs bounds the dead-letter stream's messages.
+	DefaultDeadLetterMaxJobs = 100_000
+	// DefaultDeadLetterMaxBytes bounds the dead-letter stream's size (256 MiB).
+	DefaultDeadLetterMaxBytes = 256 << 20
+	// DefaultFillThreshold is the fill (of messages or bytes) of either
+	// stream above which CheckFill reports the queue as filling up.
+	DefaultFillThreshold = 0.9
 )
 
 // MaxPartitions is the largest Config.Partitions accepted.
@@ -67,6 +80,24 @@ type Config struct {
 	MaxDeliver int
 	// DeadLetterMaxAge is how long dead letters are kept (default 30 days).
 	DeadLetterMaxAge time.Duration
+	// MaxJobs and MaxJobBytes bound the job stream (defaults
+	// DefaultMaxJobs and DefaultMaxJobBytes; -1 for no limit). A full stream
+	// refuses new jobs (Publish fails with ErrFull) rather than dropping old
+	// ones.
+	MaxJobs, MaxJobBytes int64
+	// MaxJobAge, when positive, is how long a job may wait in the job
+	// stream before JetStream drops it. The default, 0, keeps jobs until
+	// they are applied or dead-lettered: an accepted job is a promise.
+	MaxJobAge time.Duration
+	// DeadLetterMaxJobs and DeadLetterMaxBytes bound the dead-letter stream
+	// (defaults DefaultDeadLetterMaxJobs and DefaultDeadLetterMaxBytes; -1
+	// for no limit). A full dead-letter stream refuses new dead letters:
+	// the failed job then stays in the job stream, redelivered later.
+	DeadLetterMaxJobs, DeadLetterMaxBytes int64
+	// FillThreshold is the fill of either stream, from 0 to 1, above which
+	// CheckFill fails (default DefaultFillThreshold), so that readiness
+	// degrades before the streams refuse work.
+	FillThreshold float64
 	// Replicas is the replica count of both streams (default 1; 3 on a
 	// clustered JetStream). Open changes the streams of a live deployment
 	// to it in place; see ReplicasError for when JetStream refuses.
@@ -121,6 +152,21 @@ func (c Config) withDefaults() Config {
 	if c.FetchWait == 0 {
 		c.FetchWait = DefaultFetchWait
 	}
+	if c.MaxJobs == 0 {
+		c.MaxJobs = DefaultMaxJobs
+	}
+	if c.MaxJobBytes == 0 {
+		c.MaxJobBytes = DefaultMaxJobBytes
+	}
+	if c.DeadLetterMaxJobs == 0 {
+		c.DeadLetterMaxJobs = DefaultDeadLetterMaxJobs
+	}
+	if c.DeadLetterMaxBytes == 0 {
+		c.DeadLetterMaxBytes = DefaultDeadLetterMaxBytes
+	}
+	if c.FillThreshold == 0 {
+		c.FillThreshold = DefaultFillThreshold
+	}
 	return c
 }
 
@@ -170,6 +216,25 @@ func (c Config) validate() error {
 		if d.d < 0 {
 			return fmt.Errorf("queue: config: %s %v: must be positive", d.field, d.d)
 		}
+	}
+	for _, l := range []struct {
+		field string
+		n     int64
+	}{
+		{"MaxJobs", c.MaxJobs},
+		{"MaxJobBytes", c.MaxJobBytes},
+		{"DeadLetterMaxJobs", c.DeadLetterMaxJobs},
+		{"DeadLetterMaxBytes", c.DeadLetterMaxBytes},
+	} {
+		if l.n < -1 {
+			return fmt.Errorf("queue: config: %s %d: want a positive limit or -1 for none", l.field, l.n)
+		}
+	}
+	if c.MaxJobAge < 0 {
+		return fmt.Errorf("queue: config: MaxJobAge %v: must not be negative", c.MaxJobAge)
+	}
+	if c.FillThreshold <= 0 || c.FillThreshold > 1 {
+		return fmt.Errorf("queue: config: FillThreshold %v: want more than 0 and at most 1", c.FillThreshold)
 	}
 	if c.FetchWait < 100*time.Millisecond {
 		return fmt.Errorf("queue: config: FetchWait %v: want at least 100ms", c.FetchWait)

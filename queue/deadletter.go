@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupsync/groupsync/groupsync"
 )
 
 // Headers of a dead letter. The body of a dead letter is the job's body as it
@@ -32,6 +35,12 @@ const (
 	HeaderFailedAt = "Groupsync-Failed-At"
 	// HeaderStreamSeq is the job's sequence in the job stream.
 	HeaderStreamSeq = "Groupsync-Stream-Seq"
+	// HeaderMembers is how many members the event named, on a job refused
+	// at intake.
+	HeaderMembers = "Groupsync-Members"
+	// HeaderRefused is "true" on a job refused at intake (RecordRefused):
+	// it was never queued, and cannot be replayed.
+	HeaderRefused = "Groupsync-Refused"
 )
 
 // maxHeaderValue caps a header value, so an enormous error message cannot
@@ -57,6 +66,13 @@ type FailedJob struct {
 	Subject string `json:"subject"`
 	// Seq is the dead letter's sequence in the dead-letter stream.
 	Seq uint64 `json:"dlq_seq"`
+	// Members is how many members the event named, for a job refused at
+	// intake (0 otherwise).
+	Members int `json:"members,omitempty"`
+	// Refused reports a job refused at intake (too big to apply): it was
+	// never queued and Retry will not replay it; repair the group with
+	// reconcile once the cause is fixed, then purge it.
+	Refused bool `json:"refused,omitempty"`
 }
 
 type deadLetterInfo struct {
@@ -217,6 +233,7 @@ func (q *Queue) deadLetters(ctx context.Context) ([]deadLetter, error) {
 
 func parseDeadLetter(h nats.Header, data []byte, seq uint64) deadLetter {
 	attempts, _ := strconv.Atoi(h.Get(HeaderAttempts))
+	members, _ := strconv.Atoi(h.Get(HeaderMembers))
 	failedAt, _ := time.Parse(time.RFC3339Nano, h.Get(HeaderFailedAt))
 	return deadLetter{
 		FailedJob: FailedJob{
@@ -228,6 +245,8 @@ func parseDeadLetter(h nats.Header, data []byte, seq uint64) deadLetter {
 			FailedAt: failedAt,
 			Subject:  h.Get(HeaderSubject),
 			Seq:      seq,
+			Members:  members,
+			Refused:  h.Get(HeaderRefused) == "true",
 		},
 		data: slices.Clone(data),
 	}
@@ -254,7 +273,7 @@ func (q *Queue) Retry(ctx context.Context, ids ...string) (int, error) {
 	for _, dl := range dls {
 		byID[dl.ID] = append(byID[dl.ID], dl)
 	}
-	var unknown []string
+	var unknown, refused []string
 	var todo []string
 	seen := map[string]bool{}
 	for _, id := range ids {
@@ -262,14 +281,21 @@ func (q *Queue) Retry(ctx context.Context, ids ...string) (int, error) {
 			continue
 		}
 		seen[id] = true
-		if _, ok := byID[id]; !ok {
+		all, ok := byID[id]
+		switch {
+		case !ok:
 			unknown = append(unknown, id)
-			continue
+		case all[len(all)-1].Refused:
+			refused = append(refused, id)
+		default:
+			todo = append(todo, id)
 		}
-		todo = append(todo, id)
 	}
 	if len(unknown) > 0 {
 		return 0, &JobNotFoundError{IDs: unknown}
+	}
+	if len(refused) > 0 {
+		return 0, &NotReplayableError{IDs: refused}
 	}
 	return q.retry(ctx, byID, todo)
 }
@@ -289,7 +315,55 @@ func (q *Queue) RetryAll(ctx context.Context) (int, error) {
 		}
 		byID[dl.ID] = append(byID[dl.ID], dl)
 	}
+	ids = slices.DeleteFunc(ids, func(id string) bool {
+		all := byID[id]
+		return all[len(all)-1].Refused
+	})
 	return q.retry(ctx, byID, ids)
+}
+
+// RecordRefused stores job, which the intake refused to queue because it is
+// too big to apply (members is how many members its event named), as a
+// failed job with reason, so that operators see it in Failed. Only the
+// job's envelope is kept: its members are dropped, so the record stays
+// small. A record of the same job ID within the duplicate window (a
+// CometChat retry) is stored once: duplicate reports it. Retry refuses such
+// a job (*NotReplayableError) and RetryAll leaves it; Purge drops it.
+// Errors match ErrFull when the dead-letter stream is full and
+// ErrUnavailable when NATS cannot be reached.
+func (q *Queue) RecordRefused(ctx context.Context, job groupsync.Job, members int, reason string) (duplicate bool, err error) {
+	if job.ID == "" {
+		return false, fmt.Errorf("%w: empty id (group %q)", ErrInvalidJob, job.Event.GUID)
+	}
+	op := "record refused job " + job.ID
+	job.Event.Members = nil
+	body, err := json.Marshal(job)
+	if err != nil {
+		return false, fmt.Errorf("queue: %s: encode: %w", op, err)
+	}
+	hdr := nats.Header{}
+	setHeader(hdr, HeaderReason, reason)
+	setHeader(hdr, HeaderAttempts, "0")
+	setHeader(hdr, HeaderJobID, job.ID)
+	setHeader(hdr, HeaderTrigger, string(job.Event.Trigger))
+	setHeader(hdr, HeaderGUID, job.Event.GUID)
+	setHeader(hdr, HeaderFailedAt, now().UTC().Format(time.RFC3339Nano))
+	setHeader(hdr, HeaderMembers, strconv.Itoa(members))
+	setHeader(hdr, HeaderRefused, "true")
+	if err := q.connected(); err != nil {
+		return false, wrap(op, err)
+	}
+	ctx, cancel := q.withTimeout(ctx)
+	defer cancel()
+	dl := &nats.Msg{Subject: q.cfg.DeadLetterSubject, Data: body, Header: hdr}
+	ack, err := q.js.PublishMsg(ctx, dl, jetstream.WithMsgID("refused:"+job.ID), jetstream.WithExpectStream(q.cfg.DeadLetterStream))
+	if err != nil {
+		return false, wrap(op, err)
+	}
+	q.log.Error().Str("job_id", job.ID).Str("group_id", job.Event.GUID).Str("trigger", string(job.Event.Trigger)).
+		Int("members", members).Uint64("dlq_seq", ack.Sequence).Bool("duplicate", ack.Duplicate).Str("reason", reason).
+		Msg("job refused at intake, recorded as failed")
+	return ack.Duplicate, nil
 }
 
 func (q *Queue) retry(ctx context.Context, byID map[string][]deadLetter, ids []string) (int, error) {

@@ -22,6 +22,12 @@ var ErrUnavailable = errors.New("queue: nats unavailable")
 // refuses. Commands report them on one line and exit with status 2.
 var ErrInvalidConfig = errors.New("queue: invalid configuration")
 
+// ErrFull reports a stream that reached its message or byte limit (or
+// JetStream's storage) and refuses new messages until workers drain it or an
+// operator raises the limit. Callers treat it as transient, as
+// ErrUnavailable (the webhook answers 503 with Retry-After).
+var ErrFull = errors.New("queue: stream full")
+
 // ErrInvalidJob reports a job that cannot be queued, such as one without an ID.
 var ErrInvalidJob = errors.New("queue: invalid job")
 
@@ -48,6 +54,26 @@ func (e *JobNotFoundError) Is(target error) bool {
 	return target == ErrJobNotFound
 }
 
+// ErrNotReplayable is matched (errors.Is) by every *NotReplayableError.
+var ErrNotReplayable = errors.New("queue: failed job cannot be replayed")
+
+// NotReplayableError reports failed jobs that Retry will not replay: jobs
+// refused at intake (FailedJob.Refused), which were never queued.
+type NotReplayableError struct {
+	// IDs are the jobs, in the order given.
+	IDs []string
+}
+
+// Error implements error.
+func (e *NotReplayableError) Error() string {
+	return fmt.Sprintf("queue: refused at intake, cannot be replayed (fix the group in CometChat, run reconcile, then purge): %s", strings.Join(e.IDs, ", "))
+}
+
+// Is makes errors.Is(err, ErrNotReplayable) true.
+func (e *NotReplayableError) Is(target error) bool {
+	return target == ErrNotReplayable
+}
+
 // isUnavailable reports whether err means NATS could not be reached or did
 // not answer in time.
 func isUnavailable(err error) bool {
@@ -71,12 +97,38 @@ func isUnavailable(err error) bool {
 	return false
 }
 
+// isFull reports whether err is JetStream refusing a message because the
+// stream is at its limits (discard-new) or storage ran out.
+func isFull(err error) bool {
+	var ae *jetstream.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.ErrorCode {
+	case errCodeStoreFailed:
+		return strings.Contains(ae.Description, "maximum messages") || strings.Contains(ae.Description, "maximum bytes")
+	case errCodeInsufficientResources, errCodeStorageResourcesExceeded:
+		return true
+	}
+	return false
+}
+
+// JetStream error codes (nats-server errors.json) that nats.go does not name.
+const (
+	errCodeStoreFailed              jetstream.ErrorCode = 10077 // "maximum messages exceeded", "maximum bytes exceeded"
+	errCodeInsufficientResources    jetstream.ErrorCode = 10023
+	errCodeStorageResourcesExceeded jetstream.ErrorCode = 10047
+)
+
 // wrap prefixes err with "queue: <op>: ", or with "queue: nats unavailable:
 // <op>: " and ErrUnavailable in the chain when err means NATS could not be
 // reached.
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if isFull(err) && !errors.Is(err, ErrFull) {
+		return fmt.Errorf("%w: %s: %w", ErrFull, op, err)
 	}
 	if isUnavailable(err) && !errors.Is(err, ErrUnavailable) {
 		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)

@@ -41,9 +41,11 @@ type Queue struct {
 // twice, from one process or many, changes nothing the second time.
 //
 // It creates or updates the job stream (file storage, work-queue retention,
-// the duplicate window, subjects "<SubjectPrefix>.*"), one durable pull
-// consumer per partition (explicit ack, one unacknowledged job at a time), and
-// the dead-letter stream (file storage, limits retention, DeadLetterMaxAge).
+// the duplicate window, subjects "<SubjectPrefix>.*", MaxJobs, MaxJobBytes and
+// MaxJobAge with discard-new), one durable pull consumer per partition
+// (explicit ack, one unacknowledged job at a time), and the dead-letter
+// stream (file storage, limits retention, DeadLetterMaxAge,
+// DeadLetterMaxJobs and DeadLetterMaxBytes with discard-new).
 // Consumers left over from a larger partition count are kept, and a warning is
 // logged for each that still holds jobs (see the package doc).
 //
@@ -79,7 +81,10 @@ func (q *Queue) provision(ctx context.Context) error {
 		Subjects:    []string{q.cfg.SubjectPrefix + ".*"},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
-		Discard:     jetstream.DiscardOld,
+		Discard:     jetstream.DiscardNew,
+		MaxMsgs:     q.cfg.MaxJobs,
+		MaxBytes:    q.cfg.MaxJobBytes,
+		MaxAge:      q.cfg.MaxJobAge,
 		Duplicates:  q.cfg.DuplicateWindow,
 		Replicas:    q.cfg.Replicas,
 	}); err != nil {
@@ -95,7 +100,9 @@ func (q *Queue) provision(ctx context.Context) error {
 		Subjects:    []string{q.cfg.DeadLetterSubject},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
-		Discard:     jetstream.DiscardOld,
+		Discard:     jetstream.DiscardNew,
+		MaxMsgs:     q.cfg.DeadLetterMaxJobs,
+		MaxBytes:    q.cfg.DeadLetterMaxBytes,
 		MaxAge:      q.cfg.DeadLetterMaxAge,
 		Duplicates:  dlqDup,
 		Replicas:    q.cfg.Replicas,

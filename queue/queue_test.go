@@ -112,6 +112,10 @@ func TestOpenRejectsBadConfig(t *testing.T) {
 		{"NegativeAckWait", queue.Config{AckWait: -time.Second}},
 		{"TinyFetchWait", queue.Config{FetchWait: time.Millisecond}},
 		{"SixReplicas", queue.Config{Replicas: 6}},
+		{"NegativeMaxJobs", queue.Config{MaxJobs: -2}},
+		{"NegativeDeadLetterMaxBytes", queue.Config{DeadLetterMaxBytes: -5}},
+		{"NegativeMaxJobAge", queue.Config{MaxJobAge: -time.Hour}},
+		{"FillThresholdAboveOne", queue.Config{FillThreshold: 1.5}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
