@@ -21,13 +21,41 @@ const (
 	// accepted, in bytes. CometChat allows at most 100 characters for GUIDs
 	// and UIDs and 50 for webhook ids.
 	MaxIDLen = 100
-	// MaxEventMembers is the most members one event may name. CometChat adds
-	// at most 25 users per REST call and E3Kit groups hold at most 100
-	// participants; the cap leaves room for a large group_created while
-	// bounding the work one body can cause. A larger group is still refused
-	// later, with a visible error, by the planner's participant limit.
-	MaxEventMembers = 1000
+	// MaxEventMembers is the most members one event may name: E3Kit groups
+	// hold at most 100 participants, the owner included, so an event naming
+	// more can never be applied (CometChat adds at most 25 users per REST
+	// call; only a group_created of a big group gets here). ParseWebhook
+	// stops decoding members at the cap and reports a *TooManyMembersError.
+	// A group that reaches the participant limit with fewer members per
+	// event is refused later, with a visible error, by the owner.
+	MaxEventMembers = 100
 )
+
+// ErrTooManyMembers is matched (errors.Is) by every *TooManyMembersError.
+var ErrTooManyMembers = errors.New("groupsync: event names too many members")
+
+// TooManyMembersError reports a well-formed event that names more than
+// MaxEventMembers members, so it can never be applied. ParseWebhook returns
+// it with an Event that holds every field but Members, so the event can be
+// identified (and recorded as failed) without decoding its members.
+type TooManyMembersError struct {
+	// Count is how many members data.members holds.
+	Count int
+}
+
+// Error implements error.
+func (e *TooManyMembersError) Error() string {
+	return "groupsync: " + e.Message()
+}
+
+// Message is the error text without the package prefix.
+func (e *TooManyMembersError) Message() string {
+	return fmt.Sprintf("data.members names %d members, more than %d: too big for an E3Kit group (at most %d participants)",
+		e.Count, MaxEventMembers, MaxEventMembers)
+}
+
+// Is makes errors.Is(err, ErrTooManyMembers) true.
+func (e *TooManyMembersError) Is(target error) bool { return target == ErrTooManyMembers }
 
 // ErrUnknownTrigger is matched (errors.Is) by every *UnknownTriggerError:
 // the body is a well-formed envelope whose trigger groupsync does not handle.
@@ -171,8 +199,11 @@ func (s *wireString) UnmarshalJSON(b []byte) error {
 
 // wireMembers is data.members: an object keyed by UID or, leniently, an
 // array of user objects. A shape error is kept in err, with its field.
+// Decoding streams over the entries and stops at MaxEventMembers: past the
+// cap, the rest is only counted (into count), never decoded.
 type wireMembers struct {
 	entries []wireMemberEntry
+	count   int // entries in the body, also those past the cap
 	err     *ValidationError
 }
 
@@ -186,62 +217,97 @@ func (w *wireMembers) UnmarshalJSON(b []byte) error {
 	if len(b) == 0 || string(b) == "null" {
 		return nil
 	}
-	switch b[0] {
-	case '{':
-		var byUID map[string]*wireMember
-		if err := json.Unmarshal(b, &byUID); err != nil {
-			w.err = memberError(b)
-			return nil
-		}
-		if len(byUID) > MaxEventMembers {
-			w.err = tooManyMembers()
-			return nil
-		}
-		w.entries = make([]wireMemberEntry, 0, len(byUID))
-		for k, m := range byUID {
-			w.entries = append(w.entries, wireMemberEntry{key: k, m: m})
-		}
-	case '[':
-		var list []*wireMember
-		if err := json.Unmarshal(b, &list); err != nil {
-			w.err = invalid("data.members", "must hold user objects")
-			return nil
-		}
-		if len(list) > MaxEventMembers {
-			w.err = tooManyMembers()
-			return nil
-		}
-		w.entries = make([]wireMemberEntry, 0, len(list))
-		for _, m := range list {
-			w.entries = append(w.entries, wireMemberEntry{m: m})
-		}
-	default:
+	if b[0] != '{' && b[0] != '[' {
 		w.err = invalid("data.members", "must be an object keyed by uid")
+		return nil
 	}
+	object := b[0] == '{'
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil {
+		w.err = invalid("data.members", "must hold user objects")
+		return nil
+	}
+	for dec.More() {
+		if len(w.entries) == MaxEventMembers {
+			w.count = countEntries(b)
+			w.entries = nil
+			w.err = tooManyMembers()
+			return nil
+		}
+		var e wireMemberEntry
+		field := "data.members"
+		if object {
+			tok, err := dec.Token()
+			key, ok := tok.(string)
+			if err != nil || !ok {
+				w.err = invalid("data.members", "must hold user objects")
+				return nil
+			}
+			e.key = key
+			field = "data.members." + strings.ToLower(strings.TrimSpace(key))
+		}
+		if err := dec.Decode(&e.m); err != nil {
+			if object {
+				w.err = invalid(field, "must be an object")
+			} else {
+				w.err = invalid(field, "must hold user objects")
+			}
+			return nil
+		}
+		w.entries = append(w.entries, e)
+	}
+	w.count = len(w.entries)
 	return nil
+}
+
+// countEntries counts the members of the JSON object or array b (valid
+// JSON, as checked by json.Unmarshal before it calls UnmarshalJSON) without
+// allocating: the commas at depth one, outside strings, plus one.
+func countEntries(b []byte) int {
+	depth, n, inString, empty := 0, 0, false, true
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+			if depth == 1 {
+				empty = false
+			}
+		case '{', '[':
+			if depth == 1 {
+				empty = false
+			}
+			depth++
+		case '}', ']':
+			depth--
+		case ',':
+			if depth == 1 {
+				n++
+			}
+		case ' ', '\t', '\r', '\n':
+		default:
+			if depth == 1 {
+				empty = false
+			}
+		}
+	}
+	if empty {
+		return 0
+	}
+	return n + 1
 }
 
 func tooManyMembers() *ValidationError {
 	return invalid("data.members", fmt.Sprintf("names more than %d members", MaxEventMembers))
-}
-
-// memberError names the first member (in key order) of the object b whose
-// value is not an object. It runs only for a malformed body.
-func memberError(b []byte) *ValidationError {
-	var byUID map[string]json.RawMessage
-	if json.Unmarshal(b, &byUID) == nil {
-		keys := make([]string, 0, len(byUID))
-		for k := range byUID {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			if v := byUID[k]; len(v) > 0 && v[0] != '{' && string(v) != "null" {
-				return invalid("data.members."+strings.ToLower(strings.TrimSpace(k)), "must be an object")
-			}
-		}
-	}
-	return invalid("data.members", "must hold user objects")
 }
 
 // looseInt decodes an optional integer leniently: a JSON number (integral or
@@ -319,8 +385,10 @@ func decodeID(field string, w wireString, lower bool) (string, *ValidationError)
 //     data.members for group_member_*; data.by.uid for added, kicked, banned,
 //     unbanned and scope_changed; data.group.owner and data.group.oldOwner
 //     for group_owner_transferred), or when an id breaks the limits (at most
-//     MaxIDLen bytes of printable ASCII without spaces; at most
-//     MaxEventMembers members);
+//     MaxIDLen bytes of printable ASCII without spaces);
+//   - a *TooManyMembersError (matching ErrTooManyMembers) for an event naming
+//     more than MaxEventMembers members, with the Event filled in but for
+//     its Members;
 //   - an *UnknownTriggerError (matching ErrUnknownTrigger) for a well-formed
 //     envelope whose trigger groupsync does not handle.
 //
@@ -376,6 +444,9 @@ func ParseWebhook(body []byte) (Event, error) {
 	}
 	full, verr := parseData(ev, env.Data)
 	if verr != nil {
+		if env.Data != nil && env.Data.Members.count > MaxEventMembers && verr.Field == "data.members" && full.GUID != "" {
+			return full, &TooManyMembersError{Count: env.Data.Members.count}
+		}
 		return ev, verr
 	}
 	return full, nil
@@ -588,9 +659,13 @@ func IdempotencyKey(e Event) string {
 // seconds. The event's times are not
 // clamped: see Job.ClampTimes. Its errors are those of ParseWebhook,
 // unchanged.
+//
+// For a *TooManyMembersError the Job is filled in all the same (its Event
+// without Members, its ID made from the key of that event), so that the
+// caller can record it as failed.
 func NewJob(body []byte, now time.Time) (Job, error) {
 	ev, err := ParseWebhook(body)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrTooManyMembers) {
 		return Job{Event: ev}, err
 	}
 	sum := sha256.Sum256(body)
@@ -600,7 +675,7 @@ func NewJob(body []byte, now time.Time) (Job, error) {
 		Event:      ev,
 		BodySHA256: hex.EncodeToString(sum[:]),
 		ReceivedAt: now.UTC(),
-	}, nil
+	}, err
 }
 
 // JobID returns a job id for a delivery of the event with content key key:
