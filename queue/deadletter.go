@@ -326,8 +326,9 @@ func (q *Queue) RetryAll(ctx context.Context) (int, error) {
 // too big to apply (members is how many members its event named), as a
 // failed job with reason, so that operators see it in Failed. Only the
 // job's envelope is kept: its members are dropped, so the record stays
-// small. A record of the same job ID within the duplicate window (a
-// CometChat retry) is stored once: duplicate reports it. Retry refuses such
+// small. A record of a job with the same content key
+// (groupsync.ContentKey of its ID) within the duplicate window, such as a
+// CometChat retry, is stored once: duplicate reports it. Retry refuses such
 // a job (*NotReplayableError) and RetryAll leaves it; Purge drops it.
 // Errors match ErrFull when the dead-letter stream is full and
 // ErrUnavailable when NATS cannot be reached.
@@ -356,7 +357,7 @@ func (q *Queue) RecordRefused(ctx context.Context, job groupsync.Job, members in
 	ctx, cancel := q.withTimeout(ctx)
 	defer cancel()
 	dl := &nats.Msg{Subject: q.cfg.DeadLetterSubject, Data: body, Header: hdr}
-	ack, err := q.js.PublishMsg(ctx, dl, jetstream.WithMsgID("refused:"+job.ID), jetstream.WithExpectStream(q.cfg.DeadLetterStream))
+	ack, err := q.js.PublishMsg(ctx, dl, jetstream.WithMsgID("refused:"+groupsync.ContentKey(job.ID)), jetstream.WithExpectStream(q.cfg.DeadLetterStream))
 	if err != nil {
 		return false, wrap(op, err)
 	}

@@ -174,7 +174,9 @@ func TestRecordRefused(t *testing.T) {
 	for i := range 101 {
 		job.Event.Members = append(job.Event.Members, groupsync.Member{UID: fmt.Sprintf("u%03d", i)})
 	}
+	// Two deliveries of one event: ids with the same content key.
 	for i, wantDup := range []bool{false, true} {
+		job.ID = fmt.Sprintf("too-big.%016d", i)
 		dup, err := q.RecordRefused(ctx, job, 100000, "data.members names more than 100 members")
 		if err != nil || dup != wantDup {
 			t.Fatalf("RecordRefused #%d = %v, %v, want duplicate %v", i+1, dup, err, wantDup)
@@ -185,14 +187,14 @@ func TestRecordRefused(t *testing.T) {
 		t.Fatalf("Failed = %+v, want one job", failed)
 	}
 	f := failed[0]
-	if f.ID != "too-big" || f.Trigger != "group_created" || f.GUID != "group-e" || f.Members != 100000 ||
+	if f.ID != "too-big.0000000000000000" || f.Trigger != "group_created" || f.GUID != "group-e" || f.Members != 100000 ||
 		!f.Refused || f.Attempts != 0 || f.Error != "data.members names more than 100 members" || f.FailedAt.IsZero() {
 		t.Errorf("Failed()[0] = %+v", f)
 	}
 	if n := streamMsgs(t, b.js, b.cfg.Stream); n != 0 {
 		t.Errorf("job stream holds %d jobs, want none", n)
 	}
-	if _, err := q.Retry(ctx, "too-big"); !errors.Is(err, queue.ErrNotReplayable) {
+	if _, err := q.Retry(ctx, f.ID); !errors.Is(err, queue.ErrNotReplayable) {
 		t.Errorf("Retry(refused) = %v, want ErrNotReplayable", err)
 	}
 	if n, err := q.RetryAll(ctx); err != nil || n != 0 {

@@ -79,6 +79,20 @@ type Enqueuer interface {
 	Enqueue(ctx context.Context, job groupsync.Job) (duplicate bool, err error)
 }
 
+// FailedRecorder records a job the receiver refuses to queue because it is
+// too big to apply (an event naming more than groupsync.MaxEventMembers
+// members) as a failed job operators see. queue.Queue implements it; when
+// the Enqueuer also implements it, such events are recorded and answered
+// 200 (CometChat must not retry what can never be applied); otherwise they
+// get 413. It must be safe for concurrent use.
+type FailedRecorder interface {
+	// RecordRefused stores job (members is how many members its event
+	// named) as failed with reason, once per job ID within the queue's
+	// duplicate window. Any error means it may not be stored; the receiver
+	// then answers 503 so that CometChat retries.
+	RecordRefused(ctx context.Context, job groupsync.Job, members int, reason string) (duplicate bool, err error)
+}
+
 // TokenIssuer issues the Virgil JWTs that E3Kit clients fetch from
 // GET /v1/virgil-jwt. It must be safe for concurrent use.
 type TokenIssuer interface {

@@ -18,6 +18,7 @@ const (
 	outcomeForbidden    = "forbidden"
 	outcomeMediaType    = "unsupported_media_type"
 	outcomeTooLarge     = "too_large"
+	outcomeRefused      = "refused"
 	outcomeInvalid      = "invalid"
 	outcomeUnavailable  = "unavailable"
 )

@@ -30,6 +30,17 @@ type AcceptedBody struct {
 	Duplicate bool `json:"duplicate"`
 }
 
+// RefusedBody is the answer to a webhook whose event is too big to apply:
+// it was recorded as a failed job instead of being queued.
+type RefusedBody struct {
+	// JobID is the failed job's id.
+	JobID string `json:"job_id"`
+	// Duplicate reports that the job was already recorded (a retry).
+	Duplicate bool `json:"duplicate"`
+	// Refused is the reason.
+	Refused string `json:"refused"`
+}
+
 // IgnoredBody is the answer to a webhook whose trigger groupsync does not
 // handle.
 type IgnoredBody struct {
@@ -49,7 +60,8 @@ const maxPooledBuf = 64 << 10
 // media type (415), size (413), envelope (400), app id and webhook id (403),
 // trigger (200 ignored), required keys (400), then the job is queued and the
 // answer is 200 only once the queue acknowledged it, 503 with Retry-After
-// otherwise.
+// otherwise. An event naming more members than groupsync.MaxEventMembers is
+// recorded as a failed job instead (see FailedRecorder).
 func (s *Server) handleWebhook(c echo.Context) error {
 	r := c.Request()
 	trigger := groupsync.Trigger("")
@@ -105,6 +117,10 @@ func (s *Server) handleWebhook(c echo.Context) error {
 		count(outcomeForbidden)
 		return c.JSON(http.StatusForbidden, errorBody{Error: "webhook id does not match"})
 	}
+	var tooMany *groupsync.TooManyMembersError
+	if errors.As(err, &tooMany) {
+		return s.refuse(c, job, tooMany, count)
+	}
 	if errors.Is(err, groupsync.ErrUnknownTrigger) {
 		count(outcomeIgnored)
 		var ute *groupsync.UnknownTriggerError
@@ -142,6 +158,35 @@ func (s *Server) handleWebhook(c echo.Context) error {
 		count(outcomeAccepted)
 	}
 	return c.JSON(http.StatusOK, AcceptedBody{JobID: job.ID, Duplicate: dup})
+}
+
+// refuse records a job too big to apply as a failed job: 200 once it is
+// stored, 503 (CometChat retries) when it could not be, 413 without a
+// FailedRecorder.
+func (s *Server) refuse(c echo.Context, job groupsync.Job, tooMany *groupsync.TooManyMembersError, count func(string)) error {
+	ev := job.Event
+	c.Set(ctxGUID, ev.GUID)
+	c.Set(ctxJobID, job.ID)
+	log := s.log.With().Str("trigger", string(ev.Trigger)).Str("guid", ev.GUID).Str("job_id", job.ID).
+		Int("members", tooMany.Count).Logger()
+	rec, ok := s.enq.(FailedRecorder)
+	if !ok {
+		count(outcomeTooLarge)
+		log.Warn().Msg("event too big to apply refused; no failed-job recorder")
+		return c.JSON(http.StatusRequestEntityTooLarge, errorBody{Error: tooMany.Message()})
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.PublishTimeout)
+	defer cancel()
+	dup, err := rec.RecordRefused(ctx, job, tooMany.Count, tooMany.Message())
+	if err != nil {
+		count(outcomeUnavailable)
+		log.Warn().Err(err).Msg("could not record an event too big to apply, asking CometChat to retry")
+		c.Response().Header().Set(echo.HeaderRetryAfter, s.retryAfter)
+		return c.JSON(http.StatusServiceUnavailable, errorBody{Error: "queue unavailable, retry later"})
+	}
+	count(outcomeRefused)
+	log.Error().Bool("duplicate", dup).Msg("event too big to apply recorded as a failed job")
+	return c.JSON(http.StatusOK, RefusedBody{JobID: job.ID, Duplicate: dup, Refused: tooMany.Message()})
 }
 
 // errPublishTimeout reports an Enqueue that did not return within

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -278,5 +280,88 @@ func TestWebhookMethodNotAllowed(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, b.url+webhook.PathWebhook, nil)
 	if r := do(t, req); r.status != http.StatusMethodNotAllowed {
 		t.Errorf("GET %s = %d, want 405", webhook.PathWebhook, r.status)
+	}
+}
+
+// membersBody returns the group_created example with n members.
+func membersBody(tb testing.TB, n int, appID string) []byte {
+	return membersBodyOf(tb, n, appID, "")
+}
+
+// membersBodyOf is membersBody for group guid ("" keeps the example's).
+func membersBodyOf(tb testing.TB, n int, appID, guid string) []byte {
+	tb.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(readExample(tb, "group_created.json"), &m); err != nil {
+		tb.Fatal(err)
+	}
+	members := make(map[string]any, n)
+	for i := range n {
+		members["u"+strconv.Itoa(i)] = map[string]any{}
+	}
+	m["data"].(map[string]any)["members"] = members
+	if appID != "" {
+		m["appId"] = appID
+	}
+	if guid != "" {
+		m["data"].(map[string]any)["group"].(map[string]any)["guid"] = guid
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// TestTooBigEventIsRecordedAsFailed: an event naming more members than an
+// E3Kit group can hold is answered 200 and shows up as a failed job with
+// its trigger, group and member count, once per CometChat retry; nothing
+// is queued.
+func TestTooBigEventIsRecordedAsFailed(t *testing.T) {
+	_, b := setup(t)
+	for _, n := range []int{groupsync.MaxEventMembers + 1, 80_000} {
+		body := membersBodyOf(t, n, "", "group-of-"+strconv.Itoa(n))
+		want, err := groupsync.NewJob(body, time.Now())
+		if !errors.Is(err, groupsync.ErrTooManyMembers) {
+			t.Fatalf("NewJob(%d members) = %v, want ErrTooManyMembers", n, err)
+		}
+		for i, dup := range []bool{false, true} {
+			r := post(t, b.url, body)
+			if r.status != http.StatusOK || groupsync.ContentKey(fmt.Sprint(r.body["job_id"])) != groupsync.ContentKey(want.ID) || r.body["duplicate"] != dup ||
+				!strings.Contains(fmt.Sprint(r.body["refused"]), strconv.Itoa(n)+" members") {
+				t.Fatalf("POST %d members #%d = %d %s, want 200 refused, duplicate %v", n, i+1, r.status, r.raw, dup)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		failed, err := b.q.Failed(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := failed[len(failed)-1]
+		if groupsync.ContentKey(f.ID) != groupsync.ContentKey(want.ID) || f.Trigger != "group_created" || f.GUID != want.Event.GUID || f.Members != n || !f.Refused {
+			t.Errorf("failed job = %+v, want %s of %s with %d members, refused", f, want.ID, want.Event.GUID, n)
+		}
+	}
+	if total, _ := b.streamState(t); total != 0 {
+		t.Errorf("%d jobs queued, want none", total)
+	}
+	// The app id is still checked first.
+	if r := post(t, b.url, membersBody(t, 200, "someone-else")); r.status != http.StatusForbidden {
+		t.Errorf("POST 200 members of another app = %d %s, want 403", r.status, r.raw)
+	}
+}
+
+// enqueueOnly is an Enqueuer without a FailedRecorder.
+type enqueueOnly struct{}
+
+func (enqueueOnly) Enqueue(context.Context, groupsync.Job) (bool, error) { return false, nil }
+
+func TestTooBigEventWithoutRecorder(t *testing.T) {
+	b := &testBundle{logs: &logBuffer{}}
+	cfg := baseConfig(t, b.logs)
+	_, b = startServer(t, cfg, enqueueOnly{}, b)
+	if r := post(t, b.url, membersBody(t, 150, "")); r.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("POST 150 members = %d %s, want 413", r.status, r.raw)
 	}
 }

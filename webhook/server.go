@@ -322,6 +322,9 @@ func (s *Server) handleHealth(c echo.Context) error {
 type readyBody struct {
 	Status  string   `json:"status"`
 	Failing []string `json:"failing,omitempty"`
+	// Reasons gives, for failing checks whose error has a public reason
+	// (see ReadyReason), that reason.
+	Reasons map[string]string `json:"reasons,omitempty"`
 }
 
 // handleReady runs every ready check concurrently within ReadyTimeout and
@@ -361,20 +364,29 @@ func (s *Server) handleReady(c echo.Context) error {
 	case <-ctx.Done():
 	}
 	var failing []string
+	reasons := map[string]string{}
 	mu.Lock()
 	for i, name := range names {
 		err := errs[i]
 		if !done[i] {
-			err = fmt.Errorf("no answer within %v", s.cfg.ReadyTimeout)
+			err = readyReason(fmt.Sprintf("no answer within %v", s.cfg.ReadyTimeout))
 		}
 		if err != nil {
 			s.log.Warn().Err(err).Str("check", name).Msg("readiness check failed")
 			failing = append(failing, name)
+			var rr ReadyReason
+			if errors.As(err, &rr) {
+				reasons[name] = rr.Reason()
+			}
 		}
 	}
 	mu.Unlock()
 	if len(failing) > 0 {
-		return c.JSON(http.StatusServiceUnavailable, readyBody{Status: "unavailable", Failing: failing})
+		body := readyBody{Status: "unavailable", Failing: failing}
+		if len(reasons) > 0 {
+			body.Reasons = reasons
+		}
+		return c.JSON(http.StatusServiceUnavailable, body)
 	}
 	return c.JSON(http.StatusOK, readyBody{Status: "ready"})
 }

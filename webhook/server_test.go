@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -201,5 +202,29 @@ func TestNoSecretsInLogs(t *testing.T) {
 		if strings.Contains(out, secret) {
 			t.Errorf("logs contain %q:\n%s", secret, out)
 		}
+	}
+}
+
+// fillError is a failing check's error with a public reason.
+type fillError struct{}
+
+func (fillError) Error() string  { return "queue: stream GROUPSYNC is 95% full" }
+func (fillError) Reason() string { return "stream GROUPSYNC is 95% full" }
+
+// TestReadyReasons: /readyz shows the reason of a check whose error has a
+// public one, and only the name of the others.
+func TestReadyReasons(t *testing.T) {
+	_, b := setup(t, func(c *webhook.Config) {
+		c.ReadyChecks = map[string]func(context.Context) error{
+			"queue_fill": func(context.Context) error { return fmt.Errorf("wrapped: %w", fillError{}) },
+			"store":      func(context.Context) error { return errors.New("dial tcp 10.1.2.3:6379: secret-ish detail") },
+		}
+	})
+	req, _ := http.NewRequest(http.MethodGet, b.url+webhook.PathReady, nil)
+	r := do(t, req)
+	want := map[string]any{"queue_fill": "stream GROUPSYNC is 95% full"}
+	if r.status != http.StatusServiceUnavailable || !reflect.DeepEqual(r.body["reasons"], want) ||
+		!reflect.DeepEqual(r.body["failing"], []any{"queue_fill", "store"}) || strings.Contains(r.raw, "10.1.2.3") {
+		t.Errorf("readyz = %d %s, want 503 with the fill reason only", r.status, r.raw)
 	}
 }
