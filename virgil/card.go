@@ -25,10 +25,11 @@ const (
 	// base64) of Virgil's Cards service: every card served by VirgilAPIURL
 	// carries a "virgil" signature made with it. It is the key hard-coded
 	// in the official virgil-sdk (VirgilCardVerifier, used by E3Kit when its
-	// apiUrl is VirgilAPIURL); the copy in the golden vectors
-	// (testdata/virgil/cards.json, virgil_cards_service_public_key_b64) was
-	// read from virgil-sdk 6.1.2, and a test checks this constant against
-	// it. docs/security.md explains how groupsync chooses the key.
+	// apiUrl is VirgilAPIURL; docs/virgil-protocol.md section 4.5); the copy
+	// in the golden vectors (testdata/virgil/cards.json,
+	// virgil_cards_service_public_key_b64) was read from virgil-sdk 6.1.2,
+	// and a test checks this constant against it. docs/security.md explains
+	// how groupsync chooses the key (ServiceKeyFor).
 	VirgilCardsServiceKeyBase64 = "MCowBQYDK2VwAyEAljOYGANYiVq1WbvVvoYIKtvZi2ji9bAhxyu6iV/LF8M="
 	// VirgilAPIURL is the base URL of Virgil's cloud services.
 	VirgilAPIURL = "https://api.virgilsecurity.com"
