@@ -21,21 +21,21 @@ const (
 	// accepted, in bytes. CometChat allows at most 100 characters for GUIDs
 	// and UIDs and 50 for webhook ids.
 	MaxIDLen = 100
-	// MaxEventMembers is the most members one event may name: E3Kit groups
-	// hold at most 100 participants, the owner included, so an event naming
-	// more can never be applied (CometChat adds at most 25 users per REST
-	// call; only a group_created of a big group gets here). ParseWebhook
-	// stops decoding members at the cap and reports a *TooManyMembersError.
-	// A group that reaches the participant limit with fewer members per
-	// event is refused later, with a visible error, by the owner.
-	MaxEventMembers = 100
+	// MaxEventMembers is the most members one event may name. CometChat adds
+	// at most 25 users per REST call and E3Kit groups hold at most 100
+	// participants; the cap leaves room for a large group_created, which is
+	// queued and then refused by the owner's participant limit as a failed
+	// job that can be replayed once the group is smaller, while bounding
+	// the work one body can cause. ParseWebhook stops decoding members at
+	// the cap and reports a *TooManyMembersError for an event naming more.
+	MaxEventMembers = 1000
 )
 
 // ErrTooManyMembers is matched (errors.Is) by every *TooManyMembersError.
 var ErrTooManyMembers = errors.New("groupsync: event names too many members")
 
 // TooManyMembersError reports a well-formed event that names more than
-// MaxEventMembers members, so it can never be applied. ParseWebhook returns
+// MaxEventMembers members, so it can never be applied (nor replayed). ParseWebhook returns
 // it with an Event that holds every field but Members, so the event can be
 // identified (and recorded as failed) without decoding its members.
 type TooManyMembersError struct {
@@ -50,8 +50,8 @@ func (e *TooManyMembersError) Error() string {
 
 // Message is the error text without the package prefix.
 func (e *TooManyMembersError) Message() string {
-	return fmt.Sprintf("data.members names %d members, more than %d: too big for an E3Kit group (at most %d participants)",
-		e.Count, MaxEventMembers, MaxEventMembers)
+	return fmt.Sprintf("data.members names %d members, more than %d: far too many for an E3Kit group (at most 100 participants)",
+		e.Count, MaxEventMembers)
 }
 
 // Is makes errors.Is(err, ErrTooManyMembers) true.

@@ -347,8 +347,8 @@ func TestTooBigEventIsRecordedAsFailed(t *testing.T) {
 		t.Errorf("%d jobs queued, want none", total)
 	}
 	// The app id is still checked first.
-	if r := post(t, b.url, membersBody(t, 200, "someone-else")); r.status != http.StatusForbidden {
-		t.Errorf("POST 200 members of another app = %d %s, want 403", r.status, r.raw)
+	if r := post(t, b.url, membersBody(t, 2*groupsync.MaxEventMembers, "someone-else")); r.status != http.StatusForbidden {
+		t.Errorf("POST 2000 members of another app = %d %s, want 403", r.status, r.raw)
 	}
 }
 
@@ -361,7 +361,7 @@ func TestTooBigEventWithoutRecorder(t *testing.T) {
 	b := &testBundle{logs: &logBuffer{}}
 	cfg := baseConfig(t, b.logs)
 	_, b = startServer(t, cfg, enqueueOnly{}, b)
-	if r := post(t, b.url, membersBody(t, 150, "")); r.status != http.StatusRequestEntityTooLarge {
-		t.Errorf("POST 150 members = %d %s, want 413", r.status, r.raw)
+	if r := post(t, b.url, membersBody(t, groupsync.MaxEventMembers+1, "")); r.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("POST 1001 members = %d %s, want 413", r.status, r.raw)
 	}
 }
