@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -189,4 +190,35 @@ func OpenRedis(c RedisConfig) redis.UniversalClient {
 			DialTimeout: dial, ReadTimeout: rw, WriteTimeout: rw,
 		})
 	}
+}
+
+// ErrUnknownMaster is returned by CheckRedis when a Sentinel answers that it
+// monitors no master of the configured name: a configuration error, not an
+// outage.
+var ErrUnknownMaster = errors.New("worker: redis: no Sentinel monitors that master name")
+
+// CheckRedis tells a configuration error from an outage before the store is
+// used. With Sentinel it asks the Sentinels for the master: if one that
+// answers knows no master of that name, the error matches ErrUnknownMaster.
+// Unreachable Sentinels are not an error here (the client keeps trying).
+func CheckRedis(ctx context.Context, c RedisConfig) error {
+	if c.Mode != RedisSentinel {
+		return nil
+	}
+	sp := c.SentinelPassword
+	if sp == "" {
+		sp = c.Password
+	}
+	for _, addr := range c.Addrs {
+		s := redis.NewSentinelClient(&redis.Options{Addr: addr, Password: sp, DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, MaxRetries: -1})
+		_, err := s.GetMasterAddrByName(ctx, c.MasterName).Result()
+		s.Close()
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, redis.Nil) || strings.Contains(err.Error(), "No such master"):
+			return fmt.Errorf("%w: Sentinel %s knows no master %q", ErrUnknownMaster, addr, c.MasterName)
+		}
+	}
+	return nil
 }

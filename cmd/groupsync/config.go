@@ -46,7 +46,7 @@ var options = map[string]option{
 	"pprof":                  {name: "pprof", usage: "worker: also serve Go's /debug/pprof/ profiles on the metrics address (keep it private)", def: "false", isBool: true},
 	"data-dir":               {name: "data-dir", usage: "dev and emulator: folder for embedded NATS data, keys and dev.json", def: ".groupsync"},
 	"nats-url":               {name: "nats-url", usage: "NATS server with JetStream", def: "nats://127.0.0.1:4222"},
-	"redis-url":              {name: "redis-url", usage: "Redis for idempotency and group state (dev: empty uses JetStream KV)"},
+	"redis-url":              {name: "redis-url", usage: "Redis for idempotency and group state: redis://, redis+sentinel://HOST,HOST/MASTER or redis+cluster://HOST,HOST (dev: empty uses JetStream KV)"},
 	"virgil-api-url":         {name: "virgil-api-url", usage: "Virgil API base URL", def: "https://api.virgilsecurity.com"},
 	"virgil-app-id":          {name: "virgil-app-id", usage: "Virgil application id"},
 	"virgil-app-key-id":      {name: "virgil-app-key-id", usage: "Virgil App Key id"},

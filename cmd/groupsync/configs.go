@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/groupsync/groupsync/cometchat"
@@ -75,8 +74,11 @@ type NATSConfig struct {
 // StoreConfig selects the worker store: Redis when RedisURL is set, else
 // JetStream KV on the queue's NATS.
 type StoreConfig struct {
-	// RedisURL is a redis:// URL; empty selects JetStream KV.
+	// RedisURL is GROUPSYNC_REDIS_URL as given (redis://, redis+sentinel://
+	// or redis+cluster://); empty selects JetStream KV.
 	RedisURL string
+	// Redis is RedisURL parsed (zero when RedisURL is empty).
+	Redis worker.RedisConfig
 	// KV names the JetStream KV buckets (zero value: the defaults).
 	KV worker.KVConfig
 }
@@ -208,12 +210,14 @@ func parseQueue(s *settings, log zerolog.Logger) (queue.Config, error) {
 
 func parseStore(s *settings) (StoreConfig, error) {
 	u := s.mustStr("redis-url")
-	if u != "" {
-		if _, err := redis.ParseURL(u); err != nil {
-			return StoreConfig{}, usagef("redis-url: %v", err)
-		}
+	if u == "" {
+		return StoreConfig{}, nil
 	}
-	return StoreConfig{RedisURL: u}, nil
+	rc, err := worker.ParseRedisURL(u)
+	if err != nil {
+		return StoreConfig{}, usagef("redis-url: %v", err)
+	}
+	return StoreConfig{RedisURL: u, Redis: rc}, nil
 }
 
 func parseVirgil(s *settings) (VirgilConfig, error) {

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/groupsync/groupsync/cometchat"
@@ -263,11 +262,10 @@ var (
 // JetStream KV on nc. The returned function closes what it opened.
 func openStore(ctx context.Context, c StoreConfig, nc *nats.Conn) (store, func() error, error) {
 	if c.RedisURL != "" {
-		opts, err := redis.ParseURL(c.RedisURL)
-		if err != nil {
+		if err := worker.CheckRedis(ctx, c.Redis); err != nil {
 			return nil, nil, usagef("redis-url: %v", err)
 		}
-		rdb := redis.NewClient(opts)
+		rdb := worker.OpenRedis(c.Redis)
 		return worker.NewRedisStore(rdb, ""), rdb.Close, nil
 	}
 	js, err := jetstream.New(nc)
