@@ -298,9 +298,9 @@ func decide(st *GroupState, ev Event, seq uint64, in bool, plan Plan) ([]string,
 		if m.UID == "" {
 			continue
 		}
-		stamp := Stamp{At: eventTime(ev, m), Seq: seq, Recv: ev.Received}
+		stamp := Stamp{At: eventTime(ev, m), Seq: seq, Recv: ev.Received, Snapshot: ev.Trigger == TriggerReconcile}
 		cur, known := st.Members[m.UID]
-		if known && cur.Key == key && cur.In == in && cur.Stamp.At == stamp.At {
+		if known && cur.Key == key && cur.In == in && cur.Stamp.eventAt() == stamp.At {
 			if stamp.Seq == cur.Stamp.Seq {
 				// The very job that decided the member, again (a redelivery
 				// whose first run did not finish): apply it again.
@@ -311,6 +311,9 @@ func decide(st *GroupState, ev Event, seq uint64, in bool, plan Plan) ([]string,
 			// CometChat retry): the member is already as it says. Its
 			// arrival is remembered for the retry horizon.
 			cur.Stamp.Recv = max(cur.Stamp.Recv, stamp.Recv)
+			if stamp.At == 0 {
+				cur.Stamp.UntimedRecv = max(cur.Stamp.UntimedRecv, stamp.Recv)
+			}
 			st.Members[m.UID] = cur
 			plan.Repeated = append(plan.Repeated, m.UID)
 			continue
@@ -323,6 +326,20 @@ func decide(st *GroupState, ev Event, seq uint64, in bool, plan Plan) ([]string,
 			plan.Recheck = append(plan.Recheck, m.UID)
 		}
 		next := MemberState{In: in, Stamp: stamp, Key: key}
+		if stamp.At == 0 {
+			next.Stamp.Untimed, next.Stamp.UntimedRecv = true, stamp.Recv
+		}
+		if known && cur.In == in {
+			if stamp.At == 0 {
+				// No change of side, and no time: the member has been on
+				// this side since the current decision's time at least, so
+				// keep it (a late event older than that stays stale).
+				next.Stamp.At = cur.Stamp.At
+			}
+			// An earlier event to this effect without a time may still have
+			// been swapped with a later flip.
+			next.Stamp.UntimedRecv = max(next.Stamp.UntimedRecv, cur.Stamp.UntimedRecv)
+		}
 		if in && known && cur.In {
 			// Still a member: keep what we know of their card.
 			next.Pending, next.CardID = cur.Pending, cur.CardID
@@ -337,18 +354,14 @@ func decide(st *GroupState, ev Event, seq uint64, in bool, plan Plan) ([]string,
 	return decided, plan
 }
 
-// swappable reports whether CometChat's retries may have delivered the
-// events stamped a and b in the wrong order while their stamps cannot tell:
-// one has no time, and they arrived within RetryHorizon of each other.
+// swappable reports whether CometChat's retries may have delivered a flip
+// stamped a and the side it leaves, stamped b, in the wrong order while their
+// stamps cannot tell: a has no time and arrived within RetryHorizon of b, or
+// b's side was confirmed by an event without a time that arrived within
+// RetryHorizon of a.
 func swappable(a, b Stamp) bool {
-	if a.At != 0 && b.At != 0 {
-		return false
-	}
-	if a.Recv == 0 || b.Recv == 0 {
-		return false
-	}
-	d := a.Recv - b.Recv
-	return -RetryHorizon <= d && d <= RetryHorizon
+	near := func(x, y int64) bool { return x != 0 && y != 0 && x-y <= RetryHorizon && y-x <= RetryHorizon }
+	return (a.At == 0 && near(a.Recv, b.Recv)) || near(a.Recv, b.UntimedRecv)
 }
 
 // planCardCheck plans a TriggerCardCheck job: finish pending adds (ensure) or

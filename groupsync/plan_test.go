@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/groupsync/groupsynctest"
 )
 
 const guid = "project-falcon"
@@ -45,6 +46,14 @@ func banned(at int64, uids ...string) groupsync.Event {
 func unbanned(at int64, uids ...string) groupsync.Event {
 	e := ev(groupsync.ActionNone, at, uids...)
 	e.Trigger = groupsync.TriggerMemberUnbanned
+	return e
+}
+
+// snapshotRemove is the removal a reconcile that read CometChat at at
+// makes.
+func snapshotRemove(at int64, uids ...string) groupsync.Event {
+	e := ev(groupsync.ActionRemove, at, uids...)
+	e.Trigger, e.Received = groupsync.TriggerReconcile, at
 	return e
 }
 
@@ -132,6 +141,10 @@ func TestApplyPlans(t *testing.T) {
 			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpRemove, UIDs: []string{"carol"}}}, Recheck: []string{"carol"}}, nil},
 		{"TimedEventsAreNeverRechecked", []groupsync.Event{recv(ev(groupsync.ActionAdd, 1100, "carol"), 5000), recv(ev(groupsync.ActionRemove, 1200, "carol"), 5001)},
 			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpRemove, UIDs: []string{"carol"}}}}, nil},
+		{"UntimedAddReceivedBeforeASnapshotIsStale", []groupsync.Event{snapshotRemove(6000, "carol"), recv(ev(groupsync.ActionAdd, 0, "carol"), 5990)},
+			groupsync.Plan{GUID: guid, Stale: []string{"carol"}, Ignored: groupsync.IgnoredAllStale}, nil},
+		{"UntimedAddReceivedAfterASnapshotIsApplied", []groupsync.Event{snapshotRemove(6000, "carol"), recv(ev(groupsync.ActionAdd, 0, "carol"), 6000+groupsync.RetryHorizon+1)},
+			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpAdd, UIDs: []string{"carol"}}}}, []string{"carol"}},
 		{"RepeatWithAnotherTimeIsNoRepeat", []groupsync.Event{joinedAt(1100, "carol"), joinedAt(1300, "carol")},
 			groupsync.Plan{GUID: guid, Steps: []groupsync.Step{{Op: groupsync.OpAdd, UIDs: []string{"carol"}}}}, []string{"carol"}},
 		{"ClampedAddDoesNotOutrankLaterKick", []groupsync.Event{clamped(groupsync.TriggerMemberAdded, groupsync.ActionAdd, "mallory"), ev(groupsync.ActionRemove, 1200, "mallory")},
@@ -282,170 +295,89 @@ func (f *fakeVirgil) members() []string {
 	return out
 }
 
-// delivery is one copy of an event as the queue stores it.
-type delivery struct {
-	at  int64
-	tie int
-	ev  groupsync.Event
-}
-
-// ScenarioTruth is CometChat's final state of a generated group.
-type scenarioTruth struct {
-	deleted bool
-	members []string
-}
-
-// genScenario makes a random life of one group: operations one to eight
-// seconds apart, each with the times CometChat puts in its bodies, and
-// returns the events in CometChat order with the final truth.
-func genScenario(r *rand.Rand, g string, users []string) ([]groupsync.Event, int64, scenarioTruth) {
-	t := int64(1_700_000_000 + r.IntN(1000))
-	created := t
-	in := map[string]bool{}
-	var out []groupsync.Event
-	mk := func(trig groupsync.Trigger, act groupsync.Action, uids ...string) groupsync.Event {
-		e := groupsync.Event{Trigger: trig, Action: act, GUID: g, CreatedAt: created, UpdatedAt: t, MembersCount: -1}
-		for _, u := range uids {
-			e.Members = append(e.Members, groupsync.Member{UID: u})
+// replay applies deliveries in order, as the worker does: each through
+// Apply, except that a plan asking for a recheck is replaced by a reconcile
+// against CometChat's state at the delivery's arrival (what the worker does
+// with a CometChat reader). It returns the states and fake Virgil groups.
+func replay(scs map[string]groupsynctest.Scenario, ds []groupsynctest.Delivery) (map[string]groupsync.GroupState, map[string]*fakeVirgil) {
+	states := map[string]groupsync.GroupState{}
+	virgil := map[string]*fakeVirgil{}
+	for i, d := range ds {
+		g := d.Event.GUID
+		seq := uint64(i + 1)
+		st, p := groupsync.Apply(states[g], d.Event, seq)
+		if len(p.Recheck) > 0 {
+			members, exists := scs[g].TruthAt(d.At)
+			st, p, _ = groupsync.Reconcile(states[g], groupsync.Snapshot{GUID: g, Exists: exists, Members: members, At: d.At}, seq)
 		}
-		return e
+		states[g] = st
+		if virgil[g] == nil {
+			virgil[g] = &fakeVirgil{}
+		}
+		virgil[g].apply(p)
 	}
-	creator := users[r.IntN(len(users))]
-	c := mk(groupsync.TriggerGroupCreated, groupsync.ActionCreate, creator)
-	c.UpdatedAt = 0
-	out = append(out, c)
-	in[creator] = true
-	n := 3 + r.IntN(14)
-	deleted := false
-	for i := 0; i < n; i++ {
-		t += 1 + int64(r.IntN(8))
-		u := users[r.IntN(len(users))]
-		var members []string
-		for m := range in {
-			members = append(members, m)
-		}
-		sort.Strings(members)
-		switch k := r.IntN(10); {
-		case k < 4:
-			// Added (no updatedAt in the body, joinedAt per member) or joined.
-			if r.IntN(2) == 0 {
-				e := mk(groupsync.TriggerMemberAdded, groupsync.ActionAdd)
-				e.UpdatedAt = 0
-				e.Members = []groupsync.Member{{UID: u, JoinedAt: t}}
-				out = append(out, e)
-			} else {
-				out = append(out, mk(groupsync.TriggerMemberJoined, groupsync.ActionAdd, u))
+	return states, virgil
+}
+
+// checkConverged fails unless every group ends as its scenario does, in
+// Virgil and in the state.
+func checkConverged(t *testing.T, what string, scs map[string]groupsynctest.Scenario, states map[string]groupsync.GroupState, virgil map[string]*fakeVirgil) {
+	t.Helper()
+	for g, sc := range scs {
+		v := virgil[g]
+		if sc.Deleted {
+			if v.exists || len(v.in) > 0 {
+				t.Fatalf("%s: group %s deleted in CometChat, Virgil holds %v", what, g, v.members())
 			}
-			in[u] = true
-		case k < 7 && len(members) > 0:
-			v := members[r.IntN(len(members))]
-			trig := []groupsync.Trigger{groupsync.TriggerMemberKicked, groupsync.TriggerMemberBanned, groupsync.TriggerMemberLeft}[r.IntN(3)]
-			out = append(out, mk(trig, groupsync.ActionRemove, v))
-			delete(in, v)
-		case k < 8 && len(members) > 0:
-			v := members[r.IntN(len(members))]
-			if r.IntN(2) == 0 {
-				out = append(out, mk(groupsync.TriggerMemberScopeChanged, groupsync.ActionEnsure, v))
-			} else {
-				e := mk(groupsync.TriggerOwnerTransferred, groupsync.ActionEnsure)
-				e.Owner = v
-				out = append(out, e)
-			}
-		case k < 9:
-			out = append(out, mk(groupsync.TriggerGroupUpdated, groupsync.ActionNone))
-		default:
-			out = append(out, mk(groupsync.TriggerMemberUnbanned, groupsync.ActionNone, u))
+			continue
+		}
+		if got := v.members(); !v.exists || !slices.Equal(got, sc.Members) {
+			t.Fatalf("%s: group %s: Virgil members %v (exists %v), CometChat members %v", what, g, got, v.exists, sc.Members)
+		}
+		if got := states[g].Current(); !slices.Equal(got, sc.Members) {
+			t.Fatalf("%s: group %s: state members %v, CometChat members %v", what, g, got, sc.Members)
 		}
 	}
-	if r.IntN(4) == 0 {
-		t += 1 + int64(r.IntN(8))
-		out = append(out, mk(groupsync.TriggerGroupDeleted, groupsync.ActionDelete))
-		deleted = true
-	}
-	truth := scenarioTruth{deleted: deleted}
-	if !deleted {
-		for m := range in {
-			truth.members = append(truth.members, m)
-		}
-		sort.Strings(truth.members)
-	}
-	return out, t, truth
-}
-
-// deliver turns CometChat's events into what the queue stores: each event
-// arrives at its time, or after its first or second retry (+10 s, +30 s)
-// when earlier attempts failed, and is sometimes stored twice (a retry of a
-// delivery we answered too slowly), in arrival order.
-func deliver(r *rand.Rand, events []groupsync.Event, base int64) []delivery {
-	var ds []delivery
-	for i, e := range events {
-		at := base + int64(i) // CometChat order, used when bodies carry no time
-		if e.UpdatedAt != 0 {
-			at = e.UpdatedAt
-		} else if len(e.Members) > 0 && e.Members[0].JoinedAt != 0 {
-			at = e.Members[0].JoinedAt
-		} else if e.Action == groupsync.ActionCreate {
-			at = e.CreatedAt
-		}
-		delays := []int64{0, 0, 0, 10, 30}
-		d := delays[r.IntN(len(delays))]
-		ds = append(ds, delivery{at: at + d, tie: r.Int(), ev: e})
-		if r.IntN(5) == 0 {
-			ds = append(ds, delivery{at: at + d + []int64{10, 30}[r.IntN(2)], tie: r.Int(), ev: e})
-		}
-	}
-	sort.Slice(ds, func(i, j int) bool {
-		if ds[i].at != ds[j].at {
-			return ds[i].at < ds[j].at
-		}
-		return ds[i].tie < ds[j].tie
-	})
-	return ds
 }
 
 // TestApplyConvergesUnderReorderingAndDuplicates is the property test of
-// invariant 2 for the planner: random group lives over several groups,
-// delivered with CometChat's retry delays (reordering within 30 s) and
-// duplicates, always end with Virgil holding CometChat's final members.
+// invariant 2 for the planner: random group lives over several groups, with
+// identical repeated adds and forged (clamped) times, delivered with
+// CometChat's retry delays (reordering within 30 s) and duplicates, always
+// end with Virgil holding CometChat's final members.
 func TestApplyConvergesUnderReorderingAndDuplicates(t *testing.T) {
 	users := []string{"alice", "bob", "carol", "dave", "erin", "frank"}
 	for seed := uint64(0); seed < 2000; seed++ {
 		r := rand.New(rand.NewPCG(seed, 7))
-		groups := []string{"g-one", "g-two", "g-three"}
-		var all []delivery
-		truth := map[string]scenarioTruth{}
-		for _, g := range groups {
-			events, _, tr := genScenario(r, g, users)
-			truth[g] = tr
-			all = append(all, deliver(r, events, events[0].CreatedAt)...)
+		scs := map[string]groupsynctest.Scenario{}
+		var all []groupsynctest.Delivery
+		for _, g := range []string{"g-one", "g-two", "g-three"} {
+			sc := groupsynctest.Generate(r, g, groupsynctest.Options{Users: users, Steps: 16, DeleteOneIn: 4, ForgeOneIn: 12})
+			scs[g] = sc
+			all = append(all, groupsynctest.Deliver(r, sc, groupsynctest.DeliverOptions{})...)
 		}
-		sort.SliceStable(all, func(i, j int) bool { return all[i].at < all[j].at })
-		states := map[string]groupsync.GroupState{}
-		virgil := map[string]*fakeVirgil{}
-		for i, d := range all {
-			g := d.ev.GUID
-			st, p := groupsync.Apply(states[g], d.ev, uint64(i+1))
-			states[g] = st
-			if virgil[g] == nil {
-				virgil[g] = &fakeVirgil{}
+		groupsynctest.SortDeliveries(all)
+		states, virgil := replay(scs, all)
+		checkConverged(t, fmt.Sprintf("seed %d", seed), scs, states, virgil)
+	}
+}
+
+// TestApplySeedScenarios runs the named seed scenarios of groupsynctest's
+// testdata through many random deliveries.
+func TestApplySeedScenarios(t *testing.T) {
+	scs, err := groupsynctest.LoadScenarios("groupsynctest/testdata/scenarios.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range scs {
+		t.Run(sc.Name, func(t *testing.T) {
+			for seed := uint64(0); seed < 200; seed++ {
+				r := rand.New(rand.NewPCG(seed, 5))
+				ds := groupsynctest.Deliver(r, sc, groupsynctest.DeliverOptions{})
+				states, virgil := replay(map[string]groupsynctest.Scenario{sc.GUID: sc}, ds)
+				checkConverged(t, fmt.Sprintf("seed %d", seed), map[string]groupsynctest.Scenario{sc.GUID: sc}, states, virgil)
 			}
-			virgil[g].apply(p)
-		}
-		for _, g := range groups {
-			want, v := truth[g], virgil[g]
-			if want.deleted {
-				if v.exists || len(v.in) > 0 {
-					t.Fatalf("seed %d: group %s deleted in CometChat, Virgil holds %v", seed, g, v.members())
-				}
-				continue
-			}
-			if got := v.members(); !v.exists || !slices.Equal(got, want.members) {
-				t.Fatalf("seed %d: group %s: Virgil members %v (exists %v), CometChat members %v", seed, g, got, v.exists, want.members)
-			}
-			if got := states[g].Current(); !slices.Equal(got, want.members) {
-				t.Fatalf("seed %d: group %s: state members %v, CometChat members %v", seed, g, got, want.members)
-			}
-		}
+		})
 	}
 }
 
@@ -508,26 +440,34 @@ func TestApplyConvergesAfterStateLoss(t *testing.T) {
 	users := []string{"alice", "bob", "carol", "dave"}
 	for seed := uint64(0); seed < 500; seed++ {
 		r := rand.New(rand.NewPCG(seed, 11))
-		events, _, truth := genScenario(r, "g-lost", users)
-		cut := r.IntN(len(events) + 1)
+		sc := groupsynctest.Generate(r, "g-lost", groupsynctest.Options{Users: users, Steps: 16, DeleteOneIn: 4, ForgeOneIn: 12})
+		ds := groupsynctest.Deliver(r, sc, groupsynctest.DeliverOptions{})
+		// In CometChat order, each event once.
+		sort.SliceStable(ds, func(i, j int) bool { return ds[i].Step < ds[j].Step })
+		cut := r.IntN(len(sc.Steps) + 1)
 		var st groupsync.GroupState
 		v := &fakeVirgil{}
-		for i, e := range events {
-			if i == cut {
+		seq := uint64(0)
+		for _, d := range ds {
+			if d.Copy {
+				continue
+			}
+			if d.Step == cut {
 				st = groupsync.GroupState{}
 			}
+			seq++
 			var p groupsync.Plan
-			st, p = groupsync.Apply(st, e, uint64(i+1))
+			st, p = groupsync.Apply(st, d.Event, seq)
 			v.apply(p)
 		}
-		if truth.deleted {
+		if sc.Deleted {
 			if v.exists {
 				t.Fatalf("seed %d: deleted group exists with %v", seed, v.members())
 			}
 			continue
 		}
-		if got := v.members(); !slices.Equal(got, truth.members) {
-			t.Fatalf("seed %d (state lost before event %d): Virgil members %v, want %v", seed, cut, got, truth.members)
+		if got := v.members(); !slices.Equal(got, sc.Members) {
+			t.Fatalf("seed %d (state lost before event %d): Virgil members %v, want %v", seed, cut, got, sc.Members)
 		}
 	}
 }

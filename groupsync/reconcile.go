@@ -51,7 +51,10 @@ func Reconcile(state GroupState, snap Snapshot, seq uint64) (GroupState, Plan, D
 	if base.Lifecycle == LifecycleDeleted && snap.Exists {
 		base = GroupState{GUID: state.GUID}
 	}
-	ev := Event{GUID: snap.GUID, UpdatedAt: snap.At, MembersCount: -1}
+	// The snapshot is received when it is read: an untimed event that
+	// arrives soon after and flips a member it decided is rechecked
+	// (docs/convergence.md).
+	ev := Event{GUID: snap.GUID, UpdatedAt: snap.At, Received: snap.At, MembersCount: -1}
 	out := Plan{GUID: snap.GUID}
 	var drift Drift
 	if !snap.Exists {

@@ -29,17 +29,42 @@ type Stamp struct {
 	// Recv is when groupsync last received the event (Event.Received), 0
 	// if unknown. It plays no part in After.
 	Recv int64 `json:"recv,omitempty"`
+	// Untimed reports that the event carried no time: At, when set, is
+	// that of an earlier decision to the same effect, kept because the
+	// member has been on that side since then at least.
+	Untimed bool `json:"untimed,omitempty"`
+	// UntimedRecv is when groupsync last received an event without a time
+	// to the same effect (0: none since the member last changed side).
+	UntimedRecv int64 `json:"untimed_recv,omitempty"`
+	// Snapshot reports a decision read from CometChat's REST API (a
+	// reconcile): At is then the time of the read on groupsync's clock.
+	Snapshot bool `json:"snapshot,omitempty"`
+}
+
+// eventAt is the time the stamped event itself carried, 0 if none.
+func (s Stamp) eventAt() int64 {
+	if s.Untimed {
+		return 0
+	}
+	return s.At
 }
 
 // IsZero reports whether s is the zero Stamp (no event decided yet).
 func (s Stamp) IsZero() bool { return s.At == 0 && s.Seq == 0 }
 
 // After reports whether an event stamped s happened after one stamped o.
-// When both times are known and differ they decide; otherwise (a time is
+// An event without a time received before a snapshot was read is older than
+// the snapshot. When both times are known and differ they decide; otherwise (a time is
 // missing, or both fall in the same second) the stream sequence does. A
 // stamp is never After itself, so a duplicate of the event that decided a
 // member changes nothing.
 func (s Stamp) After(o Stamp) bool {
+	if s.At == 0 && s.Recv != 0 && o.Snapshot && o.At != 0 {
+		// An event without a time received before a read of CometChat
+		// happened before it: the read already shows it. (One received in
+		// the same second may not have: it counts as later.)
+		return s.Recv >= o.At
+	}
 	if s.At != 0 && o.At != 0 && s.At != o.At {
 		return s.At > o.At
 	}

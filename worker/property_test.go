@@ -1,170 +1,224 @@
 package worker_test
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/groupsync/groupsynctest"
 	"github.com/groupsync/groupsync/queue"
+	"github.com/groupsync/groupsync/virgil"
+	"github.com/groupsync/groupsync/worker"
 )
 
-// scenario is one random group life: its events in CometChat order, the
-// time each happened, and CometChat's final state.
-type scenario struct {
-	guid    string
-	events  []groupsync.Event
-	times   []int64
-	deleted bool
-	members []string
-}
-
-func genGroupLife(r *rand.Rand, guid string, users []string) scenario {
-	t := int64(1_700_000_000 + r.IntN(1000))
-	created := t
-	sc := scenario{guid: guid}
-	in := map[string]bool{}
-	add := func(e groupsync.Event) {
-		sc.events = append(sc.events, e)
-		sc.times = append(sc.times, t)
-	}
-	mk := func(trig groupsync.Trigger, act groupsync.Action, uids ...string) groupsync.Event {
-		e := groupsync.Event{Trigger: trig, Action: act, GUID: guid, CreatedAt: created, UpdatedAt: t, MembersCount: -1}
-		for _, u := range uids {
-			e.Members = append(e.Members, groupsync.Member{UID: u})
-		}
-		return e
-	}
-	creator := users[r.IntN(len(users))]
-	c := mk(groupsync.TriggerGroupCreated, groupsync.ActionCreate, creator)
-	c.UpdatedAt = 0
-	add(c)
-	in[creator] = true
-	for range 2 + r.IntN(6) {
-		t += 1 + int64(r.IntN(8))
-		u := users[r.IntN(len(users))]
-		var cur []string
-		for m := range in {
-			cur = append(cur, m)
-		}
-		sort.Strings(cur)
-		switch k := r.IntN(10); {
-		case k < 5:
-			if r.IntN(2) == 0 {
-				e := mk(groupsync.TriggerMemberAdded, groupsync.ActionAdd)
-				e.UpdatedAt = 0
-				e.Members = []groupsync.Member{{UID: u, JoinedAt: t}}
-				add(e)
-			} else {
-				add(mk(groupsync.TriggerMemberJoined, groupsync.ActionAdd, u))
-			}
-			in[u] = true
-		case k < 8 && len(cur) > 0:
-			v := cur[r.IntN(len(cur))]
-			trig := []groupsync.Trigger{groupsync.TriggerMemberKicked, groupsync.TriggerMemberBanned, groupsync.TriggerMemberLeft}[r.IntN(3)]
-			add(mk(trig, groupsync.ActionRemove, v))
-			delete(in, v)
-		case k < 9 && len(cur) > 0:
-			add(mk(groupsync.TriggerMemberScopeChanged, groupsync.ActionEnsure, cur[r.IntN(len(cur))]))
-		default:
-			add(mk(groupsync.TriggerGroupUpdated, groupsync.ActionNone))
-		}
-	}
-	if r.IntN(6) == 0 {
-		t += 1 + int64(r.IntN(8))
-		add(mk(groupsync.TriggerGroupDeleted, groupsync.ActionDelete))
-		sc.deleted = true
-		return sc
-	}
-	for m := range in {
-		sc.members = append(sc.members, m)
-	}
-	sort.Strings(sc.members)
-	return sc
-}
-
-type arrival struct {
-	at   int64
-	tie  int
-	job  groupsync.Job
-	copy bool // a second copy that only the worker can de-duplicate
-}
-
-// TestPropertyConvergesAgainstVirgil: hundreds of random group lives, their
-// webhooks delayed by CometChat's retries (+10 s, +30 s, so reordered) and
-// partly duplicated, go through the queue, the pool and the real owner; every
-// Virgil group ends with CometChat's final members, and deleted groups are
-// gone.
+// TestPropertyConvergesAgainstVirgil: hundreds of random group lives, with
+// identical repeated adds and forged (clamped) times, partly delivered
+// twice, go through the queue, two pools and the real owner. Reordered: the
+// webhooks are delayed by CometChat's retries (+10 s, +30 s), and CometChat's
+// REST API answers the rechecks. InOrder: nothing is reordered and there is
+// no REST API. The verdict is what members can decrypt: in every group,
+// each CometChat member opens the newest epoch with their own key and every
+// other user cannot; deleted groups are gone.
 func TestPropertyConvergesAgainstVirgil(t *testing.T) {
 	if testing.Short() {
 		t.Skip("property test against the emulator skipped in -short mode")
 	}
-	e := newEnv(t, envOptions{queue: func(c *queue.Config) { c.Partitions = 8 }})
-	users := []string{"ann", "ben", "cat", "dan", "eve", "fay"}
-	e.register(users...)
-	cfg := e.poolConfig()
-	e.startPool(cfg, nil, nil, nil)
-	e.startPool(cfg, nil, nil, nil) // two processes share the partitions
+	for _, inOrder := range []bool{false, true} {
+		name := "Reordered"
+		if inOrder {
+			name = "InOrder"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, envOptions{queue: func(c *queue.Config) { c.Partitions = 8 }})
+			users := []string{"ann", "ben", "cat", "dan", "eve", "fay"}
+			e.register(users...)
+			seed := uint64(time.Now().UnixNano())
+			t.Logf("seed %d", seed)
+			scs, deliveries := propertyHistories(rand.New(rand.NewPCG(seed, 3)), 150, users, inOrder)
+			cfg := e.poolConfig()
+			if !inOrder {
+				cfg.Reconciler = truthOf(scs)
+			}
+			e.startPool(cfg, nil, nil, nil)
+			e.startPool(cfg, nil, nil, nil) // two processes share the partitions
+			start := time.Now()
+			e.publishDeliveries(rand.New(rand.NewPCG(seed, 4)), deliveries)
+			eventually(t, 90*time.Second, func() (bool, string) {
+				wrong := e.checkByDecryption(scs, users)
+				return len(wrong) == 0, fmt.Sprintf("seed %d: %s", seed, summary(wrong))
+			})
+			e.waitSettled()
+			t.Logf("%d groups, %d jobs converged in %s", len(scs), len(deliveries), time.Since(start).Round(time.Millisecond))
+			if wrong := e.checkByDecryption(scs, users); len(wrong) > 0 {
+				t.Fatalf("seed %d: changed after convergence: %s", seed, summary(wrong))
+			}
+		})
+	}
+}
 
-	seed := uint64(time.Now().UnixNano())
-	r := rand.New(rand.NewPCG(seed, 3))
-	t.Logf("seed %d", seed)
-	const cases = 200
-	var scs []scenario
-	var arrivals []arrival
-	for i := range cases {
-		sc := genGroupLife(r, fmt.Sprintf("prop-%03d", i), users)
-		scs = append(scs, sc)
-		for k, ev := range sc.events {
-			j := job(ev)
-			d := []int64{0, 0, 0, 10, 30}[r.IntN(5)]
-			arrivals = append(arrivals, arrival{at: sc.times[k] + d, tie: r.Int(), job: j})
-			if r.IntN(5) == 0 {
-				arrivals = append(arrivals, arrival{at: sc.times[k] + d + []int64{10, 30}[r.IntN(2)], tie: r.Int(), job: j, copy: r.IntN(2) == 0})
-			}
-		}
-	}
-	sort.Slice(arrivals, func(i, j int) bool {
-		if arrivals[i].at != arrivals[j].at {
-			return arrivals[i].at < arrivals[j].at
-		}
-		return arrivals[i].tie < arrivals[j].tie
-	})
-	for _, a := range arrivals {
-		if a.copy {
-			e.publishCopy(a.job)
-		} else {
-			e.publish(a.job)
-		}
-	}
-	start := time.Now()
-	eventually(t, 90*time.Second, func() (bool, string) {
-		var wrong []string
-		for _, sc := range scs {
-			v, ok := e.view(sc.guid)
-			switch {
-			case sc.deleted && ok:
-				wrong = append(wrong, sc.guid+" should be deleted")
-			case !sc.deleted && (!ok || !slices.Equal(v.Participants, e.want(sc.members...))):
-				wrong = append(wrong, fmt.Sprintf("%s: [%s], want [%s]", sc.guid, e.names(v.Participants), strings.Join(sc.members, ",")))
-			}
-		}
-		if len(wrong) > 3 {
-			wrong = append(wrong[:3], fmt.Sprintf("and %d more", len(wrong)-3))
-		}
-		return len(wrong) == 0, fmt.Sprintf("seed %d: %s", seed, strings.Join(wrong, "; "))
-	})
+// TestPropertyVerdictSeesBrokenOwner: an owner that encrypts every ticket
+// for itself alone, while sharing it with the members as it should, keeps
+// the participant lists right; the verdict by decryption fails it.
+func TestPropertyVerdictSeesBrokenOwner(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	users := []string{"ann", "ben", "cat"}
+	e.register(users...)
+	scs, deliveries := propertyHistories(rand.New(rand.NewPCG(1, 2)), 10, users, false)
+	broken := virgil.NewOwner(
+		virgil.NewClient(e.url, e.gen.Source(ownerID), virgil.WithTimeout(10*time.Second),
+			virgil.WithHTTPClient(&http.Client{Transport: ownerOnly{key: e.ownerKey}})),
+		e.ownerKey, ownerID, virgil.WithServiceKey(e.emu.ServiceKey()))
+	cfg := e.poolConfig()
+	cfg.Reconciler = truthOf(scs)
+	e.startPool(cfg, nil, nil, worker.NewVirgilGroups(broken, e.ids))
+	e.publishDeliveries(rand.New(rand.NewPCG(1, 3)), deliveries)
 	e.waitSettled()
-	t.Logf("%d groups, %d jobs converged in %s", cases, len(arrivals), time.Since(start).Round(time.Millisecond))
-	// Settled state must still match (nothing ran after convergence).
+	// The participant lists are right...
 	for _, sc := range scs {
-		v, ok := e.view(sc.guid)
-		if sc.deleted == ok || (!sc.deleted && !slices.Equal(v.Participants, e.want(sc.members...))) {
-			t.Fatalf("seed %d: group %s changed after convergence: [%s]", seed, sc.guid, e.names(v.Participants))
+		v, ok := e.view(sc.GUID)
+		if sc.Deleted == ok || (!sc.Deleted && !slices.Equal(v.Participants, e.want(sc.Members...))) {
+			t.Fatalf("group %s: participants [%s], want [%s]: the broken owner must get the lists right", sc.GUID, e.names(v.Participants), strings.Join(sc.Members, ","))
 		}
 	}
+	// ...and members cannot decrypt.
+	if wrong := e.checkByDecryption(scs, users); len(wrong) == 0 {
+		t.Fatal("the verdict by decryption passed an owner that encrypts every ticket for itself alone")
+	} else {
+		t.Logf("verdict: %s", summary(wrong))
+	}
+}
+
+// propertyHistories makes n group lives that happened in the last ten
+// minutes and their deliveries, in arrival order (in CometChat's order when
+// inOrder is set).
+func propertyHistories(r *rand.Rand, n int, users []string, inOrder bool) ([]groupsynctest.Scenario, []groupsynctest.Delivery) {
+	var scs []groupsynctest.Scenario
+	var all []groupsynctest.Delivery
+	now := time.Now().Unix()
+	for i := range n {
+		sc := groupsynctest.Generate(r, fmt.Sprintf("prop-%03d", i), groupsynctest.Options{
+			Users: users, Start: now - 600 + int64(r.IntN(300)), Steps: 10, DeleteOneIn: 6, ForgeOneIn: 15})
+		scs = append(scs, sc)
+		all = append(all, groupsynctest.Deliver(r, sc, groupsynctest.DeliverOptions{InOrder: inOrder})...)
+	}
+	groupsynctest.SortDeliveries(all)
+	return scs, all
+}
+
+// truthOf answers reconcile reads with the groups as the histories leave
+// them: every event happened before the workers read.
+func truthOf(scs []groupsynctest.Scenario) *fakeCometChat {
+	cc := &fakeCometChat{groups: map[string][]string{}}
+	for _, sc := range scs {
+		if !sc.Deleted {
+			cc.groups[sc.GUID] = slices.Clone(sc.Members)
+		}
+	}
+	return cc
+}
+
+// publishDeliveries stores every delivery as a job of its own, as the
+// webhook receiver does; some jobs are also stored a second time under
+// another Nats-Msg-Id (a copy only the done marks can catch).
+func (e *env) publishDeliveries(r *rand.Rand, ds []groupsynctest.Delivery) {
+	e.tb.Helper()
+	for _, d := range ds {
+		j := job(d.Event)
+		e.publish(j)
+		if r.IntN(10) == 0 {
+			e.publishCopy(j)
+		}
+	}
+}
+
+// checkByDecryption returns what members cannot do that they should, or
+// can do that they should not: in each group CometChat has, every member
+// opens the newest epoch with their own key and every other user of users
+// cannot; a deleted group is gone.
+func (e *env) checkByDecryption(scs []groupsynctest.Scenario, users []string) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wrong []string
+	for _, sc := range scs {
+		_, exists := e.view(sc.GUID)
+		if sc.Deleted {
+			if exists {
+				wrong = append(wrong, sc.GUID+" should be deleted")
+			}
+			continue
+		}
+		for _, u := range users {
+			err := e.canReadNewest(ctx, u, sc.GUID)
+			switch member := slices.Contains(sc.Members, u); {
+			case member && err != nil:
+				wrong = append(wrong, fmt.Sprintf("%s: member %s cannot decrypt: %v", sc.GUID, u, err))
+			case !member && err == nil:
+				wrong = append(wrong, fmt.Sprintf("%s: %s, not a member, decrypts", sc.GUID, u))
+			}
+		}
+	}
+	return wrong
+}
+
+func summary(wrong []string) string {
+	if len(wrong) > 3 {
+		return strings.Join(wrong[:3], "; ") + fmt.Sprintf("; and %d more", len(wrong)-3)
+	}
+	return strings.Join(wrong, "; ")
+}
+
+// ownerOnly is an owner's HTTP transport that breaks it: every ticket it
+// pushes is re-encrypted for the owner alone, while the push still names
+// (and so shares it with) every participant.
+type ownerOnly struct{ key *virgil.PrivateKey }
+
+func (o ownerOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/keyknox/v2/push") && req.Body != nil {
+		b, err := io.ReadAll(req.Body)
+		if err != nil {
+			return nil, err
+		}
+		var body map[string]any
+		if err := json.Unmarshal(b, &body); err != nil {
+			return nil, err
+		}
+		var meta, value []byte
+		if err := remarshal(body["meta"], &meta); err != nil {
+			return nil, err
+		}
+		if err := remarshal(body["value"], &value); err != nil {
+			return nil, err
+		}
+		plain, err := virgil.DecryptThenVerify(meta, value, o.key, o.key.Public())
+		if err != nil {
+			return nil, err
+		}
+		if meta, value, err = virgil.SignThenEncrypt(plain, o.key, []*virgil.PublicKey{o.key.Public()}); err != nil {
+			return nil, err
+		}
+		body["meta"], body["value"] = meta, value
+		if b, err = json.Marshal(body); err != nil {
+			return nil, err
+		}
+		req = req.Clone(req.Context())
+		req.Body = io.NopCloser(bytes.NewReader(b))
+		req.ContentLength = int64(len(b))
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+func remarshal(v any, out any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
 }

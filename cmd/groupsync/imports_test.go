@@ -22,7 +22,10 @@ var allowedImports = map[string][]string{
 	"queue":           {"groupsync", "redact"},
 	"virgil/emulator": {"virgil", "virgil/pythia", "redact"},
 	"groupsync":       {},
-	"virgil":          {"redact"},
+	// groupsynctest generates CometChat histories and their expected
+	// outcome for the property tests and the chaos harness.
+	"groupsync/groupsynctest": {"groupsync"},
+	"virgil":                  {"redact"},
 	// virgil/pythia is Pythia (BrainKey) in RELIC's encodings; the emulator
 	// serves it.
 	"virgil/pythia": {},
@@ -42,7 +45,7 @@ var allowedImports = map[string][]string{
 	"virgil/interop":   {"virgil"},
 	// The load and chaos harness drives the binary from outside; nothing
 	// imports it.
-	"test/chaos": {"groupsync", "virgil", "redact"},
+	"test/chaos": {"groupsync", "groupsync/groupsynctest", "virgil", "redact"},
 }
 
 // leafThirdParty is what the two leaf packages may import besides the
