@@ -7,9 +7,10 @@
 GO        ?= go
 PKGS      := ./...
 INTEROP   := virgil/interop
+BROWSER   := test/browser
 TESTFLAGS ?= -race -count=1 -timeout 14m
 
-.PHONY: all build run test lint interop-deps compose-check bench chaos fuzz clean
+.PHONY: all build run test lint interop-deps browser-deps compose-check bench chaos fuzz clean
 
 all: build
 
@@ -31,13 +32,20 @@ interop-deps:
 		cd $(INTEROP) && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
+# The browser test serves the official e3kit-browser bundles to Chromium; their
+# exact versions are pinned by the committed package-lock.json.
+browser-deps:
+	@if [ -f $(BROWSER)/package-lock.json ]; then \
+		cd $(BROWSER) && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+
 # docker-compose.yml is validated by a test in cmd/groupsync; this target does it by hand.
 compose-check:
 	GROUPSYNC_VIRGIL_APP_ID=x GROUPSYNC_VIRGIL_APP_KEY_ID=x GROUPSYNC_VIRGIL_APP_KEY=x GROUPSYNC_IDENTITY_SECRET=x \
 	GROUPSYNC_WEBHOOK_USERNAME=x GROUPSYNC_WEBHOOK_PASSWORD=x GROUPSYNC_COMETCHAT_APP_ID=x \
 	docker-compose -f docker-compose.yml config -q
 
-test: lint interop-deps
+test: lint interop-deps browser-deps
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
 bench:

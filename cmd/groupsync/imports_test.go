@@ -46,6 +46,8 @@ var allowedImports = map[string][]string{
 	// The load and chaos harness drives the binary from outside; nothing
 	// imports it.
 	"test/chaos": {"groupsync", "groupsync/groupsynctest", "virgil", "redact"},
+	// The browser test drives the binary and Chromium; nothing imports it.
+	"test/browser": {},
 }
 
 // leafThirdParty is what the two leaf packages may import besides the
