@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -21,6 +22,10 @@ type StreamFill struct {
 	// Ratio is the larger of Messages/MaxMessages and Bytes/MaxBytes, 0
 	// without limits; 1 means the stream refuses new messages.
 	Ratio float64 `json:"ratio"`
+	// Oldest is when the oldest message still stored was stored (zero when
+	// the stream is empty). In the job stream, a work queue, that is the
+	// oldest job not yet settled.
+	Oldest time.Time `json:"oldest,omitzero"`
 }
 
 // ratio returns n/limit, 0 for no limit.
@@ -49,6 +54,9 @@ func (q *Queue) Fill(ctx context.Context) ([]StreamFill, error) {
 			Bytes:       info.State.Bytes,
 			MaxMessages: info.Config.MaxMsgs,
 			MaxBytes:    info.Config.MaxBytes,
+		}
+		if info.State.Msgs > 0 {
+			f.Oldest = info.State.FirstTime
 		}
 		f.Ratio = max(ratio(f.Messages, f.MaxMessages), ratio(f.Bytes, f.MaxBytes))
 		out = append(out, f)
@@ -120,13 +128,15 @@ func (q *Queue) CheckFill(ctx context.Context) error {
 type fillCollector struct {
 	q                              *Queue
 	msgs, bytes, maxMsgs, maxBytes *prometheus.Desc
-	ratio, threshold, up           *prometheus.Desc
+	ratio, threshold, up, oldest   *prometheus.Desc
 }
 
 // Collector returns a Prometheus collector of the streams' fill, read from
 // JetStream on every scrape: groupsync_queue_stream_messages,
 // _stream_bytes, _stream_max_messages, _stream_max_bytes and
 // _stream_fill_ratio (labelled by stream), groupsync_queue_fill_threshold,
+// groupsync_queue_stream_oldest_age_seconds (age of the oldest message
+// stored, 0 when empty; in the job stream, of the oldest job waiting),
 // and groupsync_queue_stream_info_up (0 when JetStream did not answer).
 // Safe for concurrent use.
 func (q *Queue) Collector() prometheus.Collector {
@@ -140,12 +150,13 @@ func (q *Queue) Collector() prometheus.Collector {
 		ratio:     prometheus.NewDesc("groupsync_queue_stream_fill_ratio", "Fill of the stream against its limits, 0 to 1 (1: new messages refused).", l, nil),
 		threshold: prometheus.NewDesc("groupsync_queue_fill_threshold", "Fill ratio above which readiness fails.", nil, nil),
 		up:        prometheus.NewDesc("groupsync_queue_stream_info_up", "1 when the last read of the streams' fill succeeded.", nil, nil),
+		oldest:    prometheus.NewDesc("groupsync_queue_stream_oldest_age_seconds", "Age of the oldest message stored in the stream (0: empty); for the job stream, the oldest job not yet settled.", l, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *fillCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.msgs, c.bytes, c.maxMsgs, c.maxBytes, c.ratio, c.threshold, c.up} {
+	for _, d := range []*prometheus.Desc{c.msgs, c.bytes, c.maxMsgs, c.maxBytes, c.ratio, c.threshold, c.up, c.oldest} {
 		ch <- d
 	}
 }
@@ -165,5 +176,10 @@ func (c *fillCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.maxMsgs, prometheus.GaugeValue, float64(f.MaxMessages), f.Stream)
 		ch <- prometheus.MustNewConstMetric(c.maxBytes, prometheus.GaugeValue, float64(f.MaxBytes), f.Stream)
 		ch <- prometheus.MustNewConstMetric(c.ratio, prometheus.GaugeValue, f.Ratio, f.Stream)
+		age := 0.0
+		if !f.Oldest.IsZero() {
+			age = max(time.Since(f.Oldest).Seconds(), 0)
+		}
+		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, age, f.Stream)
 	}
 }

@@ -160,6 +160,13 @@ func TestFillCollector(t *testing.T) {
 			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
 		}
 	}
+	// The job waiting was stored just now; the empty stream has no age.
+	if age, ok := got["groupsync_queue_stream_oldest_age_seconds{"+b.cfg.Stream+"}"]; !ok || age <= 0 || age > 60 {
+		t.Errorf("oldest age of the job stream = %v (present %v), want the age of the job just published", age, ok)
+	}
+	if age := got["groupsync_queue_stream_oldest_age_seconds{"+b.cfg.DeadLetterStream+"}"]; age != 0 {
+		t.Errorf("oldest age of the empty dead-letter stream = %v, want 0", age)
+	}
 }
 
 // TestRecordRefused: a job refused at intake is listed as failed with its
