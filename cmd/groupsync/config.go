@@ -75,6 +75,7 @@ var options = map[string]option{
 	"emulator-addr":          {name: "emulator-addr", usage: "dev: listen address of the Virgil emulator", def: "127.0.0.1:8271"},
 	"nats-port":              {name: "nats-port", usage: "dev: port of the embedded NATS (-1 picks one)", def: "4250"},
 	"shutdown-timeout":       {name: "shutdown-timeout", usage: "how long in-flight work may take to finish on shutdown", def: "20s"},
+	"max-clock-skew":         {name: "max-clock-skew", usage: "webhooks: how far ahead of their receipt event times may lie; later times are clamped (docs/convergence.md)", def: "5m"},
 	"emulator-debug-api":     {name: "emulator-debug-api", usage: "emulator: serve the /_emulator/ inspection and fault endpoints", def: "true", isBool: true},
 	"emulator-service-key":   {name: "emulator-service-key", usage: "emulator: private key of its card signatures, base64 PKCS#8 (empty: kept in the data dir)", secret: true},
 }

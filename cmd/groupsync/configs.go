@@ -146,10 +146,10 @@ var (
 	identityOptions  = []string{"identity-secret", "owner-identity"}
 	cometchatOptions = []string{"cometchat-app-id", "cometchat-region", "cometchat-api-key", "cometchat-api-url"}
 	clientAPIOptions = []string{"client-rate", "client-burst", "client-uid-rate", "client-uid-burst", "client-trusted-proxies", "cors-allowed-origins"}
-	webhookOptions   = join([]string{"http-addr", "webhook-username", "webhook-password", "webhook-id", "client-auth"}, cometchatOptions, clientAPIOptions)
+	webhookOptions   = join([]string{"http-addr", "webhook-username", "webhook-password", "webhook-id", "client-auth", "max-clock-skew"}, cometchatOptions, clientAPIOptions)
 	workerOptions    = append([]string{"concurrency", "owner-key-file", "metrics-addr", "pprof"}, cometchatOptions...)
 	emulatorOptions  = []string{"http-addr", "data-dir", "emulator-debug-api", "emulator-service-key"}
-	devOptions       = join([]string{"http-addr", "data-dir", "emulator-addr", "nats-port", "owner-identity", "concurrency"}, cometchatOptions, clientAPIOptions)
+	devOptions       = join([]string{"http-addr", "data-dir", "emulator-addr", "nats-port", "owner-identity", "concurrency", "max-clock-skew"}, cometchatOptions, clientAPIOptions)
 )
 
 // join concatenates option groups.
@@ -341,6 +341,18 @@ func parseClientAPI(s *settings, cfg *webhook.Config, dev bool) error {
 	return nil
 }
 
+// parseMaxClockSkew reads max-clock-skew: a positive duration.
+func parseMaxClockSkew(s *settings) (time.Duration, error) {
+	skew, err := s.duration("max-clock-skew")
+	if err != nil {
+		return 0, err
+	}
+	if skew <= 0 {
+		return 0, usagef("max-clock-skew: %q must be longer than zero", s.mustStr("max-clock-skew"))
+	}
+	return skew, nil
+}
+
 // parseWebhook reads the HTTP server's settings; the caller sets its
 // Identities and Tokens.
 func parseWebhook(s *settings, log zerolog.Logger) (*webhook.Config, error) {
@@ -373,14 +385,19 @@ func parseWebhook(s *settings, log zerolog.Logger) (*webhook.Config, error) {
 			return nil, err
 		}
 	}
+	skew, err := parseMaxClockSkew(s)
+	if err != nil {
+		return nil, err
+	}
 	cfg := &webhook.Config{
-		Addr:       s.mustStr("http-addr"),
-		Username:   user,
-		Password:   pass,
-		AppID:      appID,
-		WebhookID:  s.mustStr("webhook-id"),
-		Logger:     log,
-		ClientAuth: auth,
+		Addr:         s.mustStr("http-addr"),
+		MaxClockSkew: skew,
+		Username:     user,
+		Password:     pass,
+		AppID:        appID,
+		WebhookID:    s.mustStr("webhook-id"),
+		Logger:       log,
+		ClientAuth:   auth,
 		CometChat: webhook.CometChatConfig{
 			APIURL: s.mustStr("cometchat-api-url"),
 			Region: s.mustStr("cometchat-region"),

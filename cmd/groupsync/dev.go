@@ -46,6 +46,10 @@ func parseDev(e env, args []string) (*devConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	skew, err := parseMaxClockSkew(s)
+	if err != nil {
+		return nil, err
+	}
 	natsPort, err := strconv.Atoi(s.mustStr("nats-port"))
 	if err != nil || natsPort < -1 || natsPort > 65535 {
 		return nil, usagef("nats-port: %q is not a port or -1", s.mustStr("nats-port"))
@@ -109,13 +113,14 @@ func parseDev(e env, args []string) (*devConfig, error) {
 		CometChat:     cc,
 	}
 	cfg.Serve = &webhook.Config{
-		Addr:       s.mustStr("http-addr"),
-		Username:   sec.WebhookUsername,
-		Password:   sec.WebhookPassword,
-		AppID:      sec.CometChatAppID,
-		Identities: ids,
-		ClientAuth: webhook.ClientAuthTrustHeader,
-		Tokens:     webhook.VirgilTokens{Generator: jwt},
+		Addr:         s.mustStr("http-addr"),
+		MaxClockSkew: skew,
+		Username:     sec.WebhookUsername,
+		Password:     sec.WebhookPassword,
+		AppID:        sec.CometChatAppID,
+		Identities:   ids,
+		ClientAuth:   webhook.ClientAuthTrustHeader,
+		Tokens:       webhook.VirgilTokens{Generator: jwt},
 	}
 	cfg.Serve.Limits, cfg.Serve.CORS = clientAPI.Limits, clientAPI.CORS
 	return &devConfig{Config: cfg, dir: dir, secrets: sec}, nil

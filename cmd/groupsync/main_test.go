@@ -251,6 +251,8 @@ func TestBadConfigurationIsOneLineAndExitCode2(t *testing.T) {
 		{"CORSAnyOrigin", []string{"GROUPSYNC_CORS_ALLOWED_ORIGINS=*"}, []string{"dev", "--data-dir", "/nonexistent/groupsync"}, "cors-allowed-origins"},
 		{"CORSOriginWithPath", []string{"GROUPSYNC_CORS_ALLOWED_ORIGINS=https://app.example.com/chat"}, []string{"dev", "--data-dir", "/nonexistent/groupsync"}, "cors-allowed-origins"},
 		{"NegativeClientRate", []string{"GROUPSYNC_CLIENT_RATE=-1"}, []string{"dev", "--data-dir", "/nonexistent/groupsync"}, "client-rate"},
+		{"ZeroMaxClockSkew", []string{"GROUPSYNC_MAX_CLOCK_SKEW=0s"}, []string{"dev", "--data-dir", "/nonexistent/groupsync"}, "max-clock-skew"},
+		{"BadMaxClockSkew", nil, []string{"dev", "--data-dir", "/nonexistent/groupsync", "--max-clock-skew", "soon"}, "max-clock-skew"},
 		{"ZeroClientBurst", []string{"GROUPSYNC_CLIENT_UID_BURST=0"}, []string{"dev", "--data-dir", "/nonexistent/groupsync"}, "client-uid-burst"},
 		{"TrustedProxyHostName", []string{"GROUPSYNC_CLIENT_TRUSTED_PROXIES=proxy.example"}, []string{"dev", "--data-dir", "/nonexistent/groupsync"}, "client-trusted-proxies"},
 		{"MissingSecretFile", []string{"GROUPSYNC_VIRGIL_APP_ID=a", "GROUPSYNC_VIRGIL_APP_KEY_ID=k", "GROUPSYNC_VIRGIL_APP_KEY_FILE=/nonexistent/key"}, []string{"owner", "init"}, "GROUPSYNC_VIRGIL_APP_KEY"},
