@@ -24,7 +24,7 @@ func BenchmarkPublish(b *testing.B) {
 		b.Helper()
 		srv := natstest.Run(b)
 		nc := natstest.Connect(b, srv)
-		q, err := queue.Open(context.Background(), nc, queue.Config{Logger: zerolog.Nop()})
+		q, err := queue.Open(context.Background(), nc, queue.Config{Logger: zerolog.Nop(), JobKey: testKey, AppID: testAppID})
 		if err != nil {
 			b.Fatalf("Open: %v", err)
 		}

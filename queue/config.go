@@ -102,6 +102,20 @@ type Config struct {
 	// clustered JetStream). Open changes the streams of a live deployment
 	// to it in place; see ReplicasError for when JetStream refuses.
 	Replicas int
+	// JobKey signs every job Publish queues and verifies every job Next hands
+	// out (HMAC-SHA256, at least MinJobKeyLen bytes; see HeaderSignature).
+	// Without it Publish and Next refuse to work (ErrNoJobKey); listing,
+	// retrying and purging dead letters need no key.
+	JobKey JobKey
+	// PreviousJobKey is a second key Next accepts but nothing signs with,
+	// so the key can be rotated without stopping anything (see the package
+	// doc). Empty: only JobKey is accepted.
+	PreviousJobKey JobKey
+	// AppID is the CometChat app id of this deployment. Publish stamps it
+	// on a job without one and refuses a job of another app (ErrInvalidJob);
+	// Next dead-letters a job of another app as ReasonUnauthenticated, and
+	// refuses to work without AppID.
+	AppID string
 	// PublishTimeout bounds Publish, Ping and the other calls to JetStream
 	// when the caller's context has no deadline (default 5 seconds).
 	PublishTimeout time.Duration
@@ -202,6 +216,9 @@ func (c Config) validate() error {
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return invalidf("queue: config: Replicas %d: want 1 to 5", c.Replicas)
+	}
+	if err := c.validateKeys(); err != nil {
+		return err
 	}
 	for _, d := range []struct {
 		field string

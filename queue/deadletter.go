@@ -101,6 +101,11 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, info deadLett
 	setHeader(hdr, HeaderGUID, info.guid)
 	setHeader(hdr, HeaderFailedAt, failedAt.Format(time.RFC3339Nano))
 	setHeader(hdr, HeaderStreamSeq, strconv.FormatUint(info.streamSeq, 10))
+	// The body's signature stays with it, so a retry queues it as signed
+	// (or as unsigned) as it was.
+	if sig := msg.Headers().Get(HeaderSignature); sig != "" {
+		hdr.Set(HeaderSignature, sig)
+	}
 	dl := &nats.Msg{Subject: q.cfg.DeadLetterSubject, Data: msg.Data(), Header: hdr}
 
 	op := fmt.Sprintf("dead-letter job %s (seq %d)", info.jobID, info.streamSeq)
@@ -152,7 +157,8 @@ func setHeader(h nats.Header, key, value string) {
 // deadLetter is a stored dead letter.
 type deadLetter struct {
 	FailedJob
-	data []byte
+	data      []byte
+	signature string
 }
 
 // Failed lists the dead-lettered jobs, oldest first. A job dead-lettered twice
@@ -248,7 +254,8 @@ func parseDeadLetter(h nats.Header, data []byte, seq uint64) deadLetter {
 			Members:  members,
 			Refused:  h.Get(HeaderRefused) == "true",
 		},
-		data: slices.Clone(data),
+		data:      slices.Clone(data),
+		signature: h.Get(HeaderSignature),
 	}
 }
 
@@ -259,6 +266,12 @@ func parseDeadLetter(h nats.Header, data []byte, seq uint64) deadLetter {
 // Nats-Msg-Id is "<id>:retry:<dlq seq>": it never collides with the original
 // within the duplicate window, and retrying the same dead letter twice (after
 // an interrupted Retry) queues it once.
+//
+// The copy is the job's body byte for byte, with the signature it was
+// queued with: Retry never vouches for a job itself, so a job dead-lettered
+// as ReasonUnauthenticated comes back to the dead letters. A job whose
+// signature a key of this Queue verifies is signed again with
+// Config.JobKey, so jobs signed with a key being rotated out stay valid.
 //
 // If any id is unknown, Retry retries nothing and returns a *JobNotFoundError
 // naming every unknown id (it matches ErrJobNotFound). It returns how many
@@ -380,6 +393,11 @@ func (q *Queue) retry(ctx context.Context, byID map[string][]deadLetter, ids []s
 		all := byID[id]
 		latest := all[len(all)-1] // listed in stream order
 		msg := &nats.Msg{Subject: q.retrySubject(latest), Data: latest.data, Header: nats.Header{}}
+		if q.authentic(latest.data, latest.signature) {
+			msg.Header.Set(HeaderSignature, q.cfg.JobKey.Sign(latest.data))
+		} else if latest.signature != "" {
+			msg.Header.Set(HeaderSignature, latest.signature)
+		}
 		op := fmt.Sprintf("retry job %s (dlq seq %d)", id, latest.Seq)
 		if _, err := q.publish(ctx, msg, fmt.Sprintf("%s:retry:%d", id, latest.Seq)); err != nil {
 			return n, wrap(op, err)

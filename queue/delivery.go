@@ -117,9 +117,13 @@ func (d *Delivery) DeadLetter(ctx context.Context, reason string) error {
 // delivery of p is unsettled, Next(ctx, p) in any process waits, which gives
 // one job at a time per partition; different partitions are independent.
 //
-// Next dead-letters by itself, and skips, a message that does not decode as a
-// job (reason ReasonMalformed) and a job whose deliveries are exhausted
-// (ReasonDeliveriesExhausted).
+// Next hands out only authenticated jobs: signed (HeaderSignature) with
+// Config.JobKey or Config.PreviousJobKey, and of the app Config.AppID. It
+// dead-letters by itself, and skips, any other message (reason
+// ReasonUnauthenticated), a message that does not decode as a job (reason
+// ReasonMalformed) and a job whose deliveries are exhausted
+// (ReasonDeliveriesExhausted). Without Config.JobKey or Config.AppID it
+// takes nothing and returns an error matching ErrNoJobKey.
 //
 // It returns ctx's error (wrapped) when ctx ends; a message arriving just after
 // that is handed back with a nak in the background (see Close). It returns an
@@ -129,6 +133,9 @@ func (d *Delivery) DeadLetter(ctx context.Context, reason string) error {
 func (q *Queue) Next(ctx context.Context, p int) (*Delivery, error) {
 	if p < 0 || p >= q.cfg.Partitions {
 		return nil, fmt.Errorf("%w: %d (partitions: %d)", ErrInvalidPartition, p, q.cfg.Partitions)
+	}
+	if err := q.CheckJobAuth(); err != nil {
+		return nil, fmt.Errorf("queue: next on partition %d: %w", p, err)
 	}
 	c := q.consumers[p]
 	for {
@@ -204,7 +211,26 @@ func (q *Queue) delivery(ctx context.Context, p int, msg jetstream.Msg) (*Delive
 		streamSeq: d.StreamSeq,
 		attempts:  d.NumDelivered,
 	}
-	if err := json.Unmarshal(msg.Data(), &d.Job); err != nil || d.Job.ID == "" {
+	authentic := q.authentic(msg.Data(), msg.Headers().Get(HeaderSignature))
+	err = json.Unmarshal(msg.Data(), &d.Job)
+	malformed := err != nil || d.Job.ID == ""
+	if !authentic || (!malformed && d.Job.Event.AppID != q.cfg.AppID) {
+		// Whatever the body says is unverified: it only labels the dead
+		// letter for operators.
+		info.jobID = d.Job.ID
+		if info.jobID == "" {
+			info.jobID = msg.Headers().Get(jetstream.MsgIDHeader)
+		}
+		info.trigger = string(d.Job.Event.Trigger)
+		info.guid = d.Job.Event.GUID
+		info.reason = ReasonUnauthenticated
+		why := "no valid signature"
+		if authentic {
+			why = "signed for another app id"
+		}
+		q.log.Error().Int("partition", p).Uint64("stream_seq", d.StreamSeq).Str("why", why).
+			Msg("unauthenticated job, dead-lettering it unapplied")
+	} else if malformed {
 		info.jobID = msg.Headers().Get(jetstream.MsgIDHeader)
 		info.reason = ReasonMalformed
 		if err == nil {

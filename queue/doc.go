@@ -83,6 +83,28 @@
 // processes spread out after a node dies; messages never hold the URLs'
 // user information (package redact).
 //
+// # Signed jobs
+//
+// NATS credentials decide who may publish on the job subjects; the job key
+// decides what a worker will apply. Publish signs each job's body, byte for
+// byte, with HMAC-SHA256 under Config.JobKey and sends the signature in the
+// HeaderSignature header. Next verifies it with Config.JobKey or
+// Config.PreviousJobKey and checks the job's app id against Config.AppID
+// before it hands the job out; a job that fails either check is moved to
+// the dead letters with the reason "unauthenticated job" and reaches no
+// worker. Retry keeps a dead letter's signature, so a job queued by hand
+// without the key stays unauthenticated however often it is retried, and
+// re-signs with Config.JobKey a job whose signature an accepted key made.
+// The signature covers the body only: someone who can publish on the job
+// subjects can replay a job that was signed, which the workers' idempotency
+// marks and ordering of events absorb (see DESIGN.md); NATS credentials keep
+// them off the subjects in the first place.
+//
+// To rotate the key without stopping anything: give every process the new
+// key as PreviousJobKey (restarting them one by one), then swap the two
+// (new key as JobKey, old as PreviousJobKey), then, once the job stream has
+// no jobs signed with the old key left, drop PreviousJobKey.
+//
 // # Replicas
 //
 // Config.Replicas sets the replica count of both streams. Open creates them

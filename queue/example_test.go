@@ -39,7 +39,13 @@ func Example() {
 	defer nc.Close()
 
 	ctx := context.Background()
-	q, err := queue.Open(ctx, nc, queue.Config{})
+	// In production the key comes from GROUPSYNC_JOB_KEY; serve and the
+	// workers share it.
+	key, err := queue.GenerateJobKey()
+	if err != nil {
+		panic(err)
+	}
+	q, err := queue.Open(ctx, nc, queue.Config{JobKey: key, AppID: "cometchat-app"})
 	if err != nil {
 		panic(err)
 	}

@@ -28,6 +28,12 @@ import (
 // end. Tests that restart the server always use an embedded one.
 const externalURLEnv = "GROUPSYNC_TEST_NATS_URL"
 
+// testKey signs the jobs of the tests; testAppID is their CometChat app.
+var (
+	testKey   = queue.JobKey("queue-test-job-key-0123456789abcdef")
+	testAppID = "app"
+)
+
 // testBundle holds what a test needs besides the Queue under test.
 type testBundle struct {
 	srv *natstest.Server // nil against an external server
@@ -45,6 +51,8 @@ func setup(t *testing.T, mod ...func(*queue.Config)) (*queue.Queue, *testBundle)
 	cfg := queue.Config{
 		FetchWait: 200 * time.Millisecond,
 		Logger:    testLogger(t),
+		JobKey:    testKey,
+		AppID:     testAppID,
 	}
 	if url := os.Getenv(externalURLEnv); url != "" {
 		nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
@@ -119,7 +127,7 @@ func newJob(id, guid string) groupsync.Job {
 		Event: groupsync.Event{
 			Trigger:      groupsync.TriggerMemberAdded,
 			Action:       groupsync.ActionAdd,
-			AppID:        "app",
+			AppID:        testAppID,
 			GUID:         guid,
 			Members:      []groupsync.Member{{UID: "alice"}},
 			MembersCount: 2,

@@ -536,13 +536,15 @@ func TestRetryPurgeRoundTrip(t *testing.T) {
 	t.Run("RetryAllTakesLatestAndEmptiesTheDLQ", func(t *testing.T) {
 		// A newer dead letter of j1, with another body: RetryAll must queue
 		// this one, once, and drop both of j1's dead letters.
+		body := []byte(`{"id":"j1","event":{"guid":"` + g0 + `","trigger":"group_created","app_id":"` + testAppID + `"}}`)
 		if _, err := b.js.PublishMsg(ctx, &nats.Msg{
 			Subject: b.cfg.DeadLetterSubject,
-			Data:    []byte(`{"id":"j1","event":{"guid":"` + g0 + `","trigger":"group_created"}}`),
+			Data:    body,
 			Header: nats.Header{
-				queue.HeaderJobID:   []string{"j1"},
-				queue.HeaderReason:  []string{"newer copy"},
-				queue.HeaderSubject: []string{q.Subject(0)},
+				queue.HeaderJobID:     []string{"j1"},
+				queue.HeaderReason:    []string{"newer copy"},
+				queue.HeaderSubject:   []string{q.Subject(0)},
+				queue.HeaderSignature: []string{testKey.Sign(body)},
 			},
 		}); err != nil {
 			t.Fatal(err)
@@ -595,7 +597,9 @@ func TestMalformedMessageIsDeadLettered(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for i, body := range []string{`not json`, `{"event":{"guid":"g"}}`} {
-		if _, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: q.Subject(0), Data: []byte(body)},
+		msg := &nats.Msg{Subject: q.Subject(0), Data: []byte(body), Header: nats.Header{}}
+		msg.Header.Set(queue.HeaderSignature, testKey.Sign(msg.Data))
+		if _, err := b.js.PublishMsg(ctx, msg,
 			jetstream.WithMsgID(fmt.Sprintf("bad-%d", i))); err != nil {
 			t.Fatal(err)
 		}
@@ -732,7 +736,7 @@ func TestNATSRestart(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Run(t)
 	nc := natstest.Connect(t, srv)
-	cfg := queue.Config{Partitions: 2, FetchWait: 200 * time.Millisecond, Logger: testLogger(t)}
+	cfg := queue.Config{Partitions: 2, FetchWait: 200 * time.Millisecond, Logger: testLogger(t), JobKey: testKey, AppID: testAppID}
 	q := mustOpen(t, nc, cfg)
 	g := guidOnPartition(t, 1, 2)
 	for i := range 5 {

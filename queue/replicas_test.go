@@ -22,7 +22,7 @@ func openErr(t *testing.T, url string, cfg queue.Config) (*queue.Queue, error) {
 	t.Cleanup(nc.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cfg.Logger = testLogger(t)
+	cfg.JobKey, cfg.AppID, cfg.Logger = testKey, testAppID, testLogger(t)
 	q, err := queue.Open(ctx, nc, cfg)
 	if err == nil {
 		t.Cleanup(func() { q.Close() })

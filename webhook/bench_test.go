@@ -120,7 +120,7 @@ func BenchmarkRawPublish(b *testing.B) {
 	nc := natstest.Connect(b, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q, err := queue.Open(ctx, nc, queue.Config{Partitions: testPartns})
+	q, err := queue.Open(ctx, nc, queue.Config{Partitions: testPartns, JobKey: testJobKey, AppID: appID})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -34,6 +34,9 @@ const (
 	examplesPath = "../testdata/cometchat"
 )
 
+// testJobKey signs the jobs the test server queues.
+var testJobKey = queue.JobKey("webhook-test-job-key-0123456789abcdef")
+
 // logBuffer collects log output for assertions; safe for concurrent use.
 type logBuffer struct {
 	mu  sync.Mutex
@@ -106,7 +109,7 @@ func setup(tb testing.TB, mod ...func(*webhook.Config)) (*webhook.Server, *testB
 	b.nc = natstest.Connect(tb, b.nats)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q, err := queue.Open(ctx, b.nc, queue.Config{Partitions: testPartns, PublishTimeout: time.Second})
+	q, err := queue.Open(ctx, b.nc, queue.Config{Partitions: testPartns, PublishTimeout: time.Second, JobKey: testJobKey, AppID: appID})
 	if err != nil {
 		tb.Fatalf("queue.Open: %v", err)
 	}

@@ -85,7 +85,8 @@ func newEnv(tb testing.TB, opts envOptions) *env {
 	e := &env{tb: tb, users: map[string]*member{}}
 	e.nats = natstest.Run(tb)
 	e.nc = e.connect()
-	e.qcfg = queue.Config{Partitions: 4, FetchWait: 200 * time.Millisecond, AckWait: 5 * time.Second, Logger: testLogger(tb)}
+	e.qcfg = queue.Config{Partitions: 4, FetchWait: 200 * time.Millisecond, AckWait: 5 * time.Second, Logger: testLogger(tb),
+		JobKey: testJobKey, AppID: testAppID}
 	if opts.queue != nil {
 		opts.queue(&e.qcfg)
 	}
@@ -294,6 +295,11 @@ func (e *env) waitDeleted(guid string) {
 	})
 }
 
+// testJobKey signs the tests' jobs; testAppID is their CometChat app.
+var testJobKey = queue.JobKey("worker-test-job-key-0123456789abcdef")
+
+const testAppID = "app"
+
 // job makes a job for ev as the webhook does: its id is the event's content
 // key and a random part, so every call makes a new delivery of ev.
 func job(ev groupsync.Event) groupsync.Job {
@@ -334,7 +340,9 @@ func (e *env) publishCopy(j groupsync.Job) {
 	subject := fmt.Sprintf("%s.%d", e.q.Config().SubjectPrefix, queue.Partition(j.Event.GUID, e.q.Partitions()))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := js.Publish(ctx, subject, b, jetstream.WithMsgID(fmt.Sprintf("copy-%s-%d", j.ID, e.seq.Add(1)))); err != nil {
+	msg := &nats.Msg{Subject: subject, Data: b, Header: nats.Header{}}
+	msg.Header.Set(queue.HeaderSignature, testJobKey.Sign(b))
+	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(fmt.Sprintf("copy-%s-%d", j.ID, e.seq.Add(1)))); err != nil {
 		e.tb.Fatalf("publish copy of %s: %v", j.ID, err)
 	}
 }
@@ -360,7 +368,7 @@ type evt struct {
 }
 
 func (g evt) ev(trig groupsync.Trigger, act groupsync.Action, at int64, uids ...string) groupsync.Event {
-	e := groupsync.Event{Trigger: trig, Action: act, GUID: g.guid, AppID: "app", CreatedAt: g.created, UpdatedAt: at, MembersCount: -1}
+	e := groupsync.Event{Trigger: trig, Action: act, GUID: g.guid, AppID: testAppID, CreatedAt: g.created, UpdatedAt: at, MembersCount: -1}
 	if act == groupsync.ActionCreate {
 		e.UpdatedAt = 0
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/queue"
 )
 
 // Default bucket names of KVStore.
@@ -50,7 +51,9 @@ type KVConfig struct {
 	// DoneTTL is how long done marks are kept (default DefaultDoneTTL); it
 	// is the jobs bucket's maximum age.
 	DoneTTL time.Duration
-	// Replicas is the buckets' replica count (default 1).
+	// Replicas is the buckets' replica count (default 1). OpenKVStore
+	// changes existing buckets to it in place; a count JetStream refuses is
+	// a *queue.ReplicasError.
 	Replicas int
 }
 
@@ -70,14 +73,14 @@ func OpenKVStore(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV
 		TTL: doneTTL(cfg.DoneTTL), History: 1, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("worker: open kv bucket %s: %w", cfg.JobsBucket, err)
+		return nil, fmt.Errorf("worker: open kv bucket %s: %w", cfg.JobsBucket, queue.ReplicasRefused("KV_"+cfg.JobsBucket, cfg.Replicas, err))
 	}
 	state, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: cfg.StateBucket, Description: "groupsync group state and user index",
 		History: 1, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("worker: open kv bucket %s: %w", cfg.StateBucket, err)
+		return nil, fmt.Errorf("worker: open kv bucket %s: %w", cfg.StateBucket, queue.ReplicasRefused("KV_"+cfg.StateBucket, cfg.Replicas, err))
 	}
 	return &KVStore{jobs: jobs, state: state, now: time.Now}, nil
 }

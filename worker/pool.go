@@ -190,11 +190,15 @@ type Pool struct {
 }
 
 // New returns a Pool taking jobs from q, keeping state in store and applying
-// plans through v (usually a *VirgilGroups). It fails on an invalid cfg or
-// when registering metrics fails.
+// plans through v (usually a *VirgilGroups). It fails on an invalid cfg,
+// when registering metrics fails, and when q cannot authenticate jobs (no
+// job key or app id: the error matches queue.ErrNoJobKey).
 func New(cfg Config, q *queue.Queue, store Store, v groupsync.Virgil) (*Pool, error) {
 	if q == nil || store == nil || v == nil {
 		return nil, errors.New("worker: New needs a queue, a store and a Virgil port")
+	}
+	if err := checkJobAuth(q); err != nil {
+		return nil, err
 	}
 	cfg.setDefaults(q.Partitions(), q.Config().AckWait)
 	if err := cfg.validate(); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -18,8 +19,14 @@ type composeFile struct {
 		Environment   map[string]string `yaml:"environment"`
 		Healthcheck   map[string]any    `yaml:"healthcheck"`
 		Ports         []any             `yaml:"ports"`
+		Expose        []any             `yaml:"expose"`
 		ContainerName string            `yaml:"container_name"`
+		User          string            `yaml:"user"`
+		Secrets       []any             `yaml:"secrets"`
 	} `yaml:"services"`
+	Secrets map[string]struct {
+		File string `yaml:"file"`
+	} `yaml:"secrets"`
 }
 
 // TestDockerCompose validates docker-compose.yml with docker-compose itself
@@ -33,7 +40,8 @@ func TestDockerCompose(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"GROUPSYNC_VIRGIL_APP_ID=app", "GROUPSYNC_VIRGIL_APP_KEY_ID=kid", "GROUPSYNC_VIRGIL_APP_KEY=key",
 		"GROUPSYNC_IDENTITY_SECRET=secret", "GROUPSYNC_WEBHOOK_USERNAME=user", "GROUPSYNC_WEBHOOK_PASSWORD=pass",
-		"GROUPSYNC_COMETCHAT_APP_ID=cc")
+		"GROUPSYNC_COMETCHAT_APP_ID=cc", "GROUPSYNC_NATS_PASSWORD=natspw", "GROUPSYNC_REDIS_PASSWORD=redispw",
+		"GROUPSYNC_JOB_KEY=jobkey")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -82,10 +90,54 @@ func TestDockerCompose(t *testing.T) {
 	}
 	for _, svc := range []string{"serve", "worker"} {
 		env := cf.Services[svc].Environment
-		for _, k := range []string{"GROUPSYNC_NATS_URL", "GROUPSYNC_REDIS_URL", "GROUPSYNC_IDENTITY_SECRET"} {
+		for _, k := range []string{"GROUPSYNC_NATS_URL", "GROUPSYNC_REDIS_URL", "GROUPSYNC_IDENTITY_SECRET", "GROUPSYNC_JOB_KEY", "GROUPSYNC_COMETCHAT_APP_ID"} {
 			if env[k] == "" {
 				t.Errorf("service %s lacks %s", svc, k)
 			}
 		}
+		if !strings.Contains(env["GROUPSYNC_NATS_URL"], ":natspw@") || !strings.Contains(env["GROUPSYNC_REDIS_URL"], ":redispw@") {
+			t.Errorf("service %s connects to NATS (%s) or Redis without the password", svc, env["GROUPSYNC_NATS_URL"])
+		}
+	}
+	checkComposeEdges(t, cf, string(conf))
+}
+
+// checkComposeEdges checks the trust boundaries of the compose file: only
+// serve publishes a port; NATS and Redis want passwords; the emulator's
+// fault API is off; the owner key is a secret of the worker's user.
+func checkComposeEdges(t *testing.T, cf composeFile, natsConf string) {
+	t.Helper()
+	for _, name := range []string{"nats", "redis", "emulator", "worker"} {
+		if p := cf.Services[name].Ports; len(p) != 0 {
+			t.Errorf("service %s publishes ports %v; only serve may", name, p)
+		}
+	}
+	for _, p := range cf.Services["serve"].Ports {
+		if !strings.HasPrefix(fmt.Sprint(p), "127.0.0.1:") {
+			t.Errorf("serve publishes %v beyond loopback by default", p)
+		}
+	}
+	if !strings.Contains(natsConf, "authorization") || !strings.Contains(natsConf, "$NATS_GROUPSYNC_PASSWORD") {
+		t.Error("deploy/nats.conf must require a user and password (authorization block)")
+	}
+	if strings.Contains(natsConf, "http_port") || !strings.Contains(natsConf, "http: 127.0.0.1:") {
+		t.Error("deploy/nats.conf must serve monitoring on the container's loopback only")
+	}
+	if env := cf.Services["nats"].Environment; env["NATS_GROUPSYNC_PASSWORD"] != "natspw" {
+		t.Error("nats does not get GROUPSYNC_NATS_PASSWORD")
+	}
+	redis := strings.Join(cf.Services["redis"].Command, " ")
+	if !strings.Contains(redis, "--requirepass") || cf.Services["redis"].Environment["REDIS_PASSWORD"] != "redispw" {
+		t.Errorf("redis runs without a password: %q", redis)
+	}
+	if v := cf.Services["emulator"].Environment["GROUPSYNC_EMULATOR_DEBUG_API"]; v != "false" {
+		t.Errorf("emulator debug API %q, want false", v)
+	}
+	w := cf.Services["worker"]
+	if w.User == "" || !strings.Contains(fmt.Sprint(w.Secrets), "owner_key") || cf.Secrets["owner_key"].File == "" {
+		t.Errorf("worker must run as a fixed user with the owner key as a secret: user %q, secrets %v", w.User, w.Secrets)
+	}
+	if got := w.Environment["GROUPSYNC_OWNER_KEY_FILE"]; got != "/run/secrets/owner_key" {
+		t.Errorf("worker reads the owner key from %q, want the secret mount", got)
 	}
 }

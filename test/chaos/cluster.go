@@ -242,7 +242,9 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 			c = nil
 		}
 	}()
-	if c.nats, err = startNATS(filepath.Join(cfg.Dir, "nats"), cfg.NATSSyncAlways); err != nil {
+	natsPassword := "nats-pw-" + randomHex(12)
+	c.secrets["nats password"] = natsPassword
+	if c.nats, err = startNATS(filepath.Join(cfg.Dir, "nats"), cfg.NATSSyncAlways, natsPassword); err != nil {
 		return c, err
 	}
 	if c.redis, err = startRedis(filepath.Join(cfg.Dir, "redis")); err != nil {
@@ -260,6 +262,8 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 	c.secrets["app key"] = c.appKey.MarshalPKCS8Base64()
 	c.secrets["identity secret"] = secret
 	c.secrets["webhook password"] = password
+	jobKey := randomHex(32)
+	c.secrets["job key"] = jobKey
 	emuAddr, err := freeAddr()
 	if err != nil {
 		return c, err
@@ -271,7 +275,8 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 	c.VirgilURL, c.HTTPURL = "http://"+emuAddr, "http://"+httpAddr
 	ownerFile := filepath.Join(cfg.Dir, "owner.key")
 	c.env = []string{
-		"GROUPSYNC_NATS_URL=" + c.nats.url, "GROUPSYNC_REDIS_URL=" + c.redis.URL(),
+		"GROUPSYNC_NATS_URL=" + strings.Replace(c.nats.url, "nats://", "nats://"+natsUser+":"+natsPassword+"@", 1),
+		"GROUPSYNC_REDIS_URL=" + c.redis.URL(), "GROUPSYNC_JOB_KEY=" + jobKey,
 		"GROUPSYNC_VIRGIL_API_URL=" + c.VirgilURL, "GROUPSYNC_VIRGIL_APP_ID=" + c.appID,
 		"GROUPSYNC_VIRGIL_APP_KEY_ID=" + c.appKeyID, "GROUPSYNC_VIRGIL_APP_KEY=" + c.appKey.MarshalPKCS8Base64(),
 		"GROUPSYNC_OWNER_KEY_FILE=" + ownerFile, "GROUPSYNC_IDENTITY_SECRET=" + secret,
@@ -311,7 +316,8 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 	if err = poll(ctx, 60*time.Second, "serve ready", func() error { return c.healthy(c.HTTPURL+"/readyz", c.serve) }); err != nil {
 		return c, err
 	}
-	c.nc, err = nats.Connect(c.nats.url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.Name("chaos-observer"))
+	c.nc, err = nats.Connect(c.nats.url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.Name("chaos-observer"),
+		nats.UserInfo(natsUser, natsPassword))
 	if err != nil {
 		return c, err
 	}
@@ -722,7 +728,11 @@ type natsServer struct {
 	url  string
 }
 
-func startNATS(dir string, syncAlways bool) (*natsServer, error) {
+// natsUser is the NATS user every process of the cluster connects as.
+const natsUser = "groupsync"
+
+// startNATS starts a nats-server that admits natsUser with password only.
+func startNATS(dir string, syncAlways bool, password string) (*natsServer, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -730,8 +740,9 @@ func startNATS(dir string, syncAlways bool) (*natsServer, error) {
 	_, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
 	n := &natsServer{
-		opts: server.Options{Host: "127.0.0.1", Port: p, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true, SyncAlways: syncAlways},
-		url:  "nats://" + addr,
+		opts: server.Options{Host: "127.0.0.1", Port: p, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true, SyncAlways: syncAlways,
+			Users: []*server.User{{Username: natsUser, Password: password}}},
+		url: "nats://" + addr,
 	}
 	return n, n.start()
 }
