@@ -98,9 +98,12 @@ type Config struct {
 	// CheckFill fails (default DefaultFillThreshold), so that readiness
 	// degrades before the streams refuse work.
 	FillThreshold float64
-	// Replicas is the replica count of both streams (default 1; 3 on a
+	// Replicas is the replica count of both streams (1 to 5; 3 on a
 	// clustered JetStream). Open changes the streams of a live deployment
-	// to it in place; see ReplicasError for when JetStream refuses.
+	// to it in place; see ReplicasError for when JetStream refuses. Zero
+	// keeps the count a live stream has and creates new streams with
+	// DefaultReplicas, so a process that was not told the count (a one-off
+	// command) never changes it.
 	Replicas int
 	// JobKey signs every job Publish queues and verifies every job Next hands
 	// out (HMAC-SHA256, at least MinJobKeyLen bytes; see HeaderSignature).
@@ -157,9 +160,6 @@ func (c Config) withDefaults() Config {
 	if c.DeadLetterMaxAge == 0 {
 		c.DeadLetterMaxAge = DefaultDeadLetterMaxAge
 	}
-	if c.Replicas == 0 {
-		c.Replicas = DefaultReplicas
-	}
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = DefaultPublishTimeout
 	}
@@ -214,8 +214,8 @@ func (c Config) validate() error {
 	if c.MaxDeliver < 1 {
 		return fmt.Errorf("queue: config: MaxDeliver %d: want at least 1", c.MaxDeliver)
 	}
-	if c.Replicas < 1 || c.Replicas > 5 {
-		return invalidf("queue: config: Replicas %d: want 1 to 5", c.Replicas)
+	if c.Replicas < 0 || c.Replicas > 5 {
+		return invalidf("queue: config: Replicas %d: want 1 to 5 (0: keep)", c.Replicas)
 	}
 	if err := c.validateKeys(); err != nil {
 		return err

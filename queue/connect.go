@@ -114,7 +114,15 @@ func splitURLs(list string) []string {
 	return urls
 }
 
-// validate checks c without I/O other than looking at the files it names,
+// Validate checks c as Connect would before connecting: the server URLs,
+// that at most one way of authenticating is given, and that the files it
+// names can be opened. Its errors match ErrInvalidConfig and hold no secret.
+func (c ConnectConfig) Validate() error {
+	_, err := c.validate()
+	return err
+}
+
+// validate checks c without I/O other than opening the files it names,
 // and returns the cleaned server list.
 func (c ConnectConfig) validate() ([]string, error) {
 	bad := func(format string, args ...any) error {

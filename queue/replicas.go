@@ -78,14 +78,39 @@ func ReplicasRefused(stream string, replicas int, err error) error {
 	return &ReplicasError{Stream: stream, Replicas: replicas, Reason: reason, Err: err}
 }
 
+// StreamReplicas resolves a configured replica count for stream: want
+// when it is above zero, else the count the stream has now, or
+// DefaultReplicas when it does not exist yet. Code that keeps other streams
+// or buckets for groupsync uses it so that 0 means "keep" everywhere.
+func StreamReplicas(ctx context.Context, js jetstream.JetStream, stream string, want int) (int, error) {
+	if want > 0 {
+		return want, nil
+	}
+	s, err := js.Stream(ctx, stream)
+	switch {
+	case err == nil:
+		return s.CachedInfo().Config.Replicas, nil
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return DefaultReplicas, nil
+	}
+	return 0, wrap("stream "+stream, err)
+}
+
 // ensureStream creates cfg's stream or updates it to cfg, replica count
-// included, and logs a change of the replica count of a live stream.
+// included (0: the live count), and logs a change of the replica count of
+// a live stream.
 func (q *Queue) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	before := 0
 	if s, err := q.js.Stream(ctx, cfg.Name); err == nil {
 		before = s.CachedInfo().Config.Replicas
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, wrap("provision stream "+cfg.Name, err)
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = before
+		if before == 0 {
+			cfg.Replicas = DefaultReplicas
+		}
 	}
 	s, err := q.js.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {

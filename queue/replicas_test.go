@@ -70,7 +70,7 @@ func TestReplicasInCluster(t *testing.T) {
 	t.Parallel()
 	c := natstest.RunCluster(t, 3)
 	url := c.URLs()
-	q, err := openErr(t, url, queue.Config{Partitions: 2})
+	q, err := openErr(t, url, queue.Config{Partitions: 2, Replicas: 1})
 	if err != nil {
 		t.Fatalf("Open(R1): %v", err)
 	}
@@ -89,6 +89,13 @@ func TestReplicasInCluster(t *testing.T) {
 		if got := streamReplicas(t, url, s); got != 3 {
 			t.Errorf("%s has %d replicas after Open(R3), want 3", s, got)
 		}
+	}
+	// A process not told the count (Replicas 0) keeps the live one.
+	if _, err := openErr(t, url, queue.Config{Partitions: 2}); err != nil {
+		t.Fatalf("Open(keep) on R3 streams: %v", err)
+	}
+	if got := streamReplicas(t, url, queue.DefaultStream); got != 3 {
+		t.Errorf("%s has %d replicas after Open(keep), want 3", queue.DefaultStream, got)
 	}
 	d := mustNext(t, q3, 1)
 	if d.Job.ID != "kept" {

@@ -4,6 +4,12 @@
 //
 // # A job's life
 //
+// The pool sees only authenticated jobs: the queue hands out a job only
+// when its signature (queue.Config.JobKey or PreviousJobKey) and its
+// CometChat app id check out, and dead-letters anything else as
+// "unauthenticated job" before any plan is made. New refuses a queue that
+// cannot check them.
+//
 // For each delivery the pool takes the job's idempotency lease in the Store
 // (key: the job ID; value: stream sequence, delivery count and worker id;
 // lifetime Config.LeaseTTL, renewed by a heartbeat that also sends

@@ -51,9 +51,10 @@ type KVConfig struct {
 	// DoneTTL is how long done marks are kept (default DefaultDoneTTL); it
 	// is the jobs bucket's maximum age.
 	DoneTTL time.Duration
-	// Replicas is the buckets' replica count (default 1). OpenKVStore
-	// changes existing buckets to it in place; a count JetStream refuses is
-	// a *queue.ReplicasError.
+	// Replicas is the buckets' replica count. OpenKVStore changes existing
+	// buckets to it in place; a count JetStream refuses is a
+	// *queue.ReplicasError. Zero keeps the live buckets' count (1 for new
+	// buckets).
 	Replicas int
 }
 
@@ -65,8 +66,15 @@ func OpenKVStore(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV
 	if cfg.StateBucket == "" {
 		cfg.StateBucket = DefaultKVStateBucket
 	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = 1
+	for _, b := range []string{cfg.JobsBucket, cfg.StateBucket} {
+		// Zero keeps the live buckets' count (the jobs bucket's decides).
+		n, err := queue.StreamReplicas(ctx, js, "KV_"+b, cfg.Replicas)
+		if err != nil {
+			return nil, fmt.Errorf("worker: open kv bucket %s: %w", b, err)
+		}
+		if cfg.Replicas == 0 {
+			cfg.Replicas = n
+		}
 	}
 	jobs, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: cfg.JobsBucket, Description: "groupsync job leases and done marks",

@@ -13,6 +13,7 @@ import (
 	"github.com/groupsync/groupsync/cometchat"
 	"github.com/groupsync/groupsync/groupsync"
 	"github.com/groupsync/groupsync/queue"
+	"github.com/groupsync/groupsync/redact"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/virgil/emulator"
 	"github.com/groupsync/groupsync/webhook"
@@ -63,13 +64,9 @@ type Config struct {
 	Worker *WorkerConfig
 }
 
-// NATSConfig says how to reach NATS.
-type NATSConfig struct {
-	// URL is the server's URL.
-	URL string
-	// Name is the client connection name the server shows.
-	Name string
-}
+// NATSConfig says how to reach NATS: servers, credentials, TLS. Every role
+// connects through queue.Connect with it.
+type NATSConfig = queue.ConnectConfig
 
 // StoreConfig selects the worker store: Redis when RedisURL is set, else
 // JetStream KV on the queue's NATS.
@@ -138,8 +135,9 @@ type EmbeddedNATSConfig struct {
 var (
 	logOptions       = []string{"log-level", "log-format"}
 	lifecycleOptions = append([]string{"shutdown-timeout"}, logOptions...)
-	natsOptions      = []string{"nats-url"}
-	queueOptions     = []string{"partitions"}
+	natsOptions      = []string{"nats-url", "nats-token", "nats-creds-file", "nats-nkey-file", "nats-tls-ca-file", "nats-tls-cert-file", "nats-tls-key-file"}
+	queueOptions     = []string{"partitions", "stream-replicas"}
+	jobKeyOptions    = []string{"job-key", "job-key-previous"}
 	storeOptions     = []string{"redis-url"}
 	virgilAppOptions = []string{"virgil-app-id", "virgil-app-key-id", "virgil-app-key"}
 	virgilOptions    = append([]string{"virgil-api-url"}, virgilAppOptions...)
@@ -176,6 +174,9 @@ func parseLogger(s *settings, w io.Writer, defaultFormat string) (zerolog.Logger
 		}
 	}
 	lvl, _ := zerolog.ParseLevel(level)
+	// Every line passes through redact: no URL in any log line keeps its
+	// user information or secret query values, whichever package wrote it.
+	w = redact.Writer(w)
 	if format == "console" {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 	}
@@ -196,8 +197,28 @@ func parseLifecycle(s *settings, cfg *Config, w io.Writer, defaultFormat string)
 	return nil
 }
 
-func parseNATS(s *settings, name string) NATSConfig {
-	return NATSConfig{URL: s.mustStr("nats-url"), Name: name}
+// parseNATS reads the servers, credentials and TLS files of the NATS
+// connection and checks them (URLs, one way to authenticate, files that
+// open) before anything connects.
+func parseNATS(s *settings, name string) (NATSConfig, error) {
+	token, err := s.str("nats-token")
+	if err != nil {
+		return NATSConfig{}, err
+	}
+	c := NATSConfig{
+		URL:         s.mustStr("nats-url"),
+		Name:        name,
+		Token:       token,
+		CredsFile:   s.mustStr("nats-creds-file"),
+		NKeyFile:    s.mustStr("nats-nkey-file"),
+		TLSCAFile:   s.mustStr("nats-tls-ca-file"),
+		TLSCertFile: s.mustStr("nats-tls-cert-file"),
+		TLSKeyFile:  s.mustStr("nats-tls-key-file"),
+	}
+	if err := c.Validate(); err != nil {
+		return NATSConfig{}, usagef("%v", err)
+	}
+	return c, nil
 }
 
 func parseQueue(s *settings, log zerolog.Logger) (queue.Config, error) {
@@ -205,7 +226,66 @@ func parseQueue(s *settings, log zerolog.Logger) (queue.Config, error) {
 	if err != nil {
 		return queue.Config{}, err
 	}
-	return queue.Config{Partitions: partitions, Logger: log}, nil
+	replicas, err := parseReplicas(s)
+	if err != nil {
+		return queue.Config{}, err
+	}
+	return queue.Config{Partitions: partitions, Replicas: replicas, Logger: log}, nil
+}
+
+// parseReplicas reads stream-replicas. When it is not given, it returns 0:
+// new streams and buckets get the default, live ones keep their count, so a
+// process started without the setting (a one-off command, a forgotten
+// variable) never shrinks a cluster's streams.
+func parseReplicas(s *settings) (int, error) {
+	replicas, err := s.int("stream-replicas", 1)
+	if err != nil {
+		return 0, err
+	}
+	if replicas > 5 {
+		return 0, usagef("stream-replicas: %d: JetStream keeps at most 5 replicas", replicas)
+	}
+	if !s.flagSet("stream-replicas") && s.getenv(options["stream-replicas"].env()) == "" {
+		return 0, nil
+	}
+	return replicas, nil
+}
+
+// parseJobKeys reads the job keys into qc. With required, a missing key
+// stops the command: serve, worker and reconcile never run without one (the
+// workers would have nothing to tell a forged job from a real one by). The
+// queue gets appID, the CometChat app jobs must carry.
+func parseJobKeys(s *settings, qc *queue.Config, appID string, required bool) error {
+	var key string
+	var err error
+	if required {
+		key, err = s.required("job-key")
+	} else {
+		key, err = s.str("job-key")
+	}
+	if err != nil {
+		return err
+	}
+	prev, err := s.str("job-key-previous")
+	if err != nil {
+		return err
+	}
+	for _, k := range []struct{ name, v string }{{"job-key", key}, {"job-key-previous", prev}} {
+		if k.v != "" && len(k.v) < queue.MinJobKeyLen {
+			return usagef("%s: %d characters, want at least %d (make one with `openssl rand -hex 32`)", k.name, len(k.v), queue.MinJobKeyLen)
+		}
+	}
+	if prev != "" && key == "" {
+		return usagef("job-key-previous is set without job-key")
+	}
+	if key != "" {
+		qc.JobKey = queue.JobKey(key)
+	}
+	if prev != "" {
+		qc.PreviousJobKey = queue.JobKey(prev)
+	}
+	qc.AppID = appID
+	return nil
 }
 
 func parseStore(s *settings) (StoreConfig, error) {
@@ -455,17 +535,28 @@ func parseRole(e env, name string, args []string, defaultFormat string, cfg *Con
 	return s, nil
 }
 
-// parseBackends reads what serve and worker share: NATS, the queue, the
-// store, Virgil and the identity mapping.
+// parseBackends reads what serve and worker share: NATS, the queue with its
+// replicas and job keys (both require a job key and the CometChat app id),
+// the store, Virgil and the identity mapping.
 func parseBackends(s *settings, cfg *Config, name string) (*groupsync.Identities, error) {
 	var err error
-	cfg.NATS = parseNATS(s, name)
+	if cfg.NATS, err = parseNATS(s, name); err != nil {
+		return nil, err
+	}
 	if cfg.Queue, err = parseQueue(s, cfg.Logger); err != nil {
+		return nil, err
+	}
+	appID, err := s.required("cometchat-app-id")
+	if err != nil {
+		return nil, err
+	}
+	if err := parseJobKeys(s, &cfg.Queue, appID, true); err != nil {
 		return nil, err
 	}
 	if cfg.Store, err = parseStore(s); err != nil {
 		return nil, err
 	}
+	cfg.Store.KV.Replicas = cfg.Queue.Replicas
 	if cfg.Virgil, err = parseVirgil(s); err != nil {
 		return nil, err
 	}
@@ -476,7 +567,7 @@ func parseBackends(s *settings, cfg *Config, name string) (*groupsync.Identities
 func parseServe(e env, args []string) (Config, error) {
 	var cfg Config
 	s, err := parseRole(e, "serve", args, "json", &cfg,
-		join(natsOptions, queueOptions, storeOptions, virgilOptions, identityOptions, webhookOptions)...)
+		join(natsOptions, queueOptions, jobKeyOptions, storeOptions, virgilOptions, identityOptions, webhookOptions)...)
 	if err != nil {
 		return cfg, err
 	}
@@ -495,7 +586,7 @@ func parseServe(e env, args []string) (Config, error) {
 func parseWorkerRole(e env, args []string) (Config, error) {
 	var cfg Config
 	s, err := parseRole(e, "worker", args, "json", &cfg,
-		join(natsOptions, queueOptions, storeOptions, virgilOptions, identityOptions, workerOptions)...)
+		join(natsOptions, queueOptions, jobKeyOptions, storeOptions, virgilOptions, identityOptions, workerOptions)...)
 	if err != nil {
 		return cfg, err
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/webhook"
 	"github.com/groupsync/groupsync/worker"
@@ -96,6 +97,10 @@ func parseDev(e env, args []string) (*devConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Dev signs and verifies its jobs like any deployment, with the key
+	// kept in secrets.json.
+	cfg.Queue.JobKey, cfg.Queue.AppID = queue.JobKey(sec.JobKey), sec.CometChatAppID
+	cfg.Store.KV.Replicas = cfg.Queue.Replicas
 	jwt := &virgil.JWTGenerator{AppID: sec.VirgilAppID, AppKeyID: sec.VirgilAppKeyID, AppKey: appKey}
 	cfg.NATS.Name = "groupsync-dev"
 	cfg.Virgil = VirgilConfig{JWT: jwt} // APIURL: the emulator's

@@ -158,7 +158,7 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 		t.Fatalf("repeated webhook answered %d %s", code, out)
 	}
 	d2.proc.stop(t)
-	for _, secret := range []string{d.info.Webhook.Password, d.info.Virgil.AppKey} {
+	for _, secret := range []string{d.info.Webhook.Password, d.info.Virgil.AppKey, readDevSecrets(t, dir).JobKey} {
 		for _, out := range []string{d.proc.stderr.String(), d2.proc.stderr.String()} {
 			if strings.Contains(out, secret) {
 				t.Error("a secret from dev.json appears in the logs")
@@ -280,6 +280,11 @@ func TestFailedJobListedAndRetried(t *testing.T) {
 
 func readSecret(t *testing.T, dir string) string {
 	t.Helper()
+	return readDevSecrets(t, dir).IdentitySecret
+}
+
+func readDevSecrets(t *testing.T, dir string) devSecrets {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "secrets.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -288,7 +293,10 @@ func readSecret(t *testing.T, dir string) string {
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatal(err)
 	}
-	return s.IdentitySecret
+	if len(s.JobKey) < 32 {
+		t.Fatalf("dev's secrets.json has a job key of %d characters", len(s.JobKey))
+	}
+	return s
 }
 
 func TestReconcileCreatesGroupsThatExistedBefore(t *testing.T) {
@@ -298,8 +306,10 @@ func TestReconcileCreatesGroupsThatExistedBefore(t *testing.T) {
 	cc.RateLimit(1) // the first REST call is refused with 429 and retried
 	dir := t.TempDir()
 	d := startDev(t, dir, false, "GROUPSYNC_COMETCHAT_API_KEY="+cc.APIKey, "GROUPSYNC_COMETCHAT_API_URL="+cc.URL())
+	sec := readDevSecrets(t, dir)
 	env := []string{"GROUPSYNC_NATS_URL=" + d.info.NATSURL, "GROUPSYNC_PARTITIONS=4",
-		"GROUPSYNC_COMETCHAT_API_KEY=" + cc.APIKey, "GROUPSYNC_COMETCHAT_API_URL=" + cc.URL()}
+		"GROUPSYNC_COMETCHAT_API_KEY=" + cc.APIKey, "GROUPSYNC_COMETCHAT_API_URL=" + cc.URL(),
+		"GROUPSYNC_JOB_KEY=" + sec.JobKey, "GROUPSYNC_COMETCHAT_APP_ID=" + sec.CometChatAppID}
 	code, stdout, stderr := runInProcess(t, env, "reconcile", "--all")
 	if code != 0 || !strings.Contains(stdout, "queued 2 reconcile job(s)") {
 		t.Fatalf("reconcile --all: exit %d\n%s%s", code, stdout, stderr)

@@ -25,6 +25,9 @@ type devSecrets struct {
 	VirgilAppKey     string `json:"virgil_app_key"`
 	EmulatorService  string `json:"emulator_service_key"`
 	OwnerKeyFileName string `json:"owner_key_file"`
+	// JobKey signs dev's jobs; data dirs made before it existed get one on
+	// their next start.
+	JobKey string `json:"job_key"`
 }
 
 func randomHex(n int) string {
@@ -43,6 +46,12 @@ func loadOrCreateDevSecrets(dir string) (*devSecrets, error) {
 		var s devSecrets
 		if err := json.Unmarshal(b, &s); err != nil {
 			return nil, fmt.Errorf("dev: %s is damaged (%v); remove the data dir to start afresh", path, err)
+		}
+		if s.JobKey == "" {
+			s.JobKey = randomHex(32)
+			if err := s.save(path); err != nil {
+				return nil, err
+			}
 		}
 		return &s, nil
 	}
@@ -67,15 +76,24 @@ func loadOrCreateDevSecrets(dir string) (*devSecrets, error) {
 		VirgilAppKey:     appKey.MarshalPKCS8Base64(),
 		EmulatorService:  serviceKey.MarshalPKCS8Base64(),
 		OwnerKeyFileName: "owner.key",
+		JobKey:           randomHex(32),
 	}
-	out, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
+	if err := s.save(path); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(path, out, 0o600); err != nil {
-		return nil, fmt.Errorf("dev: %w", err)
-	}
 	return s, nil
+}
+
+// save writes s to path, mode 0600.
+func (s *devSecrets) save(path string) error {
+	out, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(path, out, 0o600); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	return nil
 }
 
 // writeFileAtomic writes data to a temporary file in the same folder and

@@ -17,7 +17,7 @@ func runJobs(ctx context.Context, e env, args []string) error {
 		return usagef("jobs needs a subcommand: failed, retry or purge")
 	}
 	sub, args := args[0], args[1:]
-	s := newSettings("jobs "+sub, e.getenv, join(natsOptions, queueOptions, logOptions)...)
+	s := newSettings("jobs "+sub, e.getenv, join(natsOptions, queueOptions, jobKeyOptions, logOptions)...)
 	asJSON := s.fs.Bool("json", false, "print JSON instead of a table")
 	all := false
 	if sub == "retry" {
@@ -41,7 +41,12 @@ func runJobs(ctx context.Context, e env, args []string) error {
 	if sub != "failed" && sub != "retry" && sub != "purge" {
 		return usagef("unknown jobs subcommand %q: use failed, retry or purge", sub)
 	}
-	nc, q, err := openQueue(ctx, parseNATS(s, "groupsync-jobs"), qc, log)
+	// The job key is optional here: retry keeps each job's signature, and
+	// with the key re-signs those an accepted key made (a rotation).
+	if err := parseJobKeys(s, &qc, "", false); err != nil {
+		return err
+	}
+	nc, q, err := openNATSQueue(ctx, s, "groupsync-jobs", qc, log)
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
+
+	"github.com/groupsync/groupsync/queue"
+	"github.com/groupsync/groupsync/redact"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -85,13 +89,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "groupsync %s: %v\n", name, err)
+	case errors.As(err, &ue), errors.Is(err, queue.ErrInvalidConfig):
+		// A setting that cannot work, found before or while connecting
+		// (a replica count JetStream refuses, a malformed NATS URL).
+		fmt.Fprintf(stderr, "groupsync %s: %s\n", name, oneLine(redact.Text(err.Error())))
 		return 2
 	default:
-		fmt.Fprintf(stderr, "groupsync %s: %v\n", name, err)
+		fmt.Fprintf(stderr, "groupsync %s: %s\n", name, oneLine(redact.Text(err.Error())))
 		return 1
 	}
+}
+
+// oneLine joins the lines of an error message, so every failure is one
+// line of stderr.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
 }
 
 func printHelp(w io.Writer) {

@@ -88,7 +88,7 @@ func loadOwnerKey(path string) (*virgil.PrivateKey, error) {
 // done the current key moves to <owner-key-file>.old and the new one takes
 // its place. Running it again after a failure resumes.
 func runOwnerRotate(ctx context.Context, e env, args []string) error {
-	s := newSettings("owner rotate", e.getenv, join(virgilOptions, identityOptions, []string{"owner-key-file"}, natsOptions, storeOptions, logOptions)...)
+	s := newSettings("owner rotate", e.getenv, join(virgilOptions, identityOptions, []string{"owner-key-file", "stream-replicas"}, natsOptions, storeOptions, logOptions)...)
 	stopped := s.fs.Bool("workers-stopped", false, "confirm that no worker runs: workers sign tickets with the key they started with")
 	if err := s.parse(args, e.stdout); err != nil {
 		return err
@@ -110,6 +110,9 @@ func runOwnerRotate(ctx context.Context, e env, args []string) error {
 	}
 	sc, err := parseStore(s)
 	if err != nil {
+		return err
+	}
+	if sc.KV.Replicas, err = parseReplicas(s); err != nil {
 		return err
 	}
 	log, err := parseLogger(s, e.stderr, "console")
@@ -137,7 +140,11 @@ func runOwnerRotate(ctx context.Context, e env, args []string) error {
 
 	var nc *nats.Conn
 	if sc.RedisURL == "" { // the store is JetStream KV
-		if nc, err = connectNATS(parseNATS(s, "groupsync-owner-rotate"), log); err != nil {
+		natsCfg, err := parseNATS(s, "groupsync-owner-rotate")
+		if err != nil {
+			return err
+		}
+		if nc, err = connectNATS(natsCfg, log); err != nil {
 			return err
 		}
 		defer nc.Close()

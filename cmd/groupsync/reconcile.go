@@ -15,7 +15,7 @@ import (
 // reconcile never races the group's webhook jobs, and each reads the group's
 // members from CometChat's REST API and brings the Virgil group in line.
 func runReconcile(ctx context.Context, e env, args []string) error {
-	s := newSettings("reconcile", e.getenv, join(natsOptions, queueOptions, cometchatOptions, logOptions)...)
+	s := newSettings("reconcile", e.getenv, join(natsOptions, queueOptions, jobKeyOptions, cometchatOptions, logOptions)...)
 	all := s.fs.Bool("all", false, "reconcile every group of the CometChat app")
 	if err := s.parse(args, e.stdout); err != nil {
 		return err
@@ -42,7 +42,16 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 			return err
 		}
 	}
-	nc, q, err := openQueue(ctx, parseNATS(s, "groupsync-reconcile"), qc, log)
+	// Reconcile jobs are signed like webhook jobs and carry the app id the
+	// workers check.
+	appID, err := s.required("cometchat-app-id")
+	if err != nil {
+		return err
+	}
+	if err := parseJobKeys(s, &qc, appID, true); err != nil {
+		return err
+	}
+	nc, q, err := openNATSQueue(ctx, s, "groupsync-reconcile", qc, log)
 	if err != nil {
 		return err
 	}

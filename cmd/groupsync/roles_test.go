@@ -60,7 +60,7 @@ func TestServeAndWorkerInProcess(t *testing.T) {
 		Logger:          log,
 		ShutdownTimeout: 10 * time.Second,
 		NATS:            NATSConfig{URL: ns.URL(), Name: "test"},
-		Queue:           queue.Config{Partitions: 2},
+		Queue:           queue.Config{Partitions: 2, JobKey: queue.JobKey("the job key of the roles test, 32+ bytes"), AppID: exampleAppID},
 		Virgil:          VirgilConfig{APIURL: emu.VirgilURL, JWT: jwt},
 	}
 	wc := base

@@ -22,6 +22,7 @@ import (
 	"github.com/groupsync/groupsync/cometchat"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/queue/natsembed"
+	"github.com/groupsync/groupsync/redact"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/virgil/emulator"
 	"github.com/groupsync/groupsync/webhook"
@@ -224,27 +225,22 @@ func openQueue(ctx context.Context, n NATSConfig, qc queue.Config, log zerolog.L
 	return nc, q, nil
 }
 
-// connectNATS connects to c.URL and keeps reconnecting for as long as the
-// process runs: a NATS restart is a blip, not a failure.
-func connectNATS(c NATSConfig, log zerolog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(c.URL,
-		nats.Name(c.Name),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.RetryOnFailedConnect(false),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn().Err(err).Msg("nats disconnected")
-			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) {
-			log.Info().Str("nats_url", c.ConnectedUrlRedacted()).Msg("nats reconnected")
-		}),
-	)
+// openNATSQueue is openQueue for one-off commands: it reads the NATS
+// settings from s first.
+func openNATSQueue(ctx context.Context, s *settings, name string, qc queue.Config, log zerolog.Logger) (*nats.Conn, *queue.Queue, error) {
+	n, err := parseNATS(s, name)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", c.URL, err)
+		return nil, nil, err
 	}
-	return nc, nil
+	return openQueue(ctx, n, qc, log)
+}
+
+// connectNATS connects every role to NATS the same way (queue.Connect):
+// servers, credentials and TLS from c, reconnecting with jitter for as long
+// as the process runs, so a NATS restart or a lost cluster node is a blip.
+func connectNATS(c NATSConfig, log zerolog.Logger) (*nats.Conn, error) {
+	c.Logger = log
+	return queue.Connect(c)
 }
 
 // store is a worker store that answers readiness probes.
@@ -263,7 +259,7 @@ var (
 func openStore(ctx context.Context, c StoreConfig, nc *nats.Conn) (store, func() error, error) {
 	if c.RedisURL != "" {
 		if err := worker.CheckRedis(ctx, c.Redis); err != nil {
-			return nil, nil, usagef("redis-url: %v", err)
+			return nil, nil, usagef("redis-url: %v", redact.Error(err))
 		}
 		rdb := worker.OpenRedis(c.Redis)
 		return worker.NewRedisStore(rdb, ""), rdb.Close, nil
