@@ -58,6 +58,13 @@ func (c *Client) CheckAuthToken(ctx context.Context, uid, token string) error {
 	default: // other 2xx, 3xx (never followed), 400, 404 and other 4xx
 		return fmt.Errorf("%w: HTTP %d", ErrTokenInvalid, status)
 	}
+	return confirms(body, uid, token)
+}
+
+// confirms checks the body of a 200 answer to an auth token check: one JSON
+// object whose data.uid is uid (ASCII case aside) and whose data.authToken,
+// when present, is token. Its error matches ErrTokenInvalid.
+func confirms(body []byte, uid, token string) error {
 	if len(body) > maxTokenAnswer {
 		return fmt.Errorf("%w: answer larger than %d bytes", ErrTokenInvalid, maxTokenAnswer)
 	}
