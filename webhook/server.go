@@ -109,6 +109,9 @@ func New(cfg Config, enq Enqueuer) (*Server, error) {
 		webhookPass: digest(cfg.Password),
 		retryAfter:  retryAfterSeconds(cfg.RetryAfter),
 	}
+	if err := reg.Register(newReadyCollector(s)); err != nil {
+		return nil, fmt.Errorf("webhook: register metrics: %w", err)
+	}
 	s.ipBuckets = newBuckets(cfg.Limits.IPRate, cfg.Limits.IPBurst, cfg.Limits.MaxTracked)
 	s.uidBuckets = newBuckets(cfg.Limits.UIDRate, cfg.Limits.UIDBurst, cfg.Limits.MaxTracked)
 	s.corsPolicy = newCORSPolicy(cfg.CORS)

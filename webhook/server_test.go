@@ -111,6 +111,18 @@ func TestHealthReadyMetrics(t *testing.T) {
 	if r := get(webhook.PathReady); r.status != http.StatusOK {
 		t.Errorf("readyz with passing checks = %d %s, want 200", r.status, r.raw)
 	}
+	// /metrics runs the checks too: each dependency is up or down.
+	redisDown.Store(true)
+	r = get(webhook.PathMetrics)
+	for _, want := range []string{`groupsync_dependency_up{check="redis"} 0`, `groupsync_dependency_up{check="virgil"} 1`} {
+		if !strings.Contains(r.raw, want) {
+			t.Errorf("metrics with Redis down lack %q", want)
+		}
+	}
+	redisDown.Store(false)
+	if r = get(webhook.PathMetrics); !strings.Contains(r.raw, `groupsync_dependency_up{check="redis"} 1`) {
+		t.Errorf("metrics with Redis back lack groupsync_dependency_up{check=\"redis\"} 1")
+	}
 
 	// Metrics count webhooks by trigger and outcome.
 	body := readExample(t, "group_created.json")
