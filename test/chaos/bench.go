@@ -127,7 +127,7 @@ func RunLatency(ctx context.Context, ccfg ClusterConfig, lc LatencyConfig) (Late
 				g.in[users[j]] = true
 				g.members = append(g.members, users[j])
 			}
-			if ok, _ := poster.Post(newEvent("group_created", g.guid, g.members, g.created, g.created).Body); !ok {
+			if ok, _ := poster.Post(newEvent("group_created", g.guid, g.members, g.created, g.created, g.created).Body); !ok {
 				return LatencyResult{}, fmt.Errorf("group_created of %s not accepted", g.guid)
 			}
 			groups = append(groups, g)
@@ -172,7 +172,7 @@ func RunLatency(ctx context.Context, ccfg ClusterConfig, lc LatencyConfig) (Late
 		if lc.Pattern == PatternCreate {
 			g = &latencyGroup{guid: fmt.Sprintf("lat-new-%06d", i), created: time.Now().Unix()}
 			g.members = []string{users[i%len(users)]}
-			o.e = newEvent("group_created", g.guid, g.members, g.created, g.created)
+			o.e = newEvent("group_created", g.guid, g.members, g.created, g.created, g.created)
 			groups = append(groups, g)
 		} else {
 			g = groups[rng.IntN(len(groups))]
@@ -181,7 +181,7 @@ func RunLatency(ctx context.Context, ccfg ClusterConfig, lc LatencyConfig) (Late
 			if len(g.members) > len(users)/2 || (len(g.members) > 1 && rng.IntN(2) == 0) {
 				o.uid = g.members[0] // the longest-standing member leaves
 				g.members = g.members[1:]
-				o.e = newEvent(removeTriggers[rng.IntN(len(removeTriggers))], g.guid, []string{o.uid}, g.created, g.at)
+				o.e = newEvent(removeTriggers[rng.IntN(len(removeTriggers))], g.guid, []string{o.uid}, g.created, g.at, g.at)
 			} else {
 				for {
 					o.uid = users[rng.IntN(len(users))]
@@ -190,7 +190,7 @@ func RunLatency(ctx context.Context, ccfg ClusterConfig, lc LatencyConfig) (Late
 					}
 				}
 				g.members = append(g.members, o.uid)
-				o.e = newEvent(addTriggers[rng.IntN(len(addTriggers))], g.guid, []string{o.uid}, g.created, g.at)
+				o.e = newEvent(addTriggers[rng.IntN(len(addTriggers))], g.guid, []string{o.uid}, g.created, g.at, g.at)
 			}
 			g.in[o.uid] = o.e.In
 			g.mu.Unlock()
@@ -424,7 +424,7 @@ func RunThroughput(ctx context.Context, ccfg ClusterConfig, tc ThroughputConfig)
 		for _, u := range initial {
 			in[[2]string{guid, u}] = true
 		}
-		events = append(events, newEvent("group_created", guid, initial, created, created))
+		events = append(events, newEvent("group_created", guid, initial, created, created, created))
 	}
 	for i := range tc.Events {
 		guid := fmt.Sprintf("tp-group-%03d", i%tc.Groups)
@@ -434,7 +434,7 @@ func RunThroughput(ctx context.Context, ccfg ClusterConfig, tc ThroughputConfig)
 		if in[k] {
 			trig = removeTriggers[rng.IntN(3)]
 		}
-		e := newEvent(trig, guid, []string{u}, created, created+1+int64(i))
+		e := newEvent(trig, guid, []string{u}, created, created+1+int64(i), created+1+int64(i))
 		in[k] = e.In
 		events = append(events, e)
 	}

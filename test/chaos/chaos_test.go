@@ -48,7 +48,7 @@ func TestChaosShort(t *testing.T) {
 	for _, f := range rep.Faults {
 		t.Logf("fault injected: %s", f)
 	}
-	if rep.Accepted == 0 || rep.Reordered == 0 || rep.Duplicates == 0 {
+	if rep.Accepted == 0 || rep.Reordered == 0 || rep.Duplicates == 0 || rep.RepeatedAdds == 0 || rep.Forged == 0 {
 		t.Errorf("the generator did not exercise the system: %s", rep.Summary())
 	}
 	if len(rep.Faults) < FaultKinds {
@@ -78,7 +78,7 @@ func TestChaosShort(t *testing.T) {
 	if err := c.RegisterUsers(ctx, []string{"chaos-canary"}); err != nil {
 		t.Fatal(err)
 	}
-	canary := newEvent("group_created", "chaos-canary-group", []string{"chaos-canary"}, 1718000000, 1718000000)
+	canary := newEvent("group_created", "chaos-canary-group", []string{"chaos-canary"}, 1718000000, 1718000000, 1718000000)
 	canary.Accepted, canary.AcceptedAt = c.Poster(30 * time.Second).Post(canary.Body)
 	if !canary.Accepted {
 		t.Fatal("canary event not accepted")
@@ -148,7 +148,7 @@ func checkWebhookAuth(t *testing.T, c *Cluster) {
 	t.Helper()
 	p := c.Poster(0)
 	pw := p.Password
-	body := newEvent("group_created", probeGroup, []string{"chaos-user-000"}, 1718000000, 1718000000).Body
+	body := newEvent("group_created", probeGroup, []string{"chaos-user-000"}, 1718000000, 1718000000, 1718000000).Body
 	cases := []struct {
 		name, user, pass string
 		auth             bool

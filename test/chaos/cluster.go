@@ -74,7 +74,8 @@ type Cluster struct {
 	appKeyID  string
 
 	mu       sync.Mutex
-	procs    []*Process // every process ever started
+	userKeys map[string]*virgil.PrivateKey // by uid, of RegisterUsers
+	procs    []*Process                    // every process ever started
 	emulator *Process
 	serve    *Process
 	workers  []*Process

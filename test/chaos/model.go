@@ -7,11 +7,11 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/groupsync/groupsynctest"
 )
 
 // Triggers the generator sends, by what they do to a member.
@@ -26,7 +26,8 @@ type Event struct {
 	Trigger string
 	UIDs    []string // members the event names
 	In      bool     // whether they are members afterwards
-	At      int64    // the group's updatedAt (createdAt for group_created)
+	At      int64    // when it happened in CometChat (the group's createdAt for group_created)
+	Timed   bool     // the body carries At (group_member_added carries no time; a forged body a false one)
 	Body    []byte
 	JobID   string // a job id of the body; its content key (groupsync.ContentKey) is shared by every delivery
 
@@ -38,8 +39,16 @@ type Event struct {
 // every event that names an actor; it is never a member the generator moves.
 func groupOwner(guid string) string { return "owner-" + guid }
 
-// newEvent builds a CometChat "Webhooks" (v2) body of trigger for uids.
-func newEvent(trigger, guid string, uids []string, createdAt, at int64) *Event {
+// Body times of newEvent besides the event's own.
+const (
+	untimed = -1 // no updatedAt, as CometChat's group_member_added bodies
+	forged  = -2 // an updatedAt far in the future, which groupsync clamps
+)
+
+// newEvent builds a CometChat "Webhooks" (v2) body of trigger for uids,
+// which happened at at; bodyAt is the body's updatedAt: at, untimed or
+// forged.
+func newEvent(trigger, guid string, uids []string, createdAt, at, bodyAt int64) *Event {
 	members := map[string]any{}
 	for _, u := range uids {
 		members[u] = map[string]any{"uid": u, "name": "User " + u, "status": "offline", "role": "default", "lastActiveAt": at - 60}
@@ -54,7 +63,13 @@ func newEvent(trigger, guid string, uids []string, createdAt, at int64) *Event {
 		group["joinedAt"] = createdAt
 		group["hasJoined"] = true
 	} else {
-		group["updatedAt"] = at
+		switch bodyAt {
+		case untimed:
+		case forged:
+			group["updatedAt"] = groupsynctest.ForgedTime
+		default:
+			group["updatedAt"] = bodyAt
+		}
 		if trigger != "group_member_joined" && trigger != "group_member_left" {
 			data["by"] = map[string]any{"uid": groupOwner(guid), "name": "Owner", "status": "available", "role": "default"}
 		}
@@ -65,7 +80,8 @@ func newEvent(trigger, guid string, uids []string, createdAt, at int64) *Event {
 	if err != nil {
 		panic(fmt.Sprintf("generated an invalid body: %v: %s", err, body))
 	}
-	return &Event{GUID: guid, Trigger: trigger, UIDs: uids, In: in, At: at, Body: body, JobID: job.ID}
+	timed := trigger == "group_created" || bodyAt >= 0
+	return &Event{GUID: guid, Trigger: trigger, UIDs: uids, In: in, At: at, Timed: timed, Body: body, JobID: job.ID}
 }
 
 // Poster delivers webhooks as CometChat does with "retry on failure": a
@@ -140,33 +156,22 @@ func (p *Poster) Statuses() (map[int]int, int) {
 }
 
 // Expected returns, for each group, the CometChat uids that the accepted
-// events make members: per member, the accepted event with the latest time
-// decides (times never tie within a group), together with that deciding
-// event per (group, uid).
+// events make members (groupsynctest.Expect: per member, the accepted event
+// that happened last decides), together with that deciding event per (group,
+// uid).
 func Expected(events []*Event) (members map[string][]string, deciders map[[2]string]*Event) {
-	deciders = map[[2]string]*Event{}
+	var facts []groupsynctest.Fact
+	var accepted []*Event
 	for _, e := range events {
-		if !e.Accepted {
-			continue
-		}
-		for _, u := range e.UIDs {
-			k := [2]string{e.GUID, u}
-			if d, ok := deciders[k]; !ok || e.At > d.At {
-				deciders[k] = e
-			}
+		if e.Accepted {
+			facts = append(facts, groupsynctest.Fact{GUID: e.GUID, UIDs: e.UIDs, In: e.In, At: e.At, Moves: true})
+			accepted = append(accepted, e)
 		}
 	}
-	members = map[string][]string{}
-	for k, e := range deciders {
-		if _, ok := members[k[0]]; !ok {
-			members[k[0]] = nil
-		}
-		if e.In {
-			members[k[0]] = append(members[k[0]], k[1])
-		}
+	exp := groupsynctest.Expect(facts)
+	deciders = map[[2]string]*Event{}
+	for k, i := range exp.Decider {
+		deciders[k] = accepted[i]
 	}
-	for g := range members {
-		sort.Strings(members[g])
-	}
-	return members, deciders
+	return exp.Members, deciders
 }

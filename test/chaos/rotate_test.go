@@ -26,10 +26,10 @@ func TestOwnerRotate(t *testing.T) {
 	}
 	poster := c.Poster(30 * time.Second)
 	const guid = "rotate-group"
-	events := []*Event{newEvent("group_created", guid, users[:2], 1718000000, 1718000000)}
+	events := []*Event{newEvent("group_created", guid, users[:2], 1718000000, 1718000000, 1718000000)}
 	for _, uid := range users[:2] { // two removals: three epochs to re-key
-		events = append(events, newEvent("group_member_kicked", guid, []string{uid}, 1718000000, 1718000010+int64(len(events))))
-		events = append(events, newEvent("group_member_added", guid, []string{uid}, 1718000000, 1718000010+int64(len(events))))
+		events = append(events, newEvent("group_member_kicked", guid, []string{uid}, 1718000000, 1718000010+int64(len(events)), 1718000010+int64(len(events))))
+		events = append(events, newEvent("group_member_added", guid, []string{uid}, 1718000000, 1718000010+int64(len(events)), 1718000010+int64(len(events))))
 	}
 	for _, e := range events {
 		if e.Accepted, e.AcceptedAt = poster.Post(e.Body); !e.Accepted {
@@ -85,7 +85,7 @@ func TestOwnerRotate(t *testing.T) {
 	if _, err := c.StartWorker(); err != nil {
 		t.Fatal(err)
 	}
-	add := newEvent("group_member_added", guid, users[2:], 1718000000, 1718000100)
+	add := newEvent("group_member_added", guid, users[2:], 1718000000, 1718000100, 1718000100)
 	if add.Accepted, add.AcceptedAt = poster.Post(add.Body); !add.Accepted {
 		t.Fatal("add after rotation not accepted")
 	}

@@ -35,6 +35,8 @@ type Report struct {
 	Sent         int            `json:"events_sent"`     // distinct events generated
 	Duplicates   int            `json:"duplicates_sent"` // extra deliveries of events already accepted
 	Reordered    int            `json:"reordered_pairs"` // pairs delivered newest first
+	RepeatedAdds int            `json:"repeated_adds"`   // adds with the very body of an earlier add of the same user
+	Forged       int            `json:"forged_times"`    // bodies with a time far in the future (clamped)
 	Accepted     int            `json:"events_accepted"` // distinct events answered 200
 	Applied      int            `json:"applied"`
 	DeadLettered int            `json:"dead_lettered"`
@@ -51,8 +53,8 @@ type Report struct {
 
 // Summary is the one line every run prints.
 func (r Report) Summary() string {
-	return fmt.Sprintf("events accepted %d, applied %d, dead-lettered %d, lost %d, groups diverged %d (sent %d, duplicates %d, reordered pairs %d, never accepted %d, faults %d)",
-		r.Accepted, r.Applied, r.DeadLettered, r.Lost, r.Diverged, r.Sent, r.Duplicates, r.Reordered, r.Unaccepted, len(r.Faults))
+	return fmt.Sprintf("events accepted %d, applied %d, dead-lettered %d, lost %d, groups diverged %d (sent %d, duplicates %d, reordered pairs %d, repeated adds %d, forged times %d, never accepted %d, faults %d)",
+		r.Accepted, r.Applied, r.DeadLettered, r.Lost, r.Diverged, r.Sent, r.Duplicates, r.Reordered, r.RepeatedAdds, r.Forged, r.Unaccepted, len(r.Faults))
 }
 
 // RegisterUsers publishes a Virgil card for each uid, as each user's E3Kit
@@ -68,6 +70,12 @@ func (c *Cluster) RegisterUsers(ctx context.Context, uids []string) error {
 			identity := c.Identity.User(uid)
 			key, err := virgil.GenerateKey()
 			if err == nil {
+				c.mu.Lock()
+				if c.userKeys == nil {
+					c.userKeys = map[string]*virgil.PrivateKey{}
+				}
+				c.userKeys[uid] = key
+				c.mu.Unlock()
 				var raw *virgil.RawCard
 				if raw, err = virgil.NewRawCard(key, identity, "", time.Now()); err == nil {
 					_, err = virgil.NewClient(c.VirgilURL, gen.Source(identity)).PublishCard(ctx, raw)
@@ -84,6 +92,52 @@ func (c *Cluster) RegisterUsers(ctx context.Context, uids []string) error {
 		all = append(all, <-errs)
 	}
 	return errors.Join(all...)
+}
+
+// Decrypts reports why user uid cannot open the newest epoch of group guid
+// with the key RegisterUsers made for them (nil when they can): what the
+// user's E3Kit client needs to read new messages.
+func (c *Cluster) Decrypts(ctx context.Context, uid, guid string, owner *virgil.PublicKey) error {
+	c.mu.Lock()
+	key := c.userKeys[uid]
+	c.mu.Unlock()
+	if key == nil {
+		return fmt.Errorf("no key for %s", uid)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	v, found, err := c.Group(client, guid)
+	if err != nil || !found || len(v.Epochs) == 0 {
+		return fmt.Errorf("no group %s (%v)", guid, err)
+	}
+	path, err := virgil.SessionPath(c.Identity.Group(guid))
+	if err != nil {
+		return err
+	}
+	gen := &virgil.JWTGenerator{AppID: c.appID, AppKeyID: c.appKeyID, AppKey: c.appKey}
+	vc := virgil.NewClient(c.VirgilURL, gen.Source(c.Identity.User(uid)))
+	entry, err := vc.KeyknoxPull(ctx, virgil.GroupSessionsRoot, path, v.Epochs[len(v.Epochs)-1], c.Identity.Owner())
+	if err != nil {
+		return err
+	}
+	if len(entry.Value) == 0 {
+		return errors.New("no copy of the newest epoch")
+	}
+	_, err = virgil.DecryptThenVerify(entry.Meta, entry.Value, key, owner)
+	return err
+}
+
+// ownerKey returns the public key of the owner's current card.
+func (c *Cluster) ownerKey(ctx context.Context) (*virgil.PublicKey, error) {
+	gen := &virgil.JWTGenerator{AppID: c.appID, AppKeyID: c.appKeyID, AppKey: c.appKey}
+	cards, err := virgil.NewClient(c.VirgilURL, gen.Source(c.Identity.Owner())).SearchCards(ctx, []string{c.Identity.Owner()})
+	if err != nil {
+		return nil, err
+	}
+	linked := virgil.LinkCards(cards)
+	if len(linked) == 0 {
+		return nil, errors.New("the owner has no card")
+	}
+	return linked[len(linked)-1].PublicKey, nil
 }
 
 // Poster returns a webhook poster for the cluster.
@@ -105,6 +159,8 @@ type chaosRun struct {
 	events     []*Event
 	duplicates int
 	reordered  int
+	repeated   int // adds repeating an earlier add's body
+	forged     int // bodies with forged times
 
 	// reorderGate: the generator holds it read-locked while it delivers a
 	// same-member pair newest first; a Redis restart takes it write-locked.
@@ -206,19 +262,56 @@ func (r *chaosRun) generate(ctx context.Context, guid string, users []string, rn
 	in := map[string]bool{}
 	initial := []string{users[rng.IntN(len(users))]}
 	in[initial[0]] = true
-	r.deliver(newEvent("group_created", guid, initial, created, created))
+	r.deliver(newEvent("group_created", guid, initial, created, created, created))
 	var recent []*Event
+	latest := map[string]*Event{}    // by uid: the last event that moved them
+	addedBefore := map[string]bool{} // by uid: a group_member_added body was sent
 	losses := r.redisLosses.Load()
-	next := func(u string) *Event {
+	// next moves u. Unless timed is set, an add may be a
+	// group_member_added body without a time (the same body for every add
+	// of u, so a user added back repeats it) and a body may carry a forged
+	// time: such events are ordered by the queue alone.
+	next := func(u string, timed bool) *Event {
 		at++
+		bodyAt := at
+		if !timed && rng.IntN(15) == 0 {
+			bodyAt = forged
+		}
 		var e *Event
-		if in[u] {
-			e = newEvent(removeTriggers[rng.IntN(len(removeTriggers))], guid, []string{u}, created, at)
-		} else {
-			e = newEvent(addTriggers[rng.IntN(len(addTriggers))], guid, []string{u}, created, at)
+		switch {
+		case in[u]:
+			e = newEvent(removeTriggers[rng.IntN(len(removeTriggers))], guid, []string{u}, created, at, bodyAt)
+		case !timed && rng.IntN(2) == 0:
+			e = newEvent("group_member_added", guid, []string{u}, created, at, untimed)
+			bodyAt = untimed
+			r.mu.Lock()
+			if addedBefore[u] {
+				r.repeated++
+			}
+			r.mu.Unlock()
+			addedBefore[u] = true
+		default:
+			e = newEvent(addTriggers[rng.IntN(len(addTriggers))], guid, []string{u}, created, at, bodyAt)
+		}
+		if bodyAt == forged {
+			r.mu.Lock()
+			r.forged++
+			r.mu.Unlock()
 		}
 		in[u] = e.In
+		latest[u] = e
 		return e
+	}
+	// retryable reports whether a CometChat retry of e may come now without
+	// an order for CometChat's REST API to decide (the cluster has none): e
+	// still decides its members, or e and what decides them now carry times.
+	retryable := func(e *Event) bool {
+		for _, u := range e.UIDs {
+			if l := latest[u]; l != e && (!e.Timed || !l.Timed) {
+				return false
+			}
+		}
+		return true
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -235,11 +328,11 @@ func (r *chaosRun) generate(ctx context.Context, guid string, users []string, rn
 			// newer one first, then the older. Half the pairs move the same
 			// member twice, so only the times can tell the order.
 			r.reorderGate.RLock()
-			first := next(u)
+			first := next(u, true)
 			if rng.IntN(2) == 0 {
 				u = users[rng.IntN(len(users))]
 			}
-			second := next(u)
+			second := next(u, true)
 			r.mu.Lock()
 			r.reordered++
 			r.mu.Unlock()
@@ -256,6 +349,10 @@ func (r *chaosRun) generate(ctx context.Context, guid string, users []string, rn
 			}
 			if len(recent) > 0 {
 				e := recent[rng.IntN(len(recent))]
+				if !retryable(e) {
+					r.reorderGate.RUnlock()
+					continue
+				}
 				if ok, _ := r.poster.Post(e.Body); ok {
 					r.mu.Lock()
 					r.duplicates++
@@ -264,7 +361,7 @@ func (r *chaosRun) generate(ctx context.Context, guid string, users []string, rn
 			}
 			r.reorderGate.RUnlock()
 		default:
-			e := next(u)
+			e := next(u, false)
 			r.deliver(e)
 			recent = append(recent, e)
 		}
@@ -405,6 +502,31 @@ func (r *chaosRun) compare(client *http.Client, groups []string, expected map[st
 			out = append(out, fmt.Sprintf("%s: no Virgil group", g))
 		case !slices.Equal(v.Participants, want):
 			out = append(out, fmt.Sprintf("%s: participants %v, want %v", g, r.names(v.Participants), r.names(want)))
+		default:
+			out = append(out, r.decryption(g, expected[g])...)
+		}
+	}
+	return out
+}
+
+// decryption is the verdict that counts: every member of group g opens
+// its newest epoch with their own key, and every other user cannot.
+func (r *chaosRun) decryption(g string, members []string) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	owner, err := r.c.ownerKey(ctx)
+	if err != nil {
+		return []string{fmt.Sprintf("%s: owner card: %v", g, err)}
+	}
+	var out []string
+	for i := range r.cfg.Users {
+		u := fmt.Sprintf("chaos-user-%03d", i)
+		err := r.c.Decrypts(ctx, u, g, owner)
+		switch member := slices.Contains(members, u); {
+		case member && err != nil:
+			out = append(out, fmt.Sprintf("%s: member %s cannot decrypt the newest epoch: %v", g, u, err))
+		case !member && err == nil:
+			out = append(out, fmt.Sprintf("%s: %s, not a member, decrypts the newest epoch", g, u))
 		}
 	}
 	return out
@@ -432,7 +554,7 @@ func (r *chaosRun) report(client *http.Client, groups []string, expected map[str
 	diverged []string, failed []FailedJob) Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rep := Report{Sent: len(r.events), Duplicates: r.duplicates, Reordered: r.reordered, Groups: len(groups),
+	rep := Report{Sent: len(r.events), Duplicates: r.duplicates, Reordered: r.reordered, RepeatedAdds: r.repeated, Forged: r.forged, Groups: len(groups),
 		Failed: failed, Divergence: diverged, Diverged: len(diverged), Statuses: map[string]int{}}
 	statuses, errs := r.poster.Statuses()
 	for code, n := range statuses {
