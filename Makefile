@@ -3,6 +3,7 @@
 #   make run     the whole system on this machine (same as `go run ./cmd/groupsync`)
 #   make test    everything CI runs: formatting, vet, unit, integration and interop tests
 #   make bench   benchmarks and the load report (figures on stdout and in bench-results/)
+#   make chaos-cluster   chaos run on a 3-node NATS cluster and Redis with Sentinel
 
 GO        ?= go
 PKGS      := ./...
@@ -10,7 +11,7 @@ INTEROP   := virgil/interop
 BROWSER   := test/browser
 TESTFLAGS ?= -race -count=1 -timeout 14m
 
-.PHONY: all build run test lint interop-deps browser-deps compose-check bench chaos fuzz clean
+.PHONY: all build run test lint interop-deps browser-deps compose-check bench chaos chaos-cluster fuzz clean
 
 all: build
 
@@ -54,6 +55,10 @@ bench:
 
 chaos:
 	./scripts/chaos.sh
+
+# The chaos run on a 3-node NATS cluster and Redis with Sentinel.
+chaos-cluster:
+	./scripts/chaos-cluster.sh
 
 fuzz:
 	./scripts/fuzz.sh

@@ -217,13 +217,34 @@ func openQueue(ctx context.Context, n NATSConfig, qc queue.Config, log zerolog.L
 	if err != nil {
 		return nil, nil, err
 	}
-	q, err := queue.Open(ctx, nc, qc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
+	// A cluster electing leaders, or busy provisioning for processes that
+	// start together, may not answer in time: try again for a while before
+	// giving up, as a process that is restarted in a loop would.
+	deadline := time.Now().Add(openQueueRetry)
+	wait := 500 * time.Millisecond
+	for {
+		q, err := queue.Open(ctx, nc, qc)
+		if err == nil {
+			return nc, q, nil
+		}
+		if !errors.Is(err, queue.ErrUnavailable) || time.Now().Add(wait).After(deadline) {
+			nc.Close()
+			return nil, nil, err
+		}
+		log.Warn().Err(err).Dur("retry_in", wait).Msg("queue not ready, trying again")
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return nil, nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
 	}
-	return nc, q, nil
 }
+
+// openQueueRetry is how long openQueue keeps trying while NATS does not
+// answer.
+const openQueueRetry = time.Minute
 
 // openNATSQueue is openQueue for one-off commands: it reads the NATS
 // settings from s first.

@@ -52,6 +52,13 @@ type ClusterConfig struct {
 	LogLevel string
 	// NATSSyncAlways fsyncs every JetStream write, as deploy/nats.conf does.
 	NATSSyncAlways bool
+	// NATSNodes, when above 1, runs NATS as a cluster of that many nodes,
+	// each a process of its own, with streams of as many replicas (at most 3).
+	NATSNodes int
+	// RedisSentinel runs Redis as a primary, a replica and three Sentinels.
+	RedisSentinel bool
+	// Serves is how many `groupsync serve` processes run (default 1).
+	Serves int
 	// Logf reports progress (default: nothing).
 	Logf func(format string, args ...any)
 }
@@ -63,10 +70,15 @@ type Cluster struct {
 	cfg   ClusterConfig
 	nats  *natsServer
 	redis *redisServer
-	env   []string
-	logf  func(string, ...any)
+	// natsC and redisH replace nats and redis in a multi-node cluster.
+	natsC  *natsCluster
+	redisH *redisHA
+	env    []string
+	logf   func(string, ...any)
 
-	HTTPURL   string
+	HTTPURL string
+	// HTTPURLs has the URL of every serve process (HTTPURL is the first).
+	HTTPURLs  []string
 	VirgilURL string
 	Identity  *groupsync.Identities
 	appKey    *virgil.PrivateKey
@@ -78,9 +90,12 @@ type Cluster struct {
 	procs    []*Process                    // every process ever started
 	emulator *Process
 	serve    *Process
-	workers  []*Process
-	secrets  map[string]string // name -> value that must never be logged
-	nc       *nats.Conn
+	serves   []*Process
+	// failovers records how long each failover of a multi-node cluster took.
+	failovers []string
+	workers   []*Process
+	secrets   map[string]string // name -> value that must never be logged
+	nc        *nats.Conn
 }
 
 // Process is one groupsync child process; its output goes to LogFile.
@@ -245,10 +260,8 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 	}()
 	natsPassword := "nats-pw-" + randomHex(12)
 	c.secrets["nats password"] = natsPassword
-	if c.nats, err = startNATS(filepath.Join(cfg.Dir, "nats"), cfg.NATSSyncAlways, natsPassword); err != nil {
-		return c, err
-	}
-	if c.redis, err = startRedis(filepath.Join(cfg.Dir, "redis")); err != nil {
+	natsURL, redisURL, err := c.startBackends(natsPassword)
+	if err != nil {
 		return c, err
 	}
 	if c.appKey, err = virgil.GenerateKey(); err != nil {
@@ -269,21 +282,27 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 	if err != nil {
 		return c, err
 	}
-	httpAddr, err := freeAddr()
-	if err != nil {
-		return c, err
+	httpAddrs := make([]string, max(cfg.Serves, 1))
+	for i := range httpAddrs {
+		if httpAddrs[i], err = freeAddr(); err != nil {
+			return c, err
+		}
+		c.HTTPURLs = append(c.HTTPURLs, "http://"+httpAddrs[i])
 	}
-	c.VirgilURL, c.HTTPURL = "http://"+emuAddr, "http://"+httpAddr
+	c.VirgilURL, c.HTTPURL = "http://"+emuAddr, c.HTTPURLs[0]
 	ownerFile := filepath.Join(cfg.Dir, "owner.key")
 	c.env = []string{
-		"GROUPSYNC_NATS_URL=" + strings.Replace(c.nats.url, "nats://", "nats://"+natsUser+":"+natsPassword+"@", 1),
-		"GROUPSYNC_REDIS_URL=" + c.redis.URL(), "GROUPSYNC_JOB_KEY=" + jobKey,
+		"GROUPSYNC_NATS_URL=" + strings.ReplaceAll(natsURL, "nats://", "nats://"+natsUser+":"+natsPassword+"@"),
+		"GROUPSYNC_REDIS_URL=" + redisURL, "GROUPSYNC_JOB_KEY=" + jobKey,
 		"GROUPSYNC_VIRGIL_API_URL=" + c.VirgilURL, "GROUPSYNC_VIRGIL_APP_ID=" + c.appID,
 		"GROUPSYNC_VIRGIL_APP_KEY_ID=" + c.appKeyID, "GROUPSYNC_VIRGIL_APP_KEY=" + c.appKey.MarshalPKCS8Base64(),
 		"GROUPSYNC_OWNER_KEY_FILE=" + ownerFile, "GROUPSYNC_IDENTITY_SECRET=" + secret,
 		"GROUPSYNC_WEBHOOK_USERNAME=" + webhookUser, "GROUPSYNC_WEBHOOK_PASSWORD=" + password,
 		"GROUPSYNC_COMETCHAT_APP_ID=" + cometAppID, "GROUPSYNC_CLIENT_AUTH=trust-header",
 		"GROUPSYNC_LOG_LEVEL=" + cfg.LogLevel, "GROUPSYNC_SHUTDOWN_TIMEOUT=5s",
+	}
+	if c.natsC != nil {
+		c.env = append(c.env, "GROUPSYNC_STREAM_REPLICAS="+strconv.Itoa(min(cfg.NATSNodes, 3)))
 	}
 	if cfg.Partitions > 0 {
 		c.env = append(c.env, "GROUPSYNC_PARTITIONS="+strconv.Itoa(cfg.Partitions))
@@ -306,18 +325,25 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 		return c, err
 	}
 	c.secrets["owner key"] = strings.TrimSpace(string(key))
-	if c.serve, err = c.start("serve", []string{"GROUPSYNC_HTTP_ADDR=" + httpAddr}, "serve"); err != nil {
-		return c, err
+	for _, addr := range httpAddrs {
+		p, err := c.start("serve", []string{"GROUPSYNC_HTTP_ADDR=" + addr}, "serve")
+		if err != nil {
+			return c, err
+		}
+		c.serves = append(c.serves, p)
 	}
+	c.serve = c.serves[0]
 	for range cfg.Workers {
 		if _, err = c.StartWorker(); err != nil {
 			return c, err
 		}
 	}
-	if err = poll(ctx, 60*time.Second, "serve ready", func() error { return c.healthy(c.HTTPURL+"/readyz", c.serve) }); err != nil {
-		return c, err
+	for i, p := range c.serves {
+		if err = poll(ctx, 60*time.Second, "serve ready", func() error { return c.healthy(c.HTTPURLs[i]+"/readyz", p) }); err != nil {
+			return c, err
+		}
 	}
-	c.nc, err = nats.Connect(c.nats.url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.Name("chaos-observer"),
+	c.nc, err = nats.Connect(natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.Name("chaos-observer"),
 		nats.UserInfo(natsUser, natsPassword))
 	if err != nil {
 		return c, err
@@ -698,6 +724,12 @@ func (c *Cluster) Stop() {
 	}
 	if c.nats != nil {
 		c.nats.shutdown()
+	}
+	if c.redisH != nil {
+		c.redisH.stop()
+	}
+	if c.natsC != nil {
+		c.natsC.Stop()
 	}
 }
 

@@ -31,6 +31,7 @@ import (
 )
 
 func main() {
+	RunNATSNodeIfAsked()
 	mode := flag.String("mode", "chaos", "chaos, latency or throughput")
 	duration := flag.Duration("duration", 5*time.Minute, "chaos and latency: how long events are posted")
 	groups := flag.Int("groups", 8, "groups the events change")
@@ -47,6 +48,9 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the run folder (logs, stores)")
 	jsonOut := flag.String("json", "", "write the report as JSON to this file")
 	logLevel := flag.String("log-level", "info", "GROUPSYNC_LOG_LEVEL of the groupsync processes (debug shows every job)")
+	natsNodes := flag.Int("nats-nodes", 1, "NATS nodes: 3 runs a JetStream cluster of separate processes with R3 streams")
+	sentinel := flag.Bool("redis-sentinel", false, "Redis as a primary, a replica and three Sentinels")
+	serves := flag.Int("serves", 1, "serve processes (webhooks go to each in turn; a retry goes to the next)")
 	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()), "random seed of the generator")
 	flag.Parse()
 
@@ -76,7 +80,8 @@ func main() {
 		}
 		wl = append(wl, n)
 	}
-	base := ClusterConfig{Binary: bin, Partitions: *partitions, Concurrency: *concurrency, NATSSyncAlways: true, LogLevel: *logLevel, Logf: logf}
+	base := ClusterConfig{Binary: bin, Partitions: *partitions, Concurrency: *concurrency, NATSSyncAlways: true, LogLevel: *logLevel, Logf: logf,
+		NATSNodes: *natsNodes, RedisSentinel: *sentinel, Serves: *serves}
 
 	var report any
 	code := 0
@@ -108,11 +113,14 @@ func main() {
 		for _, l := range leaks {
 			logf("secret in a log: %s", l)
 		}
+		for _, f := range c.Failovers() {
+			fmt.Println("failover:", f)
+		}
 		fmt.Println(rep.Summary())
 		if rep.Lost > 0 || rep.Diverged > 0 || len(leaks) > 0 {
 			code = 1
 		}
-		report = map[string]any{"chaos": rep, "secret_leaks": len(leaks), "seed": *seed}
+		report = map[string]any{"chaos": rep, "secret_leaks": len(leaks), "seed": *seed, "failovers": c.Failovers()}
 	case "latency":
 		cfg := base
 		cfg.Dir, cfg.Workers = dir+"/latency", wl[0]

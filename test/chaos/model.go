@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/groupsync/groupsync/groupsync"
@@ -89,9 +90,14 @@ func newEvent(trigger, guid string, uids []string, createdAt, at, bodyAt int64) 
 // than CometChat's +10 s and +30 s so that a run stays short.
 type Poster struct {
 	URL, User, Password string
-	Client              *http.Client
-	GiveUp              time.Duration // stop retrying one event after this long
+	// URLs, when it has more than one entry, are serve processes behind
+	// one name: each delivery goes to the next, so a retry reaches another
+	// serve when one is down, as behind a load balancer.
+	URLs   []string
+	Client *http.Client
+	GiveUp time.Duration // stop retrying one event after this long
 
+	next     atomic.Uint64 // which of URLs the next event goes to first
 	mu       sync.Mutex
 	statuses map[int]int // answer status -> count, over every attempt
 	errors   int         // attempts without an answer
@@ -102,8 +108,10 @@ type Poster struct {
 func (p *Poster) Post(body []byte) (bool, time.Time) {
 	deadline := time.Now().Add(p.GiveUp)
 	wait := 100 * time.Millisecond
+	attempt := p.next.Add(1)
 	for {
-		code, err := p.once(body, p.User, p.Password, true)
+		code, err := p.onceTo(p.url(attempt), body, p.User, p.Password, true)
+		attempt++ // a retry goes to the next serve
 		p.mu.Lock()
 		if p.statuses == nil {
 			p.statuses = map[int]int{}
@@ -127,7 +135,21 @@ func (p *Poster) Post(body []byte) (bool, time.Time) {
 
 // once sends one delivery; auth false sends no Authorization header.
 func (p *Poster) once(body []byte, user, password string, auth bool) (int, error) {
-	req, err := http.NewRequest(http.MethodPost, p.URL, bytes.NewReader(body))
+	return p.onceTo(p.URL, body, user, password, auth)
+}
+
+// url returns the serve URL of an event's attempt-th delivery: events
+// start on the serves in turn, and each retry moves to the next one.
+func (p *Poster) url(attempt uint64) string {
+	if len(p.URLs) < 2 {
+		return p.URL
+	}
+	return p.URLs[int(attempt%uint64(len(p.URLs)))]
+}
+
+// onceTo is once to url.
+func (p *Poster) onceTo(url string, body []byte, user, password string, auth bool) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}

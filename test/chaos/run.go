@@ -142,8 +142,12 @@ func (c *Cluster) ownerKey(ctx context.Context) (*virgil.PublicKey, error) {
 
 // Poster returns a webhook poster for the cluster.
 func (c *Cluster) Poster(giveUp time.Duration) *Poster {
+	urls := make([]string, len(c.HTTPURLs))
+	for i, u := range c.HTTPURLs {
+		urls[i] = u + "/webhooks/cometchat"
+	}
 	return &Poster{
-		URL: c.HTTPURL + "/webhooks/cometchat", User: webhookUser, Password: c.Secrets()["webhook password"],
+		URL: c.HTTPURL + "/webhooks/cometchat", URLs: urls, User: webhookUser, Password: c.Secrets()["webhook password"],
 		Client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 		GiveUp: giveUp,
 	}
@@ -420,6 +424,9 @@ var FaultKinds = len((&chaosRun{}).faults(context.Background()))
 // faults lists the kinds of fault, in the order a run applies them.
 func (r *chaosRun) faults(ctx context.Context) []fault {
 	c := r.c
+	if c != nil && c.natsC != nil {
+		return r.clusterFaults(ctx)
+	}
 	return []fault{
 		{"SIGKILL a worker, start another", func() error {
 			if err := c.KillWorker(0); err != nil {
@@ -459,6 +466,13 @@ func (r *chaosRun) faults(ctx context.Context) []fault {
 // events delivered so far, and the jobs already queued are worked off; the
 // run then still expects exact convergence.
 func (r *chaosRun) restartRedis(ctx context.Context) error {
+	return r.withStoreLoss(ctx, func() error { return r.c.RestartRedis(time.Second) })
+}
+
+// withStoreLoss runs loss, which may lose Redis's recent writes, after the
+// generator has stopped delivering pairs newest first and retries of the
+// events delivered so far, and after the jobs already queued are worked off.
+func (r *chaosRun) withStoreLoss(ctx context.Context, loss func() error) error {
 	r.reorderPause.Store(true)
 	defer r.reorderPause.Store(false)
 	r.redisLosses.Add(1) // retries from now on repeat only newer events
@@ -468,7 +482,7 @@ func (r *chaosRun) restartRedis(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	err = poll(ctx, 60*time.Second, "jobs before the Redis restart settle", func() error {
+	err = poll(ctx, 60*time.Second, "jobs before the store loss settle", func() error {
 		msgs, _, first, err := r.c.QueuedJobs(ctx)
 		if err != nil {
 			return err
@@ -481,7 +495,7 @@ func (r *chaosRun) restartRedis(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return r.c.RestartRedis(time.Second)
+	return loss()
 }
 
 // compare returns one line per group whose participants differ from the

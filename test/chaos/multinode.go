@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// startBackends starts NATS and Redis as the configuration asks: one
+// in-process nats-server and one redis-server, or a NATS cluster of
+// processes and Redis with a replica and Sentinels. It returns the URLs the
+// groupsync processes connect with.
+func (c *Cluster) startBackends(natsPassword string) (natsURL, redisURL string, err error) {
+	cfg := c.cfg
+	if cfg.NATSNodes > 1 {
+		if c.natsC, err = startNATSCluster(filepath.Join(cfg.Dir, "nats"), filepath.Join(cfg.Dir, "logs"), cfg.NATSNodes, cfg.NATSSyncAlways, natsPassword); err != nil {
+			return "", "", err
+		}
+		natsURL = c.natsC.URL()
+	} else {
+		if c.nats, err = startNATS(filepath.Join(cfg.Dir, "nats"), cfg.NATSSyncAlways, natsPassword); err != nil {
+			return "", "", err
+		}
+		natsURL = c.nats.url
+	}
+	if cfg.RedisSentinel {
+		if c.redisH, err = startRedisHA(filepath.Join(cfg.Dir, "redis")); err != nil {
+			return "", "", err
+		}
+		return natsURL, c.redisH.URL(), nil
+	}
+	if c.redis, err = startRedis(filepath.Join(cfg.Dir, "redis")); err != nil {
+		return "", "", err
+	}
+	return natsURL, c.redis.URL(), nil
+}
+
+// Failovers returns one line per failover of a multi-node cluster, with the
+// time it took.
+func (c *Cluster) Failovers() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.failovers...)
+}
+
+func (c *Cluster) recordFailover(format string, args ...any) {
+	c.mu.Lock()
+	c.failovers = append(c.failovers, fmt.Sprintf(format, args...))
+	c.mu.Unlock()
+	c.logf("failover: "+format, args...)
+}
+
+// KillStreamLeader SIGKILLs the NATS node that leads the job stream, waits
+// until the stream has elected another leader, keeps the node down for down
+// and starts it again, then waits until every replica is current.
+func (c *Cluster) KillStreamLeader(ctx context.Context, down time.Duration) error {
+	if c.natsC == nil {
+		return errors.New("not a NATS cluster")
+	}
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		return err
+	}
+	leader, _, err := streamLeader(ctx, js, "GROUPSYNC")
+	if err != nil {
+		return err
+	}
+	i, err := c.natsC.Index(leader)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	c.natsC.Kill(i)
+	err = poll(ctx, 30*time.Second, "a new leader of the job stream", func() error {
+		l, _, err := streamLeader(ctx, js, "GROUPSYNC")
+		if err == nil && l == leader {
+			err = fmt.Errorf("%s still leads", l)
+		}
+		return err
+	})
+	if err == nil {
+		c.recordFailover("NATS: %s (job stream leader) SIGKILLed, new leader elected in %s", leader, time.Since(start).Round(10*time.Millisecond))
+		time.Sleep(down)
+	}
+	if serr := c.natsC.Start(i); serr != nil || err != nil {
+		return errors.Join(err, serr)
+	}
+	want := min(c.cfg.NATSNodes, 3)
+	return poll(ctx, 60*time.Second, leader+" caught up", func() error {
+		_, current, err := streamLeader(ctx, js, "GROUPSYNC")
+		if err == nil && current < want {
+			err = fmt.Errorf("%d of %d replicas current", current, want)
+		}
+		return err
+	})
+}
+
+// KillRedisMaster SIGKILLs the Redis primary; the Sentinels promote the
+// replica and the killed server comes back empty as the new replica.
+func (c *Cluster) KillRedisMaster() error {
+	if c.redisH == nil {
+		return errors.New("not Redis with Sentinel")
+	}
+	took, err := c.redisH.KillMaster()
+	if err != nil {
+		return err
+	}
+	c.recordFailover("Redis: primary SIGKILLed, replica promoted by Sentinel in %s", took.Round(10*time.Millisecond))
+	return nil
+}
+
+// KillServe SIGKILLs the i-th serve process and starts it again on the same
+// address after down; CometChat's deliveries meanwhile reach the others.
+func (c *Cluster) KillServe(ctx context.Context, i int, down time.Duration) error {
+	c.mu.Lock()
+	p := c.serves[i%len(c.serves)]
+	c.mu.Unlock()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		return err
+	}
+	<-p.done
+	time.Sleep(down)
+	idx := i % len(c.serves)
+	np, err := c.start("serve", []string{"GROUPSYNC_HTTP_ADDR=" + c.HTTPURLs[idx][len("http://"):]}, "serve")
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.serves[idx] = np
+	if idx == 0 {
+		c.serve = np
+	}
+	c.mu.Unlock()
+	return poll(ctx, 60*time.Second, "serve ready again", func() error { return c.healthy(c.HTTPURLs[idx]+"/readyz", np) })
+}
+
+// clusterFaults are the faults of a run on a multi-node cluster: each kills
+// one node of one part.
+func (r *chaosRun) clusterFaults(ctx context.Context) []fault {
+	c := r.c
+	return []fault{
+		{"SIGKILL the NATS node leading the job stream (down 3s)", func() error { return c.KillStreamLeader(ctx, 3*time.Second) }},
+		{"SIGKILL the Redis primary (Sentinel promotes the replica)", func() error { return r.withStoreLoss(ctx, c.KillRedisMaster) }},
+		{"SIGKILL one serve (down 2s)", func() error { return c.KillServe(ctx, 1, 2*time.Second) }},
+		{"SIGKILL a worker, start another", func() error {
+			if err := c.KillWorker(0); err != nil {
+				return err
+			}
+			_, err := c.StartWorker()
+			return err
+		}},
+	}
+}
