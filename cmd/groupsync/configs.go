@@ -85,6 +85,9 @@ type StoreConfig struct {
 type VirgilConfig struct {
 	// APIURL is the base URL of the Virgil services.
 	APIURL string
+	// ServiceKey, when set, is the key every card's "virgil" signature
+	// must verify with (GROUPSYNC_VIRGIL_SERVICE_KEY); see ownerServiceKey.
+	ServiceKey *virgil.PublicKey
 	// JWT signs Virgil JWTs with the application's key.
 	JWT *virgil.JWTGenerator
 }
@@ -99,6 +102,9 @@ type WorkerConfig struct {
 	OwnerIdentity string
 	// OwnerKey is the owner's private key.
 	OwnerKey *virgil.PrivateKey
+	// ServiceKey verifies the "virgil" signature of every card; a member
+	// whose card fails it gets no ticket (required: see ownerServiceKey).
+	ServiceKey *virgil.PublicKey
 	// Identities maps uids and guids to Virgil identities.
 	Identities *groupsync.Identities
 	// CometChat, when set, lets reconcile jobs read groups' members from
@@ -136,18 +142,18 @@ var (
 	logOptions       = []string{"log-level", "log-format"}
 	lifecycleOptions = append([]string{"shutdown-timeout"}, logOptions...)
 	natsOptions      = []string{"nats-url", "nats-token", "nats-creds-file", "nats-nkey-file", "nats-tls-ca-file", "nats-tls-cert-file", "nats-tls-key-file"}
-	queueOptions     = []string{"partitions", "stream-replicas"}
+	queueOptions     = []string{"partitions", "stream-replicas", "stream-max-msgs", "stream-max-bytes", "stream-max-age", "dlq-max-msgs", "dlq-max-bytes", "dlq-max-age", "stream-fill-threshold"}
 	jobKeyOptions    = []string{"job-key", "job-key-previous"}
 	storeOptions     = []string{"redis-url"}
 	virgilAppOptions = []string{"virgil-app-id", "virgil-app-key-id", "virgil-app-key"}
-	virgilOptions    = append([]string{"virgil-api-url"}, virgilAppOptions...)
+	virgilOptions    = append([]string{"virgil-api-url", "virgil-service-key"}, virgilAppOptions...)
 	identityOptions  = []string{"identity-secret", "owner-identity"}
 	cometchatOptions = []string{"cometchat-app-id", "cometchat-region", "cometchat-api-key", "cometchat-api-url"}
 	clientAPIOptions = []string{"client-rate", "client-burst", "client-uid-rate", "client-uid-burst", "client-trusted-proxies", "cors-allowed-origins"}
 	webhookOptions   = join([]string{"http-addr", "webhook-username", "webhook-password", "webhook-id", "client-auth", "max-clock-skew"}, cometchatOptions, clientAPIOptions)
 	workerOptions    = append([]string{"concurrency", "owner-key-file", "metrics-addr", "pprof"}, cometchatOptions...)
 	emulatorOptions  = []string{"http-addr", "data-dir", "emulator-debug-api", "emulator-service-key"}
-	devOptions       = join([]string{"http-addr", "data-dir", "emulator-addr", "nats-port", "owner-identity", "concurrency", "max-clock-skew"}, cometchatOptions, clientAPIOptions)
+	devOptions       = join([]string{"http-addr", "data-dir", "emulator-addr", "nats-port", "owner-identity", "concurrency", "max-clock-skew", "virgil-service-key", devInsecureFlag}, cometchatOptions, clientAPIOptions)
 )
 
 // join concatenates option groups.
@@ -230,7 +236,41 @@ func parseQueue(s *settings, log zerolog.Logger) (queue.Config, error) {
 	if err != nil {
 		return queue.Config{}, err
 	}
-	return queue.Config{Partitions: partitions, Replicas: replicas, Logger: log}, nil
+	qc := queue.Config{Partitions: partitions, Replicas: replicas, Logger: log}
+	for _, l := range []struct {
+		name  string
+		field *int64
+		bytes bool
+	}{
+		{"stream-max-msgs", &qc.MaxJobs, false},
+		{"stream-max-bytes", &qc.MaxJobBytes, true},
+		{"dlq-max-msgs", &qc.DeadLetterMaxJobs, false},
+		{"dlq-max-bytes", &qc.DeadLetterMaxBytes, true},
+	} {
+		v := s.mustStr(l.name)
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if l.bytes {
+			n, err = parseByteSize(v)
+		}
+		if err != nil || n == 0 || n < -1 {
+			return queue.Config{}, usagef("%s: %q is not a limit above 0, or -1 for none", l.name, v)
+		}
+		*l.field = n
+	}
+	if qc.MaxJobAge, err = s.duration("stream-max-age"); err != nil {
+		return queue.Config{}, err
+	}
+	if qc.DeadLetterMaxAge, err = s.duration("dlq-max-age"); err != nil {
+		return queue.Config{}, err
+	}
+	if qc.DeadLetterMaxAge == 0 {
+		return queue.Config{}, usagef("dlq-max-age: must be more than 0")
+	}
+	v := s.mustStr("stream-fill-threshold")
+	if qc.FillThreshold, err = strconv.ParseFloat(v, 64); err != nil || qc.FillThreshold <= 0 || qc.FillThreshold > 1 {
+		return queue.Config{}, usagef("stream-fill-threshold: %q is not a number above 0 and at most 1", v)
+	}
+	return qc, nil
 }
 
 // parseReplicas reads stream-replicas. When it is not given, it returns 0:
@@ -324,7 +364,39 @@ func parseVirgil(s *settings) (VirgilConfig, error) {
 			return VirgilConfig{}, usagef("virgil-api-url: %q is not an http or https URL", apiURL)
 		}
 	}
-	return VirgilConfig{APIURL: apiURL, JWT: &virgil.JWTGenerator{AppID: appID, AppKeyID: keyID, AppKey: key}}, nil
+	service, err := parseServiceKey(s)
+	if err != nil {
+		return VirgilConfig{}, err
+	}
+	return VirgilConfig{APIURL: apiURL, ServiceKey: service, JWT: &virgil.JWTGenerator{AppID: appID, AppKeyID: keyID, AppKey: key}}, nil
+}
+
+// parseServiceKey reads virgil-service-key, nil when unset.
+func parseServiceKey(s *settings) (*virgil.PublicKey, error) {
+	if _, ok := s.values["virgil-service-key"]; !ok {
+		return nil, nil
+	}
+	raw := s.mustStr("virgil-service-key")
+	if raw == "" {
+		return nil, nil
+	}
+	k, err := virgil.ParsePublicKeyBase64(raw)
+	if err != nil {
+		return nil, usagef("virgil-service-key: not a base64 SPKI Ed25519 public key")
+	}
+	return k, nil
+}
+
+// ownerServiceKey is the key every card must carry Virgil's signature by
+// for an owner acting through v: fail closed, with a one-line usage error,
+// when v's API URL is not Virgil's and no key was given.
+func ownerServiceKey(v VirgilConfig) (*virgil.PublicKey, error) {
+	k, err := virgil.ServiceKeyFor(v.APIURL, v.ServiceKey)
+	if err != nil {
+		return nil, usagef("virgil-service-key is required: the Virgil API URL %s is not %s, so set GROUPSYNC_VIRGIL_SERVICE_KEY to the public key of its card signatures (an emulator publishes it at %s)",
+			v.APIURL, virgil.VirgilAPIURL, emulator.ServiceKeyPath)
+	}
+	return k, nil
 }
 
 func parseOwnerIdentity(s *settings) (string, error) {
@@ -594,7 +666,10 @@ func parseWorkerRole(e env, args []string) (Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	cfg.Worker, err = parseWorker(s, ids)
+	if cfg.Worker, err = parseWorker(s, ids); err != nil {
+		return cfg, err
+	}
+	cfg.Worker.ServiceKey, err = ownerServiceKey(cfg.Virgil)
 	return cfg, err
 }
 

@@ -67,11 +67,30 @@ func parseDev(e env, args []string) (*devConfig, error) {
 	if err := parseClientAPI(s, &clientAPI, true); err != nil {
 		return nil, err
 	}
+	anywhere, err := s.bool(devInsecureFlag)
+	if err != nil {
+		return nil, err
+	}
+	exposed, err := checkDevListen(map[string]string{
+		"http-addr":     s.mustStr("http-addr"),
+		"emulator-addr": s.mustStr("emulator-addr"),
+	}, anywhere)
+	if err != nil {
+		return nil, err
+	}
+	override, err := parseServiceKey(s)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := filepath.Abs(s.mustStr("data-dir"))
 	if err != nil {
 		return nil, usagef("data-dir: %v", err)
 	}
+	// The data dir holds every secret of the instance: owner only.
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, usagef("data-dir: %v", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, usagef("data-dir: %v", err)
 	}
 	sec, err := loadOrCreateDevSecrets(dir)
@@ -110,10 +129,15 @@ func parseDev(e env, args []string) (*devConfig, error) {
 		AnyPortIfTaken: true,
 		Emulator:       emulatorConfig(jwt, filepath.Join(dir, "emulator"), serviceKey, true, cfg.Logger),
 	}
+	cardsKey := serviceKey.Public() // the emulator's "virgil" signatures
+	if override != nil {
+		cardsKey = override
+	}
 	cfg.Worker = &WorkerConfig{
 		Pool:          worker.Config{Concurrency: conc},
 		OwnerIdentity: identity,
 		OwnerKey:      ownerKey,
+		ServiceKey:    cardsKey,
 		Identities:    ids,
 		CometChat:     cc,
 	}
@@ -128,6 +152,10 @@ func parseDev(e env, args []string) (*devConfig, error) {
 		Tokens:       webhook.VirgilTokens{Generator: jwt},
 	}
 	cfg.Serve.Limits, cfg.Serve.CORS = clientAPI.Limits, clientAPI.CORS
+	for _, a := range exposed {
+		cfg.Logger.Warn().Str("listen", a).Msgf("DEV MODE LISTENS BEYOND LOOPBACK (--%s): anyone who reaches %s can act as any user (X-CometChat-UID is trusted), inject Virgil faults and read groups; never do this on a shared network",
+			devInsecureFlag, a)
+	}
 	return &devConfig{Config: cfg, dir: dir, secrets: sec}, nil
 }
 
@@ -162,7 +190,7 @@ func (dc *devConfig) info(m *Main) devInfo {
 		Webhook:         devWebhook{Path: webhook.PathWebhook, Username: sec.WebhookUsername, Password: sec.WebhookPassword},
 		CometChatAppID:  sec.CometChatAppID,
 		ClientUIDHeader: webhook.HeaderUID,
-		Virgil:          devVirgilInfo{AppID: sec.VirgilAppID, AppKeyID: sec.VirgilAppKeyID, AppKey: sec.VirgilAppKey},
+		Virgil:          devVirgilInfo{AppID: sec.VirgilAppID, AppKeyID: sec.VirgilAppKeyID, AppKey: sec.VirgilAppKey, ServiceKey: dc.Worker.ServiceKey.MarshalSPKIBase64()},
 		OwnerIdentity:   dc.Worker.OwnerIdentity,
 	}
 }

@@ -149,4 +149,8 @@ type devVirgilInfo struct {
 	AppID    string `json:"app_id"`
 	AppKeyID string `json:"app_key_id"`
 	AppKey   string `json:"app_key"`
+	// ServiceKey is the public key (base64 SPKI) the owner checks every
+	// card's "virgil" signature with: the emulator's, unless
+	// GROUPSYNC_VIRGIL_SERVICE_KEY says otherwise.
+	ServiceKey string `json:"service_key"`
 }

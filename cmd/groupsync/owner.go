@@ -30,6 +30,10 @@ func runOwner(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	service, err := ownerServiceKey(v)
+	if err != nil {
+		return err
+	}
 	identity, err := parseOwnerIdentity(s)
 	if err != nil {
 		return err
@@ -49,7 +53,7 @@ func runOwner(ctx context.Context, e env, args []string) error {
 	if err := writeKeyFile(path, key); err != nil {
 		return fmt.Errorf("owner init: %w", err)
 	}
-	owner := virgil.NewOwner(virgil.NewClient(v.APIURL, v.JWT.Source(identity)), key, identity)
+	owner := virgil.NewOwner(virgil.NewClient(v.APIURL, v.JWT.Source(identity)), key, identity, virgil.WithServiceKey(service))
 	cardID, err := owner.EnsureCard(ctx)
 	if err != nil {
 		if errors.Is(err, virgil.ErrOwnerCardMismatch) {
@@ -62,21 +66,19 @@ func runOwner(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
-// loadOwnerKey reads the owner's private key file.
+// loadOwnerKey reads the owner's private key file, refusing one that group
+// or others may read or write (virgil.ReadPrivateKeyFile).
 func loadOwnerKey(path string) (*virgil.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, usagef("owner key file %s not found: create it with `groupsync owner init`", path)
-		}
-		return nil, usagef("owner key file: %v", err)
-	}
-	key, err := virgil.ParsePrivateKeyBase64(strings.TrimSpace(string(b)))
-	if err != nil {
-		if k2, err2 := virgil.ParsePrivateKey(b); err2 == nil {
-			return k2, nil
-		}
+	key, err := virgil.ReadPrivateKeyFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, usagef("owner key file %s not found: create it with `groupsync owner init`", path)
+	case errors.Is(err, virgil.ErrKeyFileMode):
+		return nil, usagef("owner key: %s", strings.TrimPrefix(err.Error(), "virgil: "))
+	case errors.Is(err, virgil.ErrInvalidKey):
 		return nil, usagef("owner key file %s: not a base64 PKCS#8 Ed25519 key", path)
+	case err != nil:
+		return nil, usagef("owner key file: %v", err)
 	}
 	return key, nil
 }
@@ -97,6 +99,10 @@ func runOwnerRotate(ctx context.Context, e env, args []string) error {
 		return usagef("owner rotate: stop every worker first (they sign tickets with the key they started with), then run it with --workers-stopped")
 	}
 	v, err := parseVirgil(s)
+	if err != nil {
+		return err
+	}
+	service, err := ownerServiceKey(v)
 	if err != nil {
 		return err
 	}
@@ -163,7 +169,7 @@ func runOwnerRotate(ctx context.Context, e env, args []string) error {
 		groups[i] = ids.Group(g)
 	}
 	fmt.Fprintf(e.stderr, "rotating the owner key of %s over %d group(s)...\n", identity, len(groups))
-	owner := virgil.NewOwner(virgil.NewClient(v.APIURL, v.JWT.Source(identity)), current, identity)
+	owner := virgil.NewOwner(virgil.NewClient(v.APIURL, v.JWT.Source(identity)), current, identity, virgil.WithServiceKey(service))
 	rotated, err := owner.RotateKey(ctx, next, groups)
 	if err != nil {
 		return fmt.Errorf("owner rotate: interrupted (the new key is in %s; run the same command again to resume): %w", newPath, err)

@@ -64,7 +64,7 @@ func TestServeAndWorkerInProcess(t *testing.T) {
 		Virgil:          VirgilConfig{APIURL: emu.VirgilURL, JWT: jwt},
 	}
 	wc := base
-	wc.Worker = &WorkerConfig{OwnerIdentity: owner, OwnerKey: ownerKey, Identities: ids}
+	wc.Worker = &WorkerConfig{OwnerIdentity: owner, OwnerKey: ownerKey, ServiceKey: emu.Emulator.ServiceKey(), Identities: ids}
 	mustOpen(t, &Main{Config: wc})
 	sc := base
 	sc.Serve = &webhook.Config{Addr: "127.0.0.1:0", Username: "cometchat", Password: "webhook password",

@@ -304,7 +304,11 @@ func (m *Main) virgilClient(identity string) *virgil.Client {
 // openWorker makes sure the owner card exists and starts a worker pool.
 func (m *Main) openWorker(ctx context.Context, c WorkerConfig) error {
 	log := m.component("worker")
-	owner := virgil.NewOwner(m.virgilClient(c.OwnerIdentity), c.OwnerKey, c.OwnerIdentity)
+	if c.ServiceKey == nil {
+		return errors.New("worker: no Cards service key: cards could not be checked for Virgil's signature")
+	}
+	owner := virgil.NewOwner(m.virgilClient(c.OwnerIdentity), c.OwnerKey, c.OwnerIdentity, virgil.WithServiceKey(c.ServiceKey))
+	log.Info().Str("service_key", c.ServiceKey.MarshalSPKIBase64()).Msg("cards must carry Virgil's signature by this key")
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	cardID, err := owner.EnsureCard(cctx)
@@ -313,6 +317,7 @@ func (m *Main) openWorker(ctx context.Context, c WorkerConfig) error {
 	}
 	log.Info().Str("owner_identity", c.OwnerIdentity).Str("card_id", cardID).Msg("owner card ready")
 	reg := processRegistry()
+	reg.MustRegister(m.Queue.Collector())
 	pc := c.Pool
 	pc.Logger, pc.Registerer = log, reg
 	if c.CometChat != nil {
@@ -397,18 +402,26 @@ func (m *Main) serveMetrics(addr string, reg *prometheus.Registry, profile bool,
 	return nil
 }
 
+// virgilReadyTTL is how long /readyz keeps the answer of Virgil's ping.
+const virgilReadyTTL = 5 * time.Second
+
 // openServer starts the HTTP server. Its readiness checks ask the queue, the
 // store and Virgil; a user's fresh token schedules the check of their cards,
 // by the pool when one runs in this process.
 func (m *Main) openServer(ctx context.Context, cfg webhook.Config) error {
 	log := m.component("http")
 	cfg.Logger = log
-	cfg.Registerer = processRegistry()
+	reg := processRegistry()
+	reg.MustRegister(m.Queue.Collector())
+	cfg.Registerer = reg
 	vc := m.virgilClient(m.Config.Virgil.JWT.AppID)
 	cfg.ReadyChecks = map[string]func(context.Context) error{
-		"nats":   m.Queue.Ping,
-		"store":  m.Store.(store).Ping,
-		"virgil": vc.Ping,
+		"nats":       m.Queue.Ping,
+		"queue_fill": m.Queue.CheckFill,
+		"store":      m.Store.(store).Ping,
+		// Probes come every few seconds from every load balancer: Virgil
+		// is asked at most once per virgilReadyTTL.
+		"virgil": webhook.CachedCheck(vc.Ping, virgilReadyTTL),
 	}
 	cfg.OnUserToken = func(ctx context.Context, uid string) {
 		var err error

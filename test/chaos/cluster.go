@@ -268,6 +268,13 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 		return c, err
 	}
 	c.appID, c.appKeyID = randomHex(16), randomHex(16)
+	// The emulator signs cards as "virgil" with serviceKey; the owner
+	// checks that signature with its public half, as against Virgil.
+	serviceKey, err := virgil.GenerateKey()
+	if err != nil {
+		return c, err
+	}
+	c.secrets["emulator service key"] = serviceKey.MarshalPKCS8Base64()
 	secret := randomHex(32)
 	password := "pw-" + randomHex(12)
 	if c.Identity, err = groupsync.NewIdentities([]byte(secret), ""); err != nil {
@@ -296,6 +303,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 		"GROUPSYNC_REDIS_URL=" + redisURL, "GROUPSYNC_JOB_KEY=" + jobKey,
 		"GROUPSYNC_VIRGIL_API_URL=" + c.VirgilURL, "GROUPSYNC_VIRGIL_APP_ID=" + c.appID,
 		"GROUPSYNC_VIRGIL_APP_KEY_ID=" + c.appKeyID, "GROUPSYNC_VIRGIL_APP_KEY=" + c.appKey.MarshalPKCS8Base64(),
+		"GROUPSYNC_VIRGIL_SERVICE_KEY=" + serviceKey.Public().MarshalSPKIBase64(),
 		"GROUPSYNC_OWNER_KEY_FILE=" + ownerFile, "GROUPSYNC_IDENTITY_SECRET=" + secret,
 		"GROUPSYNC_WEBHOOK_USERNAME=" + webhookUser, "GROUPSYNC_WEBHOOK_PASSWORD=" + password,
 		"GROUPSYNC_COMETCHAT_APP_ID=" + cometAppID, "GROUPSYNC_CLIENT_AUTH=trust-header",
@@ -310,7 +318,8 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 	if cfg.Concurrency > 0 {
 		c.env = append(c.env, "GROUPSYNC_CONCURRENCY="+strconv.Itoa(cfg.Concurrency))
 	}
-	if c.emulator, err = c.start("emulator", []string{"GROUPSYNC_HTTP_ADDR=" + emuAddr, "GROUPSYNC_DATA_DIR=" + filepath.Join(cfg.Dir, "emulator")}, "emulator"); err != nil {
+	if c.emulator, err = c.start("emulator", []string{"GROUPSYNC_HTTP_ADDR=" + emuAddr, "GROUPSYNC_DATA_DIR=" + filepath.Join(cfg.Dir, "emulator"),
+		"GROUPSYNC_EMULATOR_SERVICE_KEY=" + serviceKey.MarshalPKCS8Base64(), "GROUPSYNC_EMULATOR_DEBUG_API=true"}, "emulator"); err != nil {
 		return c, err
 	}
 	if err = poll(ctx, 30*time.Second, "emulator up", func() error { return c.healthy(c.VirgilURL+"/healthz", c.emulator) }); err != nil {
