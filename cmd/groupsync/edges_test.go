@@ -40,7 +40,7 @@ func appEnv(t *testing.T, keyMode os.FileMode) (env []string, keyFile string) {
 	return []string{
 		"GROUPSYNC_VIRGIL_APP_ID=app", "GROUPSYNC_VIRGIL_APP_KEY_ID=kid", "GROUPSYNC_VIRGIL_APP_KEY=" + appKey.MarshalPKCS8Base64(),
 		"GROUPSYNC_IDENTITY_SECRET=an identity secret", "GROUPSYNC_OWNER_KEY_FILE=" + keyFile,
-		"GROUPSYNC_NATS_URL=nats://127.0.0.1:1", "GROUPSYNC_JOB_KEY=" + strings.Repeat("k", 64),
+		"GROUPSYNC_NATS_URL=nats://127.0.0.1:1", "GROUPSYNC_JOB_KEY=" + strings.Repeat("k", 64), "GROUPSYNC_COMETCHAT_APP_ID=app",
 	}, keyFile
 }
 
