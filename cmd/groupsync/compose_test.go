@@ -141,3 +141,76 @@ func checkComposeEdges(t *testing.T, cf composeFile, natsConf string) {
 		t.Errorf("worker reads the owner key from %q, want the secret mount", got)
 	}
 }
+
+// TestDockerComposeClusterProfile checks the "cluster" profile: three NATS
+// nodes with authentication, Redis with a replica and Sentinels, serve and
+// worker pointed at all of them with streams of three replicas, and no port
+// published but serve's.
+func TestDockerComposeClusterProfile(t *testing.T) {
+	if _, err := exec.LookPath("docker-compose"); err != nil {
+		t.Fatal("docker-compose not found: install it with `apt-get install docker-compose`")
+	}
+	cmd := exec.Command("docker-compose", "-f", "../../docker-compose.yml", "--profile", "cluster", "config")
+	cmd.Env = append(os.Environ(),
+		"GROUPSYNC_VIRGIL_APP_ID=app", "GROUPSYNC_VIRGIL_APP_KEY_ID=kid", "GROUPSYNC_VIRGIL_APP_KEY=key",
+		"GROUPSYNC_IDENTITY_SECRET=secret", "GROUPSYNC_WEBHOOK_USERNAME=user", "GROUPSYNC_WEBHOOK_PASSWORD=pass",
+		"GROUPSYNC_COMETCHAT_APP_ID=cc", "GROUPSYNC_NATS_PASSWORD=natspw", "GROUPSYNC_REDIS_PASSWORD=redispw",
+		"GROUPSYNC_JOB_KEY=jobkey")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("docker-compose --profile cluster config: %v\n%s", err, stderr.String())
+	}
+	var cf composeFile
+	if err := yaml.Unmarshal(out, &cf); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"nats-1", "nats-2", "nats-3", "redis-master", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3", "worker-ha"} {
+		svc, ok := cf.Services[name]
+		if !ok {
+			t.Errorf("service %s missing from the cluster profile", name)
+			continue
+		}
+		if len(svc.Ports) != 0 {
+			t.Errorf("service %s publishes ports %v; only serve may", name, svc.Ports)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		conf, err := os.ReadFile(fmt.Sprintf("../../deploy/nats-cluster/nats-%d.conf", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := string(conf)
+		for _, want := range []string{"$NATS_GROUPSYNC_PASSWORD", "http: 127.0.0.1:", "cluster {", "sync_interval: always", fmt.Sprintf("server_name: nats-%d", i)} {
+			if !strings.Contains(c, want) {
+				t.Errorf("deploy/nats-cluster/nats-%d.conf lacks %q", i, want)
+			}
+		}
+		if cf.Services[fmt.Sprintf("nats-%d", i)].Environment["NATS_GROUPSYNC_PASSWORD"] != "natspw" {
+			t.Errorf("nats-%d does not get GROUPSYNC_NATS_PASSWORD", i)
+		}
+	}
+	for _, name := range []string{"redis-master", "redis-replica"} {
+		if c := strings.Join(cf.Services[name].Command, " "); !strings.Contains(c, "--requirepass") || !strings.Contains(c, "--appendonly yes") {
+			t.Errorf("%s runs %q, want a password and the append-only file", name, c)
+		}
+	}
+	for _, svc := range []string{"serve-ha", "worker-ha"} {
+		env := cf.Services[svc].Environment
+		if n := strings.Count(env["GROUPSYNC_NATS_URL"], "groupsync:natspw@nats-"); n != 3 {
+			t.Errorf("%s NATS URL names %d cluster nodes with the password, want 3", svc, n)
+		}
+		if !strings.HasPrefix(env["GROUPSYNC_REDIS_URL"], "redis+sentinel://:redispw@") || !strings.HasSuffix(env["GROUPSYNC_REDIS_URL"], "/groupsync") {
+			t.Errorf("%s Redis URL is not the Sentinels' with the password and master name", svc)
+		}
+		if env["GROUPSYNC_STREAM_REPLICAS"] != "3" {
+			t.Errorf("%s GROUPSYNC_STREAM_REPLICAS = %q, want 3", svc, env["GROUPSYNC_STREAM_REPLICAS"])
+		}
+	}
+	for _, p := range cf.Services["serve-ha"].Ports {
+		if !strings.HasPrefix(fmt.Sprint(p), "127.0.0.1:") {
+			t.Errorf("serve-ha publishes %v beyond loopback by default", p)
+		}
+	}
+}
