@@ -177,6 +177,9 @@ func (p *Pool) apply(ctx context.Context, d *queue.Delivery, lease Lease, log ze
 			log.Info().Msg("group state changed meanwhile, planning again")
 			continue
 		}
+		if err == nil {
+			p.audit(ctx, d, plan, next, log)
+		}
 		return err
 	}
 	return fmt.Errorf("worker: job %s: group state kept changing: %w", job.ID, ErrConflict)

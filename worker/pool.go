@@ -99,6 +99,9 @@ type Config struct {
 	// Reconciler, when set, runs ActionReconcile jobs; without it they are
 	// dead-lettered with ReasonNeedsReconcile.
 	Reconciler Reconciler
+	// Audit, when set, receives a record of every change applied to Virgil,
+	// once the job that applied it is committed.
+	Audit Auditor
 	// WorkerID names this process in leases (default host-pid-random).
 	WorkerID string
 	// Logger receives the pool's logs. The zero value logs nothing.

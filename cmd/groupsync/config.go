@@ -70,6 +70,7 @@ var options = map[string]option{
 	"cometchat-region":             {name: "cometchat-region", usage: "CometChat app region (us, eu, in)", def: "us"},
 	"cometchat-api-key":            {name: "cometchat-api-key", usage: "CometChat REST API key (fullAccess)", secret: true},
 	"cometchat-api-url":            {name: "cometchat-api-url", usage: "CometChat REST base URL without the API version, such as https://APPID.api-us.cometchat.io (a trailing /v3 is accepted); overrides the regional default; https only, except to loopback"},
+	"audit-max-age":                {name: "audit-max-age", usage: "how long the audit trail (stream GROUPSYNC_AUDIT) keeps its records of the changes applied to Virgil", def: "2160h"},
 	"partitions":                   {name: "partitions", usage: "ordering partitions of the job stream", def: "16"},
 	"concurrency":                  {name: "concurrency", usage: "jobs in flight per worker process (0: one per partition)", def: "0"},
 	"client-auth":                  {name: "client-auth", usage: "client API auth: cometchat or trust-header", def: "cometchat"},

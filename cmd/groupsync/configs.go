@@ -46,6 +46,9 @@ type Config struct {
 	NATS NATSConfig
 	// Queue configures the job streams.
 	Queue queue.Config
+	// Audit configures the audit trail the worker appends to; Open sets
+	// its Replicas to the job streams'.
+	Audit queue.AuditConfig
 	// Store selects the worker store.
 	Store StoreConfig
 	// Virgil is the Virgil service and the application that signs JWTs.
@@ -144,6 +147,7 @@ var (
 	natsOptions      = []string{"nats-url", "nats-token", "nats-creds-file", "nats-nkey-file", "nats-tls-ca-file", "nats-tls-cert-file", "nats-tls-key-file"}
 	queueOptions     = []string{"partitions", "stream-replicas", "stream-max-msgs", "stream-max-bytes", "stream-max-age", "dlq-max-msgs", "dlq-max-bytes", "dlq-max-age", "stream-fill-threshold"}
 	jobKeyOptions    = []string{"job-key", "job-key-previous"}
+	auditOptions     = []string{"audit-max-age"}
 	storeOptions     = []string{"redis-url"}
 	virgilAppOptions = []string{"virgil-app-id", "virgil-app-key-id", "virgil-app-key"}
 	virgilOptions    = append([]string{"virgil-api-url", "virgil-service-key"}, virgilAppOptions...)
@@ -151,9 +155,9 @@ var (
 	cometchatOptions = []string{"cometchat-app-id", "cometchat-region", "cometchat-api-key", "cometchat-api-url"}
 	clientAPIOptions = []string{"client-rate", "client-burst", "client-uid-rate", "client-uid-burst", "client-trusted-proxies", "cors-allowed-origins"}
 	webhookOptions   = join([]string{"http-addr", "webhook-username", "webhook-password", "webhook-id", "client-auth", "max-clock-skew"}, cometchatOptions, clientAPIOptions)
-	workerOptions    = append([]string{"concurrency", "owner-key-file", "metrics-addr", "pprof"}, cometchatOptions...)
+	workerOptions    = join([]string{"concurrency", "owner-key-file", "metrics-addr", "pprof"}, auditOptions, cometchatOptions)
 	emulatorOptions  = []string{"http-addr", "data-dir", "emulator-debug-api", "emulator-service-key"}
-	devOptions       = join([]string{"http-addr", "data-dir", "emulator-addr", "nats-port", "owner-identity", "concurrency", "max-clock-skew", "virgil-service-key", devInsecureFlag}, cometchatOptions, clientAPIOptions)
+	devOptions       = join([]string{"http-addr", "data-dir", "emulator-addr", "nats-port", "owner-identity", "concurrency", "max-clock-skew", "virgil-service-key", devInsecureFlag}, auditOptions, cometchatOptions, clientAPIOptions)
 )
 
 // join concatenates option groups.
@@ -326,6 +330,18 @@ func parseJobKeys(s *settings, qc *queue.Config, appID string, required bool) er
 	}
 	qc.AppID = appID
 	return nil
+}
+
+// parseAudit reads the audit trail's settings.
+func parseAudit(s *settings) (queue.AuditConfig, error) {
+	age, err := s.duration("audit-max-age")
+	if err != nil {
+		return queue.AuditConfig{}, err
+	}
+	if age < time.Hour {
+		return queue.AuditConfig{}, usagef("audit-max-age: %v is shorter than an hour", age)
+	}
+	return queue.AuditConfig{MaxAge: age}, nil
 }
 
 func parseStore(s *settings) (StoreConfig, error) {
@@ -664,6 +680,9 @@ func parseWorkerRole(e env, args []string) (Config, error) {
 	}
 	ids, err := parseBackends(s, &cfg, "groupsync-worker")
 	if err != nil {
+		return cfg, err
+	}
+	if cfg.Audit, err = parseAudit(s); err != nil {
 		return cfg, err
 	}
 	if cfg.Worker, err = parseWorker(s, ids); err != nil {

@@ -43,6 +43,9 @@ func parseDev(e env, args []string) (*devConfig, error) {
 	if cfg.Store, err = parseStore(s); err != nil {
 		return nil, err
 	}
+	if cfg.Audit, err = parseAudit(s); err != nil {
+		return nil, err
+	}
 	conc, err := s.int("concurrency", 0)
 	if err != nil {
 		return nil, err

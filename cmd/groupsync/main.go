@@ -9,6 +9,7 @@
 //	groupsync owner init     create the owner key and publish its card
 //	groupsync jobs failed|retry|purge   inspect and replay dead-lettered jobs
 //	groupsync reconcile GUID...|--all   bring Virgil groups in line with CometChat
+//	groupsync history GUID   the changes applied to a group's Virgil group
 //	groupsync version        print the version
 //
 // Every flag also reads a GROUPSYNC_* environment variable; secrets come only
@@ -63,6 +64,7 @@ func commands() map[string]command {
 		"owner":     {"owner init|rotate: create the owner key and publish its card; replace it and re-key every group", runOwner},
 		"jobs":      {"jobs failed|retry ID...|--all|purge: dead-lettered jobs", runJobs},
 		"reconcile": {"reconcile GUID...|--all: bring Virgil groups in line with CometChat", runReconcile},
+		"history":   {"history GUID: the changes applied to a group's Virgil group (audit trail)", runHistory},
 		"version":   {"print the version", runVersion},
 	}
 }
@@ -111,7 +113,7 @@ func printHelp(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "usage: groupsync [command] [flags]")
 	fmt.Fprintln(w)
-	for _, n := range []string{"dev", "serve", "worker", "emulator", "owner", "jobs", "reconcile", "version"} {
+	for _, n := range []string{"dev", "serve", "worker", "emulator", "owner", "jobs", "reconcile", "history", "version"} {
 		fmt.Fprintf(w, "  %-10s %s\n", n, commands()[n].summary)
 	}
 	fmt.Fprintln(w)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -104,6 +105,8 @@ func TestServeAndWorkerInProcess(t *testing.T) {
 		return err
 	})
 
+	checkHistory(t, ns.URL(), "project-falcon")
+
 	if err := serve.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -195,5 +198,44 @@ func TestBoolFlagsWorkBare(t *testing.T) {
 		if addr := s.mustStr("metrics-addr"); addr != "127.0.0.1:0" {
 			t.Errorf("metrics-addr after %v = %q", tc.args, addr)
 		}
+	}
+}
+
+// checkHistory runs `groupsync history` on guid, a group just created, as
+// JSON and as a table.
+func checkHistory(t *testing.T, natsURL, guid string) {
+	t.Helper()
+	getenv := func(k string) string {
+		if k == "GROUPSYNC_NATS_URL" {
+			return natsURL
+		}
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	if code := run(ctx, []string{"history", strings.ToUpper(guid), "--json"}, getenv, &out, &errb); code != 0 {
+		t.Fatalf("history --json: exit %d: %s", code, errb.String())
+	}
+	var recs []queue.AuditRecord
+	if err := json.Unmarshal(out.Bytes(), &recs); err != nil {
+		t.Fatalf("history --json: %v\n%s", err, out.String())
+	}
+	if len(recs) == 0 || recs[0].Action != "create" || recs[0].GUID != guid || recs[0].JobID == "" || recs[0].Trigger != "group_created" {
+		t.Fatalf("history of %s = %+v, want its create first", guid, recs)
+	}
+	out.Reset()
+	if code := run(ctx, []string{"history", guid}, getenv, &out, &errb); code != 0 {
+		t.Fatalf("history: exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "APPLIED AT") || !strings.Contains(out.String(), recs[0].JobID) {
+		t.Fatalf("history table lacks the create job:\n%s", out.String())
+	}
+	out.Reset()
+	if code := run(ctx, []string{"history", "no-such-group"}, getenv, &out, &errb); code != 0 || !strings.Contains(out.String(), "no changes recorded") {
+		t.Fatalf("history of an unknown group: exit %d, %q", code, out.String())
+	}
+	if code := run(ctx, []string{"history"}, getenv, &out, &errb); code != 2 {
+		t.Fatalf("history without a group: exit %d, want 2", code)
 	}
 }

@@ -44,6 +44,7 @@ type Main struct {
 	Queue     *queue.Queue // the job queue, when serve or worker runs
 	Store     worker.Store // the worker store, when serve or worker runs
 	Pool      *worker.Pool // the worker pool, when a worker runs
+	Audit     *queue.Audit // the audit trail, when a worker runs
 	Emulator  *emulator.Emulator
 
 	log     zerolog.Logger
@@ -318,8 +319,15 @@ func (m *Main) openWorker(ctx context.Context, c WorkerConfig) error {
 	log.Info().Str("owner_identity", c.OwnerIdentity).Str("card_id", cardID).Msg("owner card ready")
 	reg := processRegistry()
 	reg.MustRegister(m.Queue.Collector())
+	ac := m.Config.Audit
+	ac.Replicas = m.Queue.Config().Replicas
+	audit, err := queue.OpenAudit(ctx, m.nc, ac)
+	if err != nil {
+		return err
+	}
+	m.Audit = audit
 	pc := c.Pool
-	pc.Logger, pc.Registerer = log, reg
+	pc.Logger, pc.Registerer, pc.Audit = log, reg, audit
 	if c.CometChat != nil {
 		cc, err := cometchat.New(*c.CometChat)
 		if err != nil {
