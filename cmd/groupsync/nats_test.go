@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/queue/natstest"
 )
 
@@ -86,5 +90,45 @@ func TestFailedNATSConnectRedacted(t *testing.T) {
 				t.Errorf("stderr %q does not say %q", stderr, tc.want)
 			}
 		})
+	}
+}
+
+// TestStreamReplicasOnCluster runs a command against a 3-node cluster given
+// as a server list: GROUPSYNC_STREAM_REPLICAS=3 makes the streams R3, a
+// command without the setting leaves them so, and 5 replicas on 3 servers is
+// refused with one line and exit status 2.
+func TestStreamReplicasOnCluster(t *testing.T) {
+	c := natstest.RunCluster(t, 3)
+	env := []string{"GROUPSYNC_NATS_URL=" + c.URLs()}
+	replicas := func() int {
+		nc, err := queue.Connect(queue.ConnectConfig{URL: c.URLs()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, queue.DefaultStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().Config.Replicas
+	}
+	if code, _, stderr := runInProcess(t, append(env, "GROUPSYNC_STREAM_REPLICAS=3"), "jobs", "failed"); code != 0 {
+		t.Fatalf("jobs failed with 3 replicas on 3 servers: exit %d: %s", code, stderr)
+	}
+	if got := replicas(); got != 3 {
+		t.Fatalf("%s has %d replicas, want 3", queue.DefaultStream, got)
+	}
+	if code, _, stderr := runInProcess(t, env, "jobs", "failed"); code != 0 || replicas() != 3 {
+		t.Fatalf("jobs failed without the setting: exit %d (%s), %d replicas; want 0 and 3 kept", code, stderr, replicas())
+	}
+	code, _, stderr := runInProcess(t, append(env, "GROUPSYNC_STREAM_REPLICAS=5"), "jobs", "failed")
+	if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "5 replicas refused") {
+		t.Fatalf("5 replicas on 3 servers: exit %d, stderr %q; want 2 and one line", code, stderr)
+	}
+	if got := replicas(); got != 3 {
+		t.Errorf("after the refusal %s has %d replicas, want 3", queue.DefaultStream, got)
 	}
 }
