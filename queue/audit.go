@@ -38,8 +38,9 @@ type AuditConfig struct {
 	SubjectPrefix string
 	// MaxAge is how long records are kept (default 90 days).
 	MaxAge time.Duration
-	// Replicas is the stream's replica count (default 1; use the job
-	// streams' Config.Replicas).
+	// Replicas is the stream's replica count (use the job streams'
+	// Config.Replicas); zero keeps the live stream's count, 1 for a new
+	// stream.
 	Replicas int
 	// Timeout bounds each call when the caller's context has no deadline
 	// (default DefaultPublishTimeout).
@@ -60,9 +61,6 @@ func (c AuditConfig) withDefaults() AuditConfig {
 	if c.MaxAge == 0 {
 		c.MaxAge = DefaultAuditMaxAge
 	}
-	if c.Replicas == 0 {
-		c.Replicas = DefaultReplicas
-	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultPublishTimeout
 	}
@@ -79,8 +77,8 @@ func (c AuditConfig) validate() error {
 	if c.MaxAge < time.Minute {
 		return invalidf("queue: audit config: MaxAge %v: want at least a minute", c.MaxAge)
 	}
-	if c.Replicas < 1 || c.Replicas > 5 {
-		return invalidf("queue: audit config: Replicas %d: want 1 to 5", c.Replicas)
+	if c.Replicas < 0 || c.Replicas > 5 {
+		return invalidf("queue: audit config: Replicas %d: want 1 to 5 (0: keep)", c.Replicas)
 	}
 	if c.Timeout < 0 {
 		return invalidf("queue: audit config: Timeout %v: must be positive", c.Timeout)
@@ -164,6 +162,11 @@ func OpenAudit(ctx context.Context, nc *nats.Conn, cfg AuditConfig) (*Audit, err
 	}
 	ctx, cancel := a.withTimeout(ctx)
 	defer cancel()
+	// Zero keeps the live stream's count, as for the job streams.
+	if cfg.Replicas, err = StreamReplicas(ctx, js, cfg.Stream, cfg.Replicas); err != nil {
+		return nil, fmt.Errorf("queue: open audit: %w", err)
+	}
+	a.cfg.Replicas = cfg.Replicas
 	dup := min(DefaultDuplicateWindow, cfg.MaxAge)
 	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        cfg.Stream,

@@ -685,6 +685,7 @@ func parseWorkerRole(e env, args []string) (Config, error) {
 	if cfg.Audit, err = parseAudit(s); err != nil {
 		return cfg, err
 	}
+	cfg.Audit.Replicas = cfg.Queue.Replicas
 	if cfg.Worker, err = parseWorker(s, ids); err != nil {
 		return cfg, err
 	}
