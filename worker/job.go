@@ -162,7 +162,10 @@ func (p *Pool) apply(ctx context.Context, d *queue.Delivery, lease Lease, log ze
 		if err != nil {
 			return err
 		}
-		next, plan, err := p.plan(ctx, st, job, d.StreamSeq, log)
+		if err := p.retry(ctx, log, "check store marker", func() error { return p.checkStore(ctx) }); err != nil {
+			return err
+		}
+		next, plan, drift, err := p.plan(ctx, st, d)
 		if err != nil {
 			return err
 		}
@@ -179,6 +182,7 @@ func (p *Pool) apply(ctx context.Context, d *queue.Delivery, lease Lease, log ze
 		}
 		if err == nil {
 			p.audit(ctx, d, plan, next, log)
+			p.recordDrift(ctx, job.ID, drift, log)
 		}
 		return err
 	}
@@ -187,30 +191,31 @@ func (p *Pool) apply(ctx context.Context, d *queue.Delivery, lease Lease, log ze
 
 // plan returns the new state and the plan of job; for a reconcile it reads
 // the group's members from CometChat and leaves the planning to
-// groupsync.Reconcile.
-func (p *Pool) plan(ctx context.Context, st groupsync.GroupState, job groupsync.Job, seq uint64, log zerolog.Logger) (groupsync.GroupState, groupsync.Plan, error) {
-	next, plan := groupsync.Apply(st, job.Event, seq)
+// groupsync.Reconcile (returning the drift it repairs), and for a job stored
+// around a loss of the store's data it has CometChat confirm the plan's
+// membership changes.
+func (p *Pool) plan(ctx context.Context, st groupsync.GroupState, d *queue.Delivery) (groupsync.GroupState, groupsync.Plan, groupsync.Drift, error) {
+	job := d.Job
+	next, plan := groupsync.Apply(st, job.Event, d.StreamSeq)
 	if len(plan.Recheck) > 0 && p.cfg.Reconciler != nil {
 		// A flip that CometChat's retries may have swapped with the event
 		// before it: CometChat knows which came last (docs/convergence.md).
-		log.Info().Strs("uids", plan.Recheck).Msg("membership flip in an order only the queue decided, checking the group with CometChat")
+		zerolog.Ctx(ctx).Info().Strs("uids", plan.Recheck).Msg("membership flip in an order only the queue decided, checking the group with CometChat")
 		plan.Reconcile = true
 	}
 	if !plan.Reconcile {
-		return next, plan, nil
+		if needsConfirm(job, plan) && p.guarded(d.Stored) {
+			next, plan, err := p.confirm(ctx, d, next, plan)
+			return next, plan, groupsync.Drift{}, err
+		}
+		return next, plan, groupsync.Drift{}, nil
 	}
-	snap := groupsync.Snapshot{GUID: job.Event.GUID}
-	err := p.retry(ctx, log, "read CometChat members", func() error {
-		var err error
-		snap.Members, snap.Exists, err = p.cfg.Reconciler.Members(ctx, job.Event.GUID)
-		return err
-	})
+	snap, err := p.snapshot(ctx, job.Event.GUID)
 	if err != nil {
-		return st, plan, fmt.Errorf("worker: reconcile group %s: %w", job.Event.GUID, err)
+		return st, plan, groupsync.Drift{}, fmt.Errorf("worker: reconcile group %s: %w", job.Event.GUID, err)
 	}
-	snap.At = time.Now().Unix()
-	next, plan, _ = groupsync.Reconcile(st, snap, seq)
-	return next, plan, nil
+	next, plan, drift := groupsync.Reconcile(st, snap, d.StreamSeq)
+	return next, plan, drift, nil
 }
 
 // execute applies plan's steps to Virgil, recording in st who is pending

@@ -16,6 +16,10 @@ type metrics struct {
 	duration prometheus.Histogram
 	lag      prometheus.Histogram
 	inFlight prometheus.Gauge
+	drift    *prometheus.CounterVec
+	losses   prometheus.Counter
+	confirms *prometheus.CounterVec
+	runs     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -50,11 +54,27 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "groupsync", Subsystem: "worker", Name: "jobs_in_flight",
 			Help: "Jobs running now in this process.",
 		}),
+		drift: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "groupsync", Subsystem: "reconcile", Name: "drift_total",
+			Help: "Differences from CometChat that reconcile jobs repaired, by kind: member_missing, member_extra, group_deleted.",
+		}, []string{"kind"}),
+		losses: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "groupsync", Subsystem: "worker", Name: "store_losses_total",
+			Help: "Losses of the store's data this process detected (its marker vanished or changed).",
+		}),
+		confirms: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "groupsync", Subsystem: "worker", Name: "loss_checks_total",
+			Help: "Membership changes checked with CometChat after a loss of the store's data: confirmed jobs, and dropped members.",
+		}, []string{"result"}),
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "groupsync", Subsystem: "reconcile", Name: "runs_total",
+			Help: "Scheduled reconcile runs this process led, by result: finished, failed.",
+		}, []string{"result"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.jobs, m.steps, m.checks, m.retries, m.duration, m.lag, m.inFlight} {
+	for _, c := range []prometheus.Collector{m.jobs, m.steps, m.checks, m.retries, m.duration, m.lag, m.inFlight, m.drift, m.losses, m.confirms, m.runs} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -35,6 +35,9 @@ const (
 	DefaultCheckPoll       = 250 * time.Millisecond
 	DefaultSweepInterval   = time.Minute
 	DefaultShutdownNak     = time.Second
+	DefaultLossWindow      = 5 * time.Minute
+	DefaultReconcileRate   = 2.0
+	DefaultReconcilePoll   = 15 * time.Second
 	maxCommitAttempts      = 5
 	maxDeadLetterReasonLen = 400
 )
@@ -97,11 +100,37 @@ type Config struct {
 	// minute); negative disables the sweep.
 	SweepInterval time.Duration
 	// Reconciler, when set, runs ActionReconcile jobs; without it they are
-	// dead-lettered with ReasonNeedsReconcile.
+	// dead-lettered with ReasonNeedsReconcile. It also confirms membership
+	// changes after a loss of the store's data (LossWindow); without it
+	// those are dead-lettered with ReasonUnconfirmed. When it also
+	// implements MemberCounter, groups past E3Kit's limit fail before their
+	// members are paged.
 	Reconciler Reconciler
 	// Audit, when set, receives a record of every change applied to Virgil,
 	// once the job that applied it is committed.
 	Audit Auditor
+	// Meta keeps what must outlive the store's data: the store's marker as
+	// last seen (so a loss is detected across restarts too), the scheduled
+	// reconcile's lease and status. Without it a loss is detected only
+	// while a worker runs, and there is no scheduled reconcile.
+	Meta *Meta
+	// LossWindow is how long after a detected loss of the store's data
+	// membership changes are checked with CometChat: every job stored before
+	// the detection plus LossWindow (default 5 minutes, past CometChat's
+	// retries at +10 s and +30 s, with room for queue lag).
+	LossWindow time.Duration
+	// Groups lists CometChat's groups for the scheduled reconcile.
+	Groups GroupLister
+	// ReconcileInterval is how often one of the workers reconciles every
+	// group with CometChat (0: never). It needs Reconciler, Groups and Meta.
+	ReconcileInterval time.Duration
+	// ReconcileRate is how many CometChat REST requests per second a
+	// scheduled reconcile may cause (default 2: a quarter of the free
+	// plan's 500 per minute; paid plans allow 20,000 per minute).
+	ReconcileRate float64
+	// ReconcilePoll is how often workers look whether a scheduled reconcile
+	// is due (default 15 s).
+	ReconcilePoll time.Duration
 	// WorkerID names this process in leases (default host-pid-random).
 	WorkerID string
 	// Logger receives the pool's logs. The zero value logs nothing.
@@ -143,6 +172,11 @@ func (c *Config) setDefaults(partitions int, ackWait time.Duration) {
 	}
 	def(&c.CheckPoll, DefaultCheckPoll)
 	def(&c.SweepInterval, DefaultSweepInterval)
+	def(&c.LossWindow, DefaultLossWindow)
+	def(&c.ReconcilePoll, DefaultReconcilePoll)
+	if c.ReconcileRate == 0 {
+		c.ReconcileRate = DefaultReconcileRate
+	}
 	if c.WorkerID == "" {
 		host, _ := os.Hostname()
 		b := make([]byte, 4)
@@ -163,6 +197,12 @@ func (c *Config) validate() error {
 		return fmt.Errorf("worker: retries %d < 0", c.Retries)
 	case c.CheckAttempts < 1:
 		return fmt.Errorf("worker: check attempts %d < 1", c.CheckAttempts)
+	case c.LossWindow < 0 || c.ReconcileInterval < 0 || c.ReconcilePoll < 0:
+		return errors.New("worker: negative loss window, reconcile interval or reconcile poll")
+	case c.ReconcileRate < 0:
+		return fmt.Errorf("worker: reconcile rate %g < 0", c.ReconcileRate)
+	case c.ReconcileInterval > 0 && (c.Reconciler == nil || c.Groups == nil || c.Meta == nil):
+		return errors.New("worker: a scheduled reconcile needs a Reconciler, Groups and Meta")
 	case strings.ContainsAny(c.WorkerID, ": \n"):
 		return fmt.Errorf("worker: worker id %q contains ':' or white space", c.WorkerID)
 	}
@@ -190,6 +230,8 @@ type Pool struct {
 	done       chan struct{}
 	wg         sync.WaitGroup
 	inFlight   atomic.Int64
+
+	loss lossState
 }
 
 // New returns a Pool taking jobs from q, keeping state in store and applying
@@ -249,6 +291,12 @@ func (p *Pool) Run(ctx context.Context) error {
 	stopWatch := context.AfterFunc(ctx, cancelWork)
 	defer stopWatch()
 
+	if err := p.checkStore(ctx); err != nil {
+		p.log.Warn().Err(err).Msg("checking the store's marker failed; every job checks it again")
+	}
+	if p.cfg.Reconciler == nil {
+		p.log.Warn().Msg(ReasonNoReconciler)
+	}
 	p.log.Info().Int("partitions", p.q.Partitions()).Int("concurrency", p.cfg.Concurrency).Msg("worker pool started")
 	for part := 0; part < p.q.Partitions(); part++ {
 		p.wg.Add(1)
@@ -262,6 +310,13 @@ func (p *Pool) Run(ctx context.Context) error {
 		defer p.wg.Done()
 		p.checkLoop(fetchCtx)
 	}()
+	if p.cfg.ReconcileInterval > 0 {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.reconcileLoop(fetchCtx)
+		}()
+	}
 	p.wg.Wait()
 	p.log.Info().Msg("worker pool stopped")
 	return nil

@@ -27,6 +27,7 @@ const DefaultRedisPrefix = "groupsync:"
 //	user:<uid>    hash guid -> "p" (pending) | "c:<card id>"
 //	pending       set of uids pending in some group
 //	checks        sorted set uid -> due time (ms); checks:attempt hash uid -> attempt
+//	marker        the store's initialisation mark (see Marker)
 //
 // Acquire, Extend, Release, Commit and DueChecks are Lua scripts, so each is
 // atomic; Commit checks the lease and the state version and writes state,

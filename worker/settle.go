@@ -99,6 +99,8 @@ func deadLetterReason(err error, exhausted bool, attempts uint64) string {
 	}
 	if errors.Is(err, errNeedsReconcile) {
 		msg = ReasonNeedsReconcile + ": the event cannot be trusted and no CometChat reconciler is configured; run `groupsync reconcile`"
+	} else if errors.Is(err, errUnconfirmed) {
+		msg = ReasonUnconfirmed + ": the job was stored around a loss of the store's data and no CometChat API key is configured to check it; check the group and run `groupsync reconcile`"
 	} else if exhausted {
 		msg = fmt.Sprintf("failed %d deliveries: %s", attempts, msg)
 	}

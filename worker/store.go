@@ -151,6 +151,18 @@ type Store interface {
 	StateStore
 	UserIndex
 	CheckSchedule
+	Marker
+}
+
+// Marker is the store's initialisation mark. It is written when a worker
+// first uses the store and vanishes with the store's data, so a worker that
+// finds it missing or changed knows the data was lost (see Meta).
+type Marker interface {
+	// Marker returns the mark in place, "" when there is none.
+	Marker(ctx context.Context) (string, error)
+	// InitMarker writes mark unless the store has one, and returns the mark
+	// in place.
+	InitMarker(ctx context.Context, mark string) (string, error)
 }
 
 // indexValue encodes an index entry as stored: "p" for pending, "c:<card

@@ -1,0 +1,244 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/groupsync/groupsync/cometchat"
+	"github.com/groupsync/groupsync/cometchat/cometchattest"
+	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/worker"
+)
+
+// ccMembership reads CometChat's REST API (here the fake) for the pool, as
+// the binary's adapter does.
+type ccMembership struct{ cc *cometchat.Client }
+
+func (m ccMembership) Members(ctx context.Context, guid string) ([]string, bool, error) {
+	members, err := m.cc.Members(ctx, guid)
+	if errors.Is(err, cometchat.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	uids := make([]string, len(members))
+	for i, mb := range members {
+		uids[i] = mb.UID
+	}
+	return uids, true, nil
+}
+
+func (m ccMembership) MemberCount(ctx context.Context, guid string) (int, bool, error) {
+	g, err := m.cc.Group(ctx, guid)
+	if errors.Is(err, cometchat.ErrNotFound) {
+		return 0, false, nil
+	}
+	return g.MembersCount, err == nil, err
+}
+
+func (m ccMembership) Groups(ctx context.Context, fn func([]worker.GroupCount) error) error {
+	return m.cc.Groups(ctx, func(page []cometchat.Group) error {
+		out := make([]worker.GroupCount, len(page))
+		for i, g := range page {
+			out[i] = worker.GroupCount{GUID: g.GUID, Members: g.MembersCount}
+		}
+		return fn(out)
+	})
+}
+
+// cometChat starts the fake CometChat REST API and a client of it.
+func (e *env) cometChat() (*cometchattest.Fake, ccMembership) {
+	e.tb.Helper()
+	f := cometchattest.Start(e.tb)
+	cc, err := cometchat.New(cometchat.Config{BaseURL: f.URL(), APIKey: f.APIKey})
+	if err != nil {
+		e.tb.Fatal(err)
+	}
+	return f, ccMembership{cc}
+}
+
+// meta opens the workers' Meta bucket on the env's NATS.
+func (e *env) meta() *worker.Meta {
+	e.tb.Helper()
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		e.tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := worker.OpenMeta(ctx, js, "", 1)
+	if err != nil {
+		e.tb.Fatalf("OpenMeta: %v", err)
+	}
+	return m
+}
+
+// TestStoreLossRetryDoesNotReadmitKickedMember: Redis restarts empty while
+// the worker runs; a CometChat retry of an add from before the loss (carol,
+// kicked since) is checked with CometChat and dropped, while a genuine add
+// after the loss (dave) is applied.
+func TestStoreLossRetryDoesNotReadmitKickedMember(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.register("alice", "bob", "carol", "dave")
+	fake, cc := e.cometChat()
+	cfg := e.poolConfig()
+	cfg.Reconciler, cfg.Meta = cc, e.meta()
+	pool, _ := e.startPool(cfg, nil, nil, nil)
+
+	g := evt{guid: "loss-group", created: 1_718_000_000}
+	addCarol := job(g.ev(groupsync.TriggerMemberAdded, groupsync.ActionAdd, 1_718_000_100, "carol"))
+	e.publish(job(g.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice", "bob")), addCarol)
+	e.waitMembers(g.guid, "alice", "bob", "carol")
+	e.publish(job(g.ev(groupsync.TriggerMemberKicked, groupsync.ActionRemove, 1_718_000_200, "carol")))
+	e.waitMembers(g.guid, "alice", "bob")
+	e.waitSettled()
+	if !pool.LossAt().IsZero() {
+		t.Fatalf("LossAt() = %v before any loss", pool.LossAt())
+	}
+
+	fake.SetGroup(g.guid, "alice", "bob", "dave")
+	e.redis.Restart()
+	e.publishCopy(addCarol) // CometChat's retry of the add, from before the loss
+	e.publish(job(g.ev(groupsync.TriggerMemberAdded, groupsync.ActionAdd, 1_718_000_300, "dave")))
+	e.waitSettled()
+	e.waitMembers(g.guid, "alice", "bob", "dave")
+	if pool.LossAt().IsZero() {
+		t.Fatal("LossAt() is zero after Redis restarted empty")
+	}
+	if failed, _ := e.q.Failed(context.Background()); len(failed) != 0 {
+		t.Fatalf("dead-lettered %+v", failed)
+	}
+}
+
+// TestStoreLossDetectedAtStart: Redis restarts empty while no worker runs;
+// the next worker finds the loss through the marker recorded in JetStream,
+// and without a CometChat reconciler it dead-letters the retried add
+// instead of applying it, and says why it is degraded.
+func TestStoreLossDetectedAtStart(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.register("alice", "carol")
+	meta := e.meta()
+	cfg := e.poolConfig()
+	cfg.Meta = meta
+	_, stop := e.startPool(cfg, nil, nil, nil)
+	g := evt{guid: "loss-at-start", created: 1_718_000_000}
+	addCarol := job(g.ev(groupsync.TriggerMemberAdded, groupsync.ActionAdd, 1_718_000_100, "carol"))
+	e.publish(job(g.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice")), addCarol)
+	e.waitMembers(g.guid, "alice", "carol")
+	e.publish(job(g.ev(groupsync.TriggerMemberKicked, groupsync.ActionRemove, 1_718_000_200, "carol")))
+	e.waitMembers(g.guid, "alice")
+	e.waitSettled()
+	stop()
+
+	e.redis.Restart()
+	pool, _ := e.startPool(cfg, nil, nil, nil)
+	if d := pool.Degraded(); len(d) != 1 || d[0] != worker.ReasonNoReconciler {
+		t.Errorf("Degraded() = %q, want the missing reconciler", d)
+	}
+	e.publishCopy(addCarol)
+	eventually(t, 20*time.Second, func() (bool, string) {
+		failed, err := e.q.Failed(context.Background())
+		return err == nil && len(failed) == 1 && strings.HasPrefix(failed[0].Error, worker.ReasonUnconfirmed),
+			fmt.Sprintf("failed jobs %+v, %v", failed, err)
+	})
+	if pool.LossAt().IsZero() {
+		t.Error("LossAt() is zero after starting on an emptied Redis")
+	}
+	e.waitMembers(g.guid, "alice")
+}
+
+// TestScheduledReconcile: two workers with a scheduled reconcile; exactly one
+// runs it, and it repairs a lost webhook (carol's add), skips a group past
+// E3Kit's limit, and records its outcome with the drift.
+func TestScheduledReconcile(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.register("alice", "bob", "carol")
+	fake, cc := e.cometChat()
+	g := evt{guid: "drifted", created: 1_718_000_000}
+	fake.SetGroup(g.guid, "alice", "bob", "carol") // carol's add never reached us
+	big := make([]string, 150)
+	for i := range big {
+		big[i] = fmt.Sprintf("user%03d", i)
+	}
+	fake.SetGroup("too-big", big...)
+	meta := e.meta()
+
+	// The group as the lost webhook left it.
+	cfg := e.poolConfig()
+	cfg.Reconciler = cc
+	_, stop := e.startPool(cfg, nil, nil, nil)
+	e.publish(job(g.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice", "bob")))
+	e.waitMembers(g.guid, "alice", "bob")
+	e.waitSettled()
+	stop()
+
+	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
+	for i, reg := range regs {
+		cfg := e.poolConfig()
+		cfg.Reconciler, cfg.Groups, cfg.Meta, cfg.Registerer = cc, cc, meta, reg
+		cfg.ReconcileInterval, cfg.ReconcilePoll, cfg.ReconcileRate = time.Hour, 50*time.Millisecond, 1000
+		cfg.WorkerID = fmt.Sprintf("worker-%d", i)
+		e.startPool(cfg, nil, nil, nil)
+	}
+	e.waitMembers(g.guid, "alice", "bob", "carol")
+	var st worker.ReconcileStatus
+	eventually(t, 20*time.Second, func() (bool, string) {
+		var ok bool
+		var err error
+		st, ok, err = meta.LastReconcile(context.Background())
+		return err == nil && ok && !st.FinishedAt.IsZero() && st.Reconciled == 1, fmt.Sprintf("status %+v (%v)", st, err)
+	})
+	if st.Groups != 2 || st.Queued != 1 || !slices.Equal(st.TooLarge, []string{"too-big"}) || st.Drift[worker.DriftMissing] != 1 || st.Error != "" {
+		t.Errorf("LastReconcile() = %+v, want 2 groups, 1 queued, too-big skipped, 1 member missing", st)
+	}
+	// Let both workers poll a few more times: the interval is an hour, so
+	// nobody runs again, and only one ran at all.
+	time.Sleep(300 * time.Millisecond)
+	runs, drift := 0.0, 0.0
+	for _, reg := range regs {
+		runs += counterSum(t, reg, "groupsync_reconcile_runs_total")
+		drift += counterSum(t, reg, "groupsync_reconcile_drift_total")
+	}
+	if runs != 1 || drift != 1 {
+		t.Errorf("runs = %v, drift = %v over both workers, want 1 and 1", runs, drift)
+	}
+
+	// A reconcile asked for by hand of a group past the limit fails at once,
+	// from its member count.
+	before := fake.Requests()
+	e.publish(worker.ReconcileJob("too-big", "manual"))
+	eventually(t, 20*time.Second, func() (bool, string) {
+		failed, err := e.q.Failed(context.Background())
+		return err == nil && len(failed) == 1 && strings.Contains(failed[0].Error, "150 members"),
+			fmt.Sprintf("failed jobs %+v, %v", failed, err)
+	})
+	if n := fake.Requests() - before; n != 1 {
+		t.Errorf("a too-large group took %d CometChat requests, want 1 (its member count)", n)
+	}
+}
+
+func counterSum(tb testing.TB, reg *prometheus.Registry, name string) float64 {
+	tb.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
