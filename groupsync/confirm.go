@@ -1,6 +1,9 @@
 package groupsync
 
-import "sort"
+import (
+	"slices"
+	"sort"
+)
 
 // Confirm limits plan, the plan of an event, to the membership changes snap
 // confirms, for events that may predate a loss of the stored state (a
@@ -10,9 +13,11 @@ import "sort"
 //
 // An add (create, add, ensure) is kept for the members CometChat has now; a
 // removal for the users CometChat does not have. A member whose add is
-// dropped is recorded as out, and one whose removal is dropped as in (with
-// an ensure step, so the Virgil group holds them as CometChat does), both
-// stamped at snap.At, so later events still win. Other steps (delete,
+// dropped is recorded as out, with a removal step (the Virgil group may hold
+// them from a run of the same job that the loss interrupted; removing a
+// non-participant changes nothing), and one whose removal is dropped as in,
+// with an ensure step, so the Virgil group holds both as CometChat does; both
+// are stamped at snap.At, so later events still win. Other steps (delete,
 // re-add) are kept. It returns the confirmed state and plan, and the uids
 // whose change was dropped, sorted.
 func Confirm(next GroupState, plan Plan, snap Snapshot, seq uint64) (GroupState, Plan, []string) {
@@ -29,7 +34,7 @@ func Confirm(next GroupState, plan Plan, snap Snapshot, seq uint64) (GroupState,
 	stamp := Stamp{At: snap.At, Seq: seq}
 	out := plan
 	out.Steps = nil
-	var dropped, ensure []string
+	var dropped, ensure, remove []string
 	for _, s := range plan.Steps {
 		switch s.Op {
 		case OpCreate, OpAdd, OpEnsure:
@@ -40,6 +45,7 @@ func Confirm(next GroupState, plan Plan, snap Snapshot, seq uint64) (GroupState,
 					continue
 				}
 				dropped = append(dropped, uid)
+				remove = append(remove, uid)
 				st.Members[uid] = MemberState{In: false, Stamp: stamp}
 			}
 			switch {
@@ -67,6 +73,10 @@ func Confirm(next GroupState, plan Plan, snap Snapshot, seq uint64) (GroupState,
 	if len(ensure) > 0 {
 		sort.Strings(ensure)
 		out.Steps = append(out.Steps, Step{Op: OpEnsure, UIDs: ensure})
+	}
+	if len(remove) > 0 {
+		sort.Strings(remove)
+		out.Steps = append(out.Steps, Step{Op: OpRemove, UIDs: slices.Compact(remove)})
 	}
 	sort.Strings(dropped)
 	return st, out, dropped

@@ -42,8 +42,9 @@ func (d Drift) Empty() bool { return len(d.Missing) == 0 && len(d.Extra) == 0 &&
 //
 // A group CometChat no longer has is deleted. Otherwise every member of the
 // snapshot is added (a convergent add: members who already are participants
-// cost nothing) and every member the state holds beyond them is removed, each
-// decided at snap.At like an event of that time; the plan always has at least
+// cost nothing) and every other user the state knows, in or out, is removed
+// (removing a non-participant costs nothing either), each decided at snap.At
+// like an event of that time; the plan always has at least
 // one step, so a group without members besides the owner is created too. A
 // group the state holds as deleted but CometChat has again starts afresh.
 func Reconcile(state GroupState, snap Snapshot, seq uint64) (GroupState, Plan, Drift) {
@@ -84,19 +85,28 @@ func Reconcile(state GroupState, snap Snapshot, seq uint64) (GroupState, Plan, D
 		}
 	}
 
+	// Every user the state knows beyond CometChat's members is removed, those
+	// it holds as out too: the Virgil group may hold them all the same (a
+	// change applied to Virgil whose state was then lost or re-planned), and
+	// removing a non-participant changes nothing.
 	rm := ev
 	rm.Trigger, rm.Action = TriggerReconcile, ActionRemove
-	for _, uid := range next.Current() {
+	wasIn := map[string]bool{}
+	for uid, m := range next.Members {
 		if !want[uid] {
 			rm.Members = append(rm.Members, Member{UID: uid})
+			wasIn[uid] = m.In
 		}
 	}
+	sort.Slice(rm.Members, func(i, j int) bool { return rm.Members[i].UID < rm.Members[j].UID })
 	if len(rm.Members) > 0 {
 		next, plan = Apply(next, rm, seq)
 		out.Steps = append(out.Steps, plan.Steps...)
-		for _, m := range rm.Members {
-			if !next.Members[m.UID].In {
-				drift.Extra = append(drift.Extra, m.UID)
+		for _, s := range plan.Steps {
+			for _, uid := range s.UIDs {
+				if wasIn[uid] {
+					drift.Extra = append(drift.Extra, uid)
+				}
 			}
 		}
 	}

@@ -33,6 +33,8 @@ func TestReconcilePlans(t *testing.T) {
 			steps(add("alice", "bob")), groupsync.Drift{}, []string{"alice", "bob"}},
 		{"LostKickRemoves", []groupsync.Event{created}, snap(1500, "alice"),
 			steps(add("alice"), remove("bob")), groupsync.Drift{Extra: []string{"bob"}}, []string{"alice"}},
+		{"KnownOutUserRemovedAgain", []groupsync.Event{created, ev(groupsync.ActionRemove, 1100, "bob")}, snap(1500, "alice"),
+			steps(add("alice"), remove("bob")), groupsync.Drift{}, []string{"alice"}},
 		{"LostAddAdds", []groupsync.Event{created}, snap(1500, "alice", "bob", "carol"),
 			steps(add("alice", "bob", "carol")), groupsync.Drift{Missing: []string{"carol"}}, []string{"alice", "bob", "carol"}},
 		{"LostAddOfKickedMember", []groupsync.Event{created, ev(groupsync.ActionRemove, 1100, "bob")}, snap(1500, "alice", "bob"),

@@ -238,6 +238,10 @@ type Config struct {
 	// ReadyChecks are run by /readyz, each by name; any error makes the
 	// server unready.
 	ReadyChecks map[string]func(ctx context.Context) error
+	// Degraded, when set, returns why the deployment works with less safety
+	// than it should (for example no CometChat API key); /readyz then
+	// answers 200 with status "degraded" and the reasons.
+	Degraded func() []string
 	// OnUserToken, when set, is called with the caller's uid after a Virgil
 	// JWT was issued to them, before the answer is sent, so that pending
 	// group adds can be finished once the user has a card. It should return

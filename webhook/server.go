@@ -328,10 +328,15 @@ type readyBody struct {
 	// Reasons gives, for failing checks whose error has a public reason
 	// (see ReadyReason), that reason.
 	Reasons map[string]string `json:"reasons,omitempty"`
+	// Degraded lists why a ready server works with less safety than it
+	// should (Config.Degraded).
+	Degraded []string `json:"degraded,omitempty"`
 }
 
 // handleReady runs every ready check concurrently within ReadyTimeout and
-// answers 503 with the names of those that failed or did not answer in time.
+// answers 503 with the names of those that failed or did not answer in time;
+// otherwise 200, with status "degraded" and the reasons when Degraded names
+// any.
 func (s *Server) handleReady(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.ReadyTimeout)
 	defer cancel()
@@ -384,12 +389,19 @@ func (s *Server) handleReady(c echo.Context) error {
 		}
 	}
 	mu.Unlock()
+	var degraded []string
+	if s.cfg.Degraded != nil {
+		degraded = s.cfg.Degraded()
+	}
 	if len(failing) > 0 {
-		body := readyBody{Status: "unavailable", Failing: failing}
+		body := readyBody{Status: "unavailable", Failing: failing, Degraded: degraded}
 		if len(reasons) > 0 {
 			body.Reasons = reasons
 		}
 		return c.JSON(http.StatusServiceUnavailable, body)
+	}
+	if len(degraded) > 0 {
+		return c.JSON(http.StatusOK, readyBody{Status: "degraded", Degraded: degraded})
 	}
 	return c.JSON(http.StatusOK, readyBody{Status: "ready"})
 }

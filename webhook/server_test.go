@@ -85,9 +85,16 @@ func TestHealthReadyMetrics(t *testing.T) {
 			return nil
 		},
 	}
+	var degraded atomic.Bool
 	_, b := setup(t, func(c *webhook.Config) {
 		c.ReadyChecks = checks
 		c.ReadyTimeout = 100 * time.Millisecond
+		c.Degraded = func() []string {
+			if degraded.Load() {
+				return []string{"no CometChat API key"}
+			}
+			return nil
+		}
 	})
 	get := func(path string) response {
 		req, _ := http.NewRequest(http.MethodGet, b.url+path, nil)
@@ -108,8 +115,8 @@ func TestHealthReadyMetrics(t *testing.T) {
 		t.Errorf("readyz with a hanging check = %d %s, want 503 failing [virgil]", r.status, r.raw)
 	}
 	virgilHangs.Store(false)
-	if r := get(webhook.PathReady); r.status != http.StatusOK {
-		t.Errorf("readyz with passing checks = %d %s, want 200", r.status, r.raw)
+	if r := get(webhook.PathReady); r.status != http.StatusOK || r.body["status"] != "ready" {
+		t.Errorf("readyz with passing checks = %d %s, want 200 ready", r.status, r.raw)
 	}
 	// /metrics runs the checks too: each dependency is up or down.
 	redisDown.Store(true)
@@ -123,6 +130,13 @@ func TestHealthReadyMetrics(t *testing.T) {
 	if r = get(webhook.PathMetrics); !strings.Contains(r.raw, `groupsync_dependency_up{check="redis"} 1`) {
 		t.Errorf("metrics with Redis back lack groupsync_dependency_up{check=\"redis\"} 1")
 	}
+	// Ready but degraded: 200 with the reasons.
+	degraded.Store(true)
+	if r := get(webhook.PathReady); r.status != http.StatusOK || r.body["status"] != "degraded" ||
+		!reflect.DeepEqual(r.body["degraded"], []any{"no CometChat API key"}) {
+		t.Errorf("readyz when degraded = %d %s, want 200 degraded with the reason", r.status, r.raw)
+	}
+	degraded.Store(false)
 
 	// Metrics count webhooks by trigger and outcome.
 	body := readExample(t, "group_created.json")

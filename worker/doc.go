@@ -48,6 +48,29 @@
 // job (CardCheckJob) on the group's partition, so it never races the group's
 // other jobs.
 //
+// # A loss of the store's data
+//
+// The store holds a marker (Marker), written when a worker first uses it;
+// Meta, in JetStream, records it. A worker that finds the marker gone or
+// changed (at start, or after reading a group's state for a job) knows the
+// store lost its data: it writes a new marker, records when the loss was
+// found, and for every job stored until Config.LossWindow after that, asks
+// CometChat (Config.Reconciler) for the group's members before applying a
+// membership change, keeping only what CometChat confirms
+// (groupsync.Confirm). Without a Reconciler such jobs are dead-lettered
+// (ReasonUnconfirmed), and Degraded says why.
+//
+// # Scheduled reconcile
+//
+// With Config.ReconcileInterval, the worker holding the "reconcile" lease in
+// Meta lists CometChat's groups (Config.Groups) once per interval, skips
+// those past E3Kit's participant limit by their member count, and queues a
+// reconcile job per group (ReconcileJob), paced to Config.ReconcileRate
+// CometChat requests per second. Each job reads the group's member count
+// (MemberCounter) and members and plans with groupsync.Reconcile; what it
+// repairs is counted in groupsync_reconcile_drift_total and added to the
+// run's ReconcileStatus in Meta.
+//
 // # Stores
 //
 // RedisStore (go-redis) is the production Store; KVStore keeps the same data

@@ -129,7 +129,7 @@ type Config struct {
 	// plan's 500 per minute; paid plans allow 20,000 per minute).
 	ReconcileRate float64
 	// ReconcilePoll is how often workers look whether a scheduled reconcile
-	// is due (default 15 s).
+	// is due (default 15 s, or a quarter of a shorter ReconcileInterval).
 	ReconcilePoll time.Duration
 	// WorkerID names this process in leases (default host-pid-random).
 	WorkerID string
@@ -173,7 +173,12 @@ func (c *Config) setDefaults(partitions int, ackWait time.Duration) {
 	def(&c.CheckPoll, DefaultCheckPoll)
 	def(&c.SweepInterval, DefaultSweepInterval)
 	def(&c.LossWindow, DefaultLossWindow)
-	def(&c.ReconcilePoll, DefaultReconcilePoll)
+	if c.ReconcilePoll == 0 {
+		c.ReconcilePoll = DefaultReconcilePoll
+		if c.ReconcileInterval > 0 && c.ReconcileInterval/4 < c.ReconcilePoll {
+			c.ReconcilePoll = c.ReconcileInterval / 4
+		}
+	}
 	if c.ReconcileRate == 0 {
 		c.ReconcileRate = DefaultReconcileRate
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -97,6 +98,9 @@ var options = map[string]option{
 	"dlq-max-age":                  {name: "dlq-max-age", usage: "how long failed jobs are kept", def: "720h"},
 	"stream-fill-threshold":        {name: "stream-fill-threshold", usage: "fill of either stream (0 to 1, of messages or bytes) above which /readyz reports not ready", def: "0.9"},
 	"emulator-service-key":         {name: "emulator-service-key", usage: "emulator: private key of its card signatures, base64 PKCS#8 (empty: kept in the data dir)", secret: true},
+	"reconcile-interval":           {name: "reconcile-interval", usage: "worker: how often one worker reconciles every group with CometChat when an API key is set (0: never)", def: "1h"},
+	"reconcile-rate":               {name: "reconcile-rate", usage: "worker: CometChat REST requests per second the scheduled reconcile may cause", def: "2"},
+	"loss-window":                  {name: "loss-window", usage: "worker: how long membership changes are checked with CometChat after a loss of Redis's data is found", def: "5m"},
 }
 
 // settings parses the options a command registered. Only the parse
@@ -271,6 +275,15 @@ func (s *settings) duration(name string) (time.Duration, error) {
 		return 0, usagef("%s: %q is not a duration such as 20s", name, v)
 	}
 	return d, nil
+}
+
+func (s *settings) float(name string) (float64, error) {
+	v := s.mustStr(name)
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(f > 0) || math.IsInf(f, 0) {
+		return 0, usagef("%s: %q is not a number > 0", name, v)
+	}
+	return f, nil
 }
 
 func (s *settings) bool(name string) (bool, error) {

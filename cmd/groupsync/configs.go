@@ -98,8 +98,8 @@ type VirgilConfig struct {
 // WorkerConfig is a worker pool: the pool's own Config and the owner it acts
 // as.
 type WorkerConfig struct {
-	// Pool configures the pool; Open fills in Reconciler, Logger and
-	// Registerer.
+	// Pool configures the pool; Open fills in Reconciler, Groups, Meta,
+	// Logger and Registerer.
 	Pool worker.Config
 	// OwnerIdentity is the Virgil identity that owns every group.
 	OwnerIdentity string
@@ -110,10 +110,11 @@ type WorkerConfig struct {
 	ServiceKey *virgil.PublicKey
 	// Identities maps uids and guids to Virgil identities.
 	Identities *groupsync.Identities
-	// CometChat, when set, lets reconcile jobs read groups' members from
-	// CometChat's REST API.
+	// CometChat, when set, lets reconcile jobs, the scheduled reconcile and
+	// the checks after a loss of Redis's data read groups from CometChat's
+	// REST API.
 	CometChat *cometchat.Config
-	// MetricsAddr, when set, serves /metrics and /healthz.
+	// MetricsAddr, when set, serves /metrics, /healthz and /readyz.
 	MetricsAddr string
 	// Pprof also serves Go's /debug/pprof/ profiles on MetricsAddr.
 	Pprof bool
@@ -155,9 +156,10 @@ var (
 	cometchatOptions = []string{"cometchat-app-id", "cometchat-region", "cometchat-api-key", "cometchat-api-url"}
 	clientAPIOptions = []string{"client-rate", "client-burst", "client-uid-rate", "client-uid-burst", "client-trusted-proxies", "cors-allowed-origins"}
 	webhookOptions   = join([]string{"http-addr", "webhook-username", "webhook-password", "webhook-id", "client-auth", "max-clock-skew"}, cometchatOptions, clientAPIOptions)
-	workerOptions    = join([]string{"concurrency", "owner-key-file", "metrics-addr", "pprof"}, auditOptions, cometchatOptions)
+	reconcileOptions = []string{"reconcile-interval", "reconcile-rate", "loss-window"}
+	workerOptions    = join([]string{"concurrency", "owner-key-file", "metrics-addr", "pprof"}, auditOptions, cometchatOptions, reconcileOptions)
 	emulatorOptions  = []string{"http-addr", "data-dir", "emulator-debug-api", "emulator-service-key"}
-	devOptions       = join([]string{"http-addr", "data-dir", "emulator-addr", "nats-port", "owner-identity", "concurrency", "max-clock-skew", "virgil-service-key", devInsecureFlag}, auditOptions, cometchatOptions, clientAPIOptions)
+	devOptions       = join([]string{"http-addr", "data-dir", "emulator-addr", "nats-port", "owner-identity", "concurrency", "max-clock-skew", "virgil-service-key", devInsecureFlag}, auditOptions, cometchatOptions, clientAPIOptions, reconcileOptions)
 )
 
 // join concatenates option groups.
@@ -599,8 +601,12 @@ func parseWorker(s *settings, ids *groupsync.Identities) (*WorkerConfig, error) 
 	if err != nil {
 		return nil, err
 	}
+	pool := worker.Config{Concurrency: conc}
+	if err := parseReconcile(s, &pool, cc != nil); err != nil {
+		return nil, err
+	}
 	return &WorkerConfig{
-		Pool:          worker.Config{Concurrency: conc},
+		Pool:          pool,
 		OwnerIdentity: identity,
 		OwnerKey:      key,
 		Identities:    ids,
@@ -608,6 +614,29 @@ func parseWorker(s *settings, ids *groupsync.Identities) (*WorkerConfig, error) 
 		MetricsAddr:   s.mustStr("metrics-addr"),
 		Pprof:         profile,
 	}, nil
+}
+
+// parseReconcile reads the scheduled reconcile's interval and rate and the
+// loss checks' window into pc; the scheduled reconcile runs only with a
+// CometChat API key (withAPIKey).
+func parseReconcile(s *settings, pc *worker.Config, withAPIKey bool) error {
+	interval, err := s.duration("reconcile-interval")
+	if err != nil {
+		return err
+	}
+	if pc.ReconcileRate, err = s.float("reconcile-rate"); err != nil {
+		return err
+	}
+	if pc.LossWindow, err = s.duration("loss-window"); err != nil {
+		return err
+	}
+	if pc.LossWindow < time.Minute {
+		return usagef("loss-window: %s is shorter than CometChat's retries (+10 s, +30 s) plus the queue's lag; use at least 1m", pc.LossWindow)
+	}
+	if withAPIKey {
+		pc.ReconcileInterval = interval
+	}
+	return nil
 }
 
 // parseRole registers opts for the role name, parses args and the

@@ -136,8 +136,12 @@ func parseDev(e env, args []string) (*devConfig, error) {
 	if override != nil {
 		cardsKey = override
 	}
+	pool := worker.Config{Concurrency: conc}
+	if err := parseReconcile(s, &pool, cc != nil); err != nil {
+		return nil, err
+	}
 	cfg.Worker = &WorkerConfig{
-		Pool:          worker.Config{Concurrency: conc},
+		Pool:          pool,
 		OwnerIdentity: identity,
 		OwnerKey:      ownerKey,
 		ServiceKey:    cardsKey,

@@ -8,7 +8,7 @@
 //	groupsync emulator       a local Virgil-compatible service
 //	groupsync owner init     create the owner key and publish its card
 //	groupsync jobs failed|retry|purge   inspect and replay dead-lettered jobs
-//	groupsync reconcile GUID...|--all   bring Virgil groups in line with CometChat
+//	groupsync reconcile GUID...|--all   bring Virgil groups in line with CometChat (--status: the last scheduled run)
 //	groupsync history GUID   the changes applied to a group's Virgil group
 //	groupsync version        print the version
 //
@@ -63,7 +63,7 @@ func commands() map[string]command {
 		"emulator":  {"a local Virgil-compatible service", runEmulator},
 		"owner":     {"owner init|rotate: create the owner key and publish its card; replace it and re-key every group", runOwner},
 		"jobs":      {"jobs failed|retry ID...|--all|purge: dead-lettered jobs", runJobs},
-		"reconcile": {"reconcile GUID...|--all: bring Virgil groups in line with CometChat", runReconcile},
+		"reconcile": {"reconcile GUID...|--all|--status: bring Virgil groups in line with CometChat, or show the last scheduled run", runReconcile},
 		"history":   {"history GUID: the changes applied to a group's Virgil group (audit trail)", runHistory},
 		"version":   {"print the version", runVersion},
 	}

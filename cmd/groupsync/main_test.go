@@ -244,7 +244,7 @@ func TestBadConfigurationIsOneLineAndExitCode2(t *testing.T) {
 		{"ServeWithoutWebhookPassword", []string{"GROUPSYNC_WEBHOOK_USERNAME=u"}, []string{"serve"}, "webhook-password"},
 		{"BadPartitions", []string{"GROUPSYNC_PARTITIONS=zero"}, []string{"jobs", "failed"}, "partitions"},
 		{"RetryWithoutIDs", nil, []string{"jobs", "retry"}, "job ids or --all"},
-		{"ReconcileWithoutGroups", nil, []string{"reconcile"}, "group ids or --all"},
+		{"ReconcileWithoutGroups", nil, []string{"reconcile"}, "group ids, --all or --status"},
 		{"BadLogLevel", []string{"GROUPSYNC_LOG_LEVEL=loud"}, []string{"worker"}, "log-level"},
 		{"CometChatPlainHTTP", []string{"GROUPSYNC_COMETCHAT_API_KEY=k", "GROUPSYNC_COMETCHAT_API_URL=http://app1.api-us.cometchat.io/v3"}, []string{"reconcile", "--all"}, "plain http"},
 		{"CometChatURLWithCredentials", []string{"GROUPSYNC_COMETCHAT_API_KEY=k", "GROUPSYNC_COMETCHAT_API_URL=https://u:p@app1.api-us.cometchat.io"}, []string{"reconcile", "--all"}, "credentials"},

@@ -7,26 +7,38 @@ import (
 	"time"
 
 	"github.com/groupsync/groupsync/cometchat"
-	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/worker"
 )
 
-// runReconcile implements `groupsync reconcile GUID...|--all`: it queues one
+// runReconcile implements `groupsync reconcile GUID...|--all|--status`: it
+// shows the last scheduled run (--status), or queues one
 // reconcile job per group. Workers run them in the group's partition, so a
 // reconcile never races the group's webhook jobs, and each reads the group's
 // members from CometChat's REST API and brings the Virgil group in line.
 func runReconcile(ctx context.Context, e env, args []string) error {
 	s := newSettings("reconcile", e.getenv, join(natsOptions, queueOptions, jobKeyOptions, cometchatOptions, logOptions)...)
 	all := s.fs.Bool("all", false, "reconcile every group of the CometChat app")
+	status := s.fs.Bool("status", false, "show the outcome of the workers' last scheduled reconcile")
+	asJSON := s.fs.Bool("json", false, "with --status: print it as JSON")
 	if err := s.parse(args, e.stdout); err != nil {
 		return err
 	}
 	guids := s.fs.Args()
-	if *all == (len(guids) > 0) {
-		return usagef("reconcile takes group ids or --all")
-	}
 	log, err := parseLogger(s, e.stderr, "console")
 	if err != nil {
 		return err
+	}
+	if *status {
+		if *all || len(guids) > 0 {
+			return usagef("reconcile --status takes no group ids and no --all")
+		}
+		return showReconcileStatus(ctx, s, e.stdout, *asJSON, log)
+	}
+	if *asJSON {
+		return usagef("--json goes with --status")
+	}
+	if *all == (len(guids) > 0) {
+		return usagef("reconcile takes group ids, --all or --status")
 	}
 	qc, err := parseQueue(s, log)
 	if err != nil {
@@ -64,7 +76,7 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 		if guid == "" {
 			return nil
 		}
-		if _, err := q.Publish(ctx, reconcileJob(guid, run)); err != nil {
+		if _, err := q.Publish(ctx, worker.ReconcileJob(guid, run)); err != nil {
 			return fmt.Errorf("queue reconcile of %s (%d queued so far; safe to run again): %w", guid, queued, err)
 		}
 		queued++
@@ -92,20 +104,4 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "queued %d reconcile job(s); workers apply them (follow with `groupsync jobs failed`)\n", queued)
 	return nil
-}
-
-// reconcileJob is the job that asks a worker to bring one group in line with
-// CometChat. Its ID is unique per run, so a rerun is never dropped as a
-// duplicate of an earlier one.
-func reconcileJob(guid, run string) groupsync.Job {
-	return groupsync.Job{
-		ID: "reconcile-" + run + "-" + guid,
-		Event: groupsync.Event{
-			Trigger:      groupsync.TriggerReconcile,
-			Action:       groupsync.ActionReconcile,
-			GUID:         guid,
-			MembersCount: -1,
-		},
-		ReceivedAt: time.Now().UTC(),
-	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -333,7 +334,10 @@ func (m *Main) openWorker(ctx context.Context, c WorkerConfig) error {
 		if err != nil {
 			return err
 		}
-		pc.Reconciler = membership{cc}
+		pc.Reconciler, pc.Groups = membership{cc}, membership{cc}
+	}
+	if pc.Meta, err = openMeta(ctx, m.nc); err != nil {
+		return err
 	}
 	pool, err := worker.New(pc, m.Queue, m.Store, worker.NewVirgilGroups(owner, c.Identities))
 	if err != nil {
@@ -357,27 +361,9 @@ func (m *Main) openWorker(ctx context.Context, c WorkerConfig) error {
 		return err
 	})
 	if c.MetricsAddr != "" {
-		return m.serveMetrics(c.MetricsAddr, reg, c.Pprof, log)
+		return m.serveMetrics(c.MetricsAddr, reg, c.Pprof, pool.Degraded, log)
 	}
 	return nil
-}
-
-// membership adapts the CometChat REST client to worker.Reconciler.
-type membership struct{ cc *cometchat.Client }
-
-func (m membership) Members(ctx context.Context, guid string) ([]string, bool, error) {
-	members, err := m.cc.Members(ctx, guid)
-	if errors.Is(err, cometchat.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	uids := make([]string, len(members))
-	for i, mb := range members {
-		uids[i] = mb.UID
-	}
-	return uids, true, nil
 }
 
 // processRegistry is a Prometheus registry with the Go and process
@@ -388,9 +374,9 @@ func processRegistry() *prometheus.Registry {
 	return reg
 }
 
-// serveMetrics serves /metrics and /healthz on addr, and with profile Go's
-// /debug/pprof/ profiles.
-func (m *Main) serveMetrics(addr string, reg *prometheus.Registry, profile bool, log zerolog.Logger) error {
+// serveMetrics serves /metrics, /healthz and /readyz (with the pool's
+// degraded reasons) on addr, and with profile Go's /debug/pprof/ profiles.
+func (m *Main) serveMetrics(addr string, reg *prometheus.Registry, profile bool, degraded func() []string, log zerolog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics: listen on %s: %w", addr, err)
@@ -398,6 +384,14 @@ func (m *Main) serveMetrics(addr string, reg *prometheus.Registry, profile bool,
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		body := map[string]any{"status": "ready"}
+		if reasons := degraded(); len(reasons) > 0 {
+			body = map[string]any{"status": "degraded", "degraded": reasons}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(body)
+	})
 	if profile {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -430,6 +424,17 @@ func (m *Main) openServer(ctx context.Context, cfg webhook.Config) error {
 		// Probes come every few seconds from every load balancer: Virgil
 		// is asked at most once per virgilReadyTTL.
 		"virgil": webhook.CachedCheck(vc.Ping, virgilReadyTTL),
+	}
+	if cfg.Degraded == nil {
+		cfg.Degraded = func() []string {
+			if m.Pool != nil {
+				return m.Pool.Degraded()
+			}
+			if cfg.CometChat.APIKey == "" {
+				return []string{worker.ReasonNoReconciler}
+			}
+			return nil
+		}
 	}
 	cfg.OnUserToken = func(ctx context.Context, uid string) {
 		var err error

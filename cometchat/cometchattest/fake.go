@@ -51,6 +51,14 @@ type fixedAnswer struct {
 // Start runs a Fake on a loopback port until the test ends.
 func Start(tb testing.TB) *Fake {
 	tb.Helper()
+	f := New()
+	tb.Cleanup(f.Close)
+	return f
+}
+
+// New runs a Fake on a loopback port until Close, for test harnesses that
+// are programs rather than tests.
+func New() *Fake {
 	f := &Fake{
 		APIKey:  "test-api-key",
 		groups:  map[string]map[string]string{},
@@ -59,11 +67,13 @@ func Start(tb testing.TB) *Fake {
 		answers: map[string]fixedAnswer{},
 	}
 	f.server = httptest.NewServer(f)
-	tb.Cleanup(func() {
-		f.release()
-		f.server.Close()
-	})
 	return f
+}
+
+// Close stops the Fake.
+func (f *Fake) Close() {
+	f.release()
+	f.server.Close()
 }
 
 // URL is the base URL to configure as the CometChat API URL: scheme and

@@ -11,14 +11,18 @@ import (
 )
 
 // TestChaosShort runs about a minute of webhooks through separate serve and
-// worker processes while workers are SIGKILLed, NATS and Redis restart and
-// Virgil answers 5xx, 429 and slowly. Nothing acknowledged may be lost and
-// every group must end with exactly its final members. It also checks that
+// worker processes while workers are SIGKILLed, NATS and Redis restart (with
+// CometChat's retries of events from before the loss still coming) and
+// Virgil answers 5xx, 429 and slowly; some webhooks never come, and the
+// scheduled reconcile must bring them in from the fake CometChat REST API.
+// Nothing acknowledged may be lost and every group must end with exactly its
+// final members. It also checks that
 // webhook authentication cannot be bypassed and that no secret reaches any
 // process's output.
 func TestChaosShort(t *testing.T) {
 	ctx := context.Background()
-	c := startTestCluster(t, ClusterConfig{Workers: 2, Partitions: 4, LogLevel: "debug", NATSSyncAlways: true})
+	c := startTestCluster(t, ClusterConfig{Workers: 2, Partitions: 4, LogLevel: "debug", NATSSyncAlways: true,
+		CometChat: true, ReconcileInterval: 10 * time.Second})
 
 	checkWebhookAuth(t, c)
 	// An issued token is a secret too: fetch one as an E3Kit app would.
@@ -48,7 +52,7 @@ func TestChaosShort(t *testing.T) {
 	for _, f := range rep.Faults {
 		t.Logf("fault injected: %s", f)
 	}
-	if rep.Accepted == 0 || rep.Reordered == 0 || rep.Duplicates == 0 || rep.RepeatedAdds == 0 || rep.Forged == 0 {
+	if rep.Accepted == 0 || rep.Reordered == 0 || rep.Duplicates == 0 || rep.RepeatedAdds == 0 || rep.Forged == 0 || rep.LostWebhooks == 0 {
 		t.Errorf("the generator did not exercise the system: %s", rep.Summary())
 	}
 	if len(rep.Faults) < FaultKinds {
@@ -78,6 +82,7 @@ func TestChaosShort(t *testing.T) {
 	if err := c.RegisterUsers(ctx, []string{"chaos-canary"}); err != nil {
 		t.Fatal(err)
 	}
+	c.CometChat.SetGroup("chaos-canary-group", "chaos-canary")
 	canary := newEvent("group_created", "chaos-canary-group", []string{"chaos-canary"}, 1718000000, 1718000000, 1718000000)
 	canary.Accepted, canary.AcceptedAt = c.Poster(30 * time.Second).Post(canary.Body)
 	if !canary.Accepted {

@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/groupsync/groupsync/cometchat/cometchattest"
 	"github.com/groupsync/groupsync/groupsync"
 	"github.com/groupsync/groupsync/virgil"
 )
@@ -59,6 +60,14 @@ type ClusterConfig struct {
 	RedisSentinel bool
 	// Serves is how many `groupsync serve` processes run (default 1).
 	Serves int
+	// CometChat runs the fake CometChat REST API (Cluster.CometChat) and
+	// gives every process its URL and key, so that workers check changes
+	// after a Redis data loss with it and reconcile every
+	// ReconcileInterval. Whoever drives the cluster must keep the fake's
+	// groups true (RunChaos does).
+	CometChat bool
+	// ReconcileInterval is GROUPSYNC_RECONCILE_INTERVAL with CometChat.
+	ReconcileInterval time.Duration
 	// Logf reports progress (default: nothing).
 	Logf func(format string, args ...any)
 }
@@ -80,6 +89,9 @@ type Cluster struct {
 	// HTTPURLs has the URL of every serve process (HTTPURL is the first).
 	HTTPURLs  []string
 	VirgilURL string
+	// CometChat is the fake CometChat REST API (nil without
+	// ClusterConfig.CometChat).
+	CometChat *cometchattest.Fake
 	Identity  *groupsync.Identities
 	appKey    *virgil.PrivateKey
 	appID     string
@@ -317,6 +329,12 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 	}
 	if cfg.Concurrency > 0 {
 		c.env = append(c.env, "GROUPSYNC_CONCURRENCY="+strconv.Itoa(cfg.Concurrency))
+	}
+	if cfg.CometChat {
+		c.CometChat = cometchattest.New()
+		c.secrets["CometChat API key"] = c.CometChat.APIKey
+		c.env = append(c.env, "GROUPSYNC_COMETCHAT_API_URL="+c.CometChat.URL(), "GROUPSYNC_COMETCHAT_API_KEY="+c.CometChat.APIKey,
+			"GROUPSYNC_RECONCILE_INTERVAL="+cfg.ReconcileInterval.String())
 	}
 	if c.emulator, err = c.start("emulator", []string{"GROUPSYNC_HTTP_ADDR=" + emuAddr, "GROUPSYNC_DATA_DIR=" + filepath.Join(cfg.Dir, "emulator"),
 		"GROUPSYNC_EMULATOR_SERVICE_KEY=" + serviceKey.MarshalPKCS8Base64(), "GROUPSYNC_EMULATOR_DEBUG_API=true"}, "emulator"); err != nil {
@@ -739,6 +757,9 @@ func (c *Cluster) Stop() {
 	}
 	if c.natsC != nil {
 		c.natsC.Stop()
+	}
+	if c.CometChat != nil {
+		c.CometChat.Close()
 	}
 }
 

@@ -7,9 +7,12 @@
 //	go run ./test/chaos -mode throughput -workers 1,2,4 -events 2000
 //
 // The chaos mode posts CometChat webhooks (with retries, duplicates and
-// deliveries out of order) for a handful of groups while it kills workers,
-// restarts NATS and Redis and makes the Virgil emulator fail or slow down;
-// then it waits for the queue to drain and prints
+// deliveries out of order, and some dropped as CometChat does after its
+// last retry) for a handful of groups while it kills workers, restarts NATS
+// and Redis (empty, with retries of earlier events still coming) and makes
+// the Virgil emulator fail or slow down; a fake CometChat REST API serves
+// the groups' true members to the workers' loss checks and scheduled
+// reconcile. Then it waits for the queue to drain and prints
 //
 //	events accepted, applied, dead-lettered, lost, groups diverged
 //
@@ -89,6 +92,7 @@ func main() {
 	case "chaos":
 		cfg := base
 		cfg.Dir, cfg.Workers = dir+"/chaos", wl[0]
+		cfg.CometChat, cfg.ReconcileInterval = true, 15*time.Second
 		c, err := StartCluster(ctx, cfg)
 		if err != nil {
 			fatal(err)

@@ -34,6 +34,9 @@ type Event struct {
 
 	Accepted   bool      // answered 200 at least once
 	AcceptedAt time.Time // when the first 200 came
+	// Lost marks an event CometChat made but whose webhook never came (it
+	// gave up retrying): only the scheduled reconcile can bring it in.
+	Lost bool
 }
 
 // groupOwner is the CometChat uid that created every group and acts in
@@ -178,14 +181,14 @@ func (p *Poster) Statuses() (map[int]int, int) {
 }
 
 // Expected returns, for each group, the CometChat uids that the accepted
-// events make members (groupsynctest.Expect: per member, the accepted event
-// that happened last decides), together with that deciding event per (group,
-// uid).
+// (and lost) events make members (groupsynctest.Expect: per member, the
+// event that happened last decides), together with that deciding event per
+// (group, uid).
 func Expected(events []*Event) (members map[string][]string, deciders map[[2]string]*Event) {
 	var facts []groupsynctest.Fact
 	var accepted []*Event
 	for _, e := range events {
-		if e.Accepted {
+		if e.Accepted || e.Lost {
 			facts = append(facts, groupsynctest.Fact{GUID: e.GUID, UIDs: e.UIDs, In: e.In, At: e.At, Moves: true})
 			accepted = append(accepted, e)
 		}

@@ -38,6 +38,7 @@ type Report struct {
 	RepeatedAdds int            `json:"repeated_adds"`   // adds with the very body of an earlier add of the same user
 	Forged       int            `json:"forged_times"`    // bodies with a time far in the future (clamped)
 	Accepted     int            `json:"events_accepted"` // distinct events answered 200
+	LostWebhooks int            `json:"lost_webhooks"`   // events never delivered, for the scheduled reconcile
 	Applied      int            `json:"applied"`
 	DeadLettered int            `json:"dead_lettered"`
 	Lost         int            `json:"lost"`
@@ -53,8 +54,8 @@ type Report struct {
 
 // Summary is the one line every run prints.
 func (r Report) Summary() string {
-	return fmt.Sprintf("events accepted %d, applied %d, dead-lettered %d, lost %d, groups diverged %d (sent %d, duplicates %d, reordered pairs %d, repeated adds %d, forged times %d, never accepted %d, faults %d)",
-		r.Accepted, r.Applied, r.DeadLettered, r.Lost, r.Diverged, r.Sent, r.Duplicates, r.Reordered, r.RepeatedAdds, r.Forged, r.Unaccepted, len(r.Faults))
+	return fmt.Sprintf("events accepted %d, applied %d, dead-lettered %d, lost %d, groups diverged %d (sent %d, duplicates %d, reordered pairs %d, repeated adds %d, forged times %d, webhooks dropped for the reconcile %d, never accepted %d, faults %d)",
+		r.Accepted, r.Applied, r.DeadLettered, r.Lost, r.Diverged, r.Sent, r.Duplicates, r.Reordered, r.RepeatedAdds, r.Forged, r.LostWebhooks, r.Unaccepted, len(r.Faults))
 }
 
 // RegisterUsers publishes a Virgil card for each uid, as each user's E3Kit
@@ -166,16 +167,18 @@ type chaosRun struct {
 	repeated   int // adds repeating an earlier add's body
 	forged     int // bodies with forged times
 
+	lost int // events whose webhook the generator dropped
+
 	// reorderGate: the generator holds it read-locked while it delivers a
-	// same-member pair newest first; a Redis restart takes it write-locked.
+	// same-member pair newest first; a store loss without the fake
+	// CometChat takes it write-locked.
 	reorderGate  sync.RWMutex
 	reorderPause atomic.Bool
-	// redisLosses counts Redis restarts that lost the data. CometChat's
+	// redisLosses counts store losses without the fake CometChat. The
 	// retries after one only repeat events delivered since: an older one
 	// would find neither its done mark (Redis) nor, after a NATS restart,
-	// its de-duplication entry (rebuilt from the stored jobs only), and
-	// nothing left to order it against a newer event (DESIGN.md, invariant
-	// 5).
+	// its de-duplication entry, and nothing left to order it against a
+	// newer event (DESIGN.md, invariant 5).
 	redisLosses atomic.Int64
 }
 
@@ -266,6 +269,22 @@ func (r *chaosRun) generate(ctx context.Context, guid string, users []string, rn
 	in := map[string]bool{}
 	initial := []string{users[rng.IntN(len(users))]}
 	in[initial[0]] = true
+	// CometChat's REST API tells the truth: the members after every event
+	// the generator made, delivered or not.
+	truth := func() {
+		if r.c.CometChat == nil {
+			return
+		}
+		var members []string
+		for u, ok := range in {
+			if ok {
+				members = append(members, u)
+			}
+		}
+		slices.Sort(members)
+		r.c.CometChat.SetGroup(guid, members...)
+	}
+	truth()
 	r.deliver(newEvent("group_created", guid, initial, created, created, created))
 	var recent []*Event
 	latest := map[string]*Event{}    // by uid: the last event that moved them
@@ -276,7 +295,9 @@ func (r *chaosRun) generate(ctx context.Context, guid string, users []string, rn
 	// of u, so a user added back repeats it) and a body may carry a forged
 	// time: such events are ordered by the queue alone.
 	next := func(u string, timed bool) *Event {
-		at++
+		// Event times follow the clock, as CometChat's do (a reconcile
+		// stamps what it read with the time it read it).
+		at = max(at+1, time.Now().Unix())
 		bodyAt := at
 		if !timed && rng.IntN(15) == 0 {
 			bodyAt = forged
@@ -304,11 +325,13 @@ func (r *chaosRun) generate(ctx context.Context, guid string, users []string, rn
 		}
 		in[u] = e.In
 		latest[u] = e
+		truth()
 		return e
 	}
-	// retryable reports whether a CometChat retry of e may come now without
-	// an order for CometChat's REST API to decide (the cluster has none): e
-	// still decides its members, or e and what decides them now carry times.
+	// retryable reports whether a CometChat retry of e may come now with an
+	// order the model can tell: e still decides its members, or e and what
+	// decides them now carry times (the workers settle the rest with
+	// CometChat's REST API, which the model does not follow).
 	retryable := func(e *Event) bool {
 		for _, u := range e.UIDs {
 			if l := latest[u]; l != e && (!e.Timed || !l.Timed) {
@@ -345,25 +368,32 @@ func (r *chaosRun) generate(ctx context.Context, guid string, users []string, rn
 			r.reorderGate.RUnlock()
 			recent = append(recent, first, second)
 		case p < 22:
-			// CometChat's retry of an event already delivered (since the
-			// last Redis data loss; the gate orders this against it).
+			// CometChat's retry of an event already delivered, from before a
+			// Redis data loss too (with the fake CometChat; without it, only
+			// since the last loss, which the gate orders this against).
 			r.reorderGate.RLock()
 			if n := r.redisLosses.Load(); n != losses {
 				losses, recent = n, nil
 			}
 			if len(recent) > 0 {
-				e := recent[rng.IntN(len(recent))]
-				if !retryable(e) {
-					r.reorderGate.RUnlock()
-					continue
-				}
-				if ok, _ := r.poster.Post(e.Body); ok {
-					r.mu.Lock()
-					r.duplicates++
-					r.mu.Unlock()
+				if e := recent[rng.IntN(len(recent))]; retryable(e) {
+					if ok, _ := r.poster.Post(e.Body); ok {
+						r.mu.Lock()
+						r.duplicates++
+						r.mu.Unlock()
+					}
 				}
 			}
 			r.reorderGate.RUnlock()
+		case p < 24 && r.c.CometChat != nil:
+			// A webhook CometChat gave up on: the scheduled reconcile must
+			// bring the change in.
+			e := next(u, true)
+			e.Lost = true
+			r.mu.Lock()
+			r.events = append(r.events, e)
+			r.lost++
+			r.mu.Unlock()
 		default:
 			e := next(u, false)
 			r.deliver(e)
@@ -460,12 +490,16 @@ func (r *chaosRun) faults(ctx context.Context) []fault {
 	}
 }
 
-// restartRedis restarts Redis empty. Losing Redis weakens the ordering of
-// the events in flight at that moment (DESIGN.md, invariant 5), so the
-// generator first stops delivering pairs newest first and retries of the
-// events delivered so far, and the jobs already queued are worked off; the
-// run then still expects exact convergence.
+// restartRedis restarts Redis empty. With the fake CometChat REST API, events
+// stay in flight and CometChat's retries of events from before the loss keep
+// coming: the workers find the loss and check those changes with CometChat
+// (DESIGN.md, invariant 5). Without it, losing Redis weakens the ordering of
+// the events in flight at that moment, so the restart waits as
+// withStoreLoss does; the run then still expects exact convergence.
 func (r *chaosRun) restartRedis(ctx context.Context) error {
+	if r.c.CometChat != nil {
+		return r.c.RestartRedis(time.Second)
+	}
 	return r.withStoreLoss(ctx, func() error { return r.c.RestartRedis(time.Second) })
 }
 
@@ -580,6 +614,10 @@ func (r *chaosRun) report(client *http.Client, groups []string, expected map[str
 		dead[groupsync.ContentKey(f.ID)] = true
 	}
 	for _, e := range r.events {
+		if e.Lost {
+			rep.LostWebhooks++
+			continue
+		}
 		if !e.Accepted {
 			rep.Unaccepted++
 			continue

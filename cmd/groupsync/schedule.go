@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/groupsync/groupsync/cometchat"
+	"github.com/groupsync/groupsync/worker"
+)
+
+// membership adapts the CometChat REST client to what the worker reads from
+// CometChat: a group's members (worker.Reconciler), its member count alone
+// (worker.MemberCounter) and the app's groups (worker.GroupLister).
+type membership struct{ cc *cometchat.Client }
+
+var (
+	_ worker.Reconciler    = membership{}
+	_ worker.MemberCounter = membership{}
+	_ worker.GroupLister   = membership{}
+)
+
+// Members implements worker.Reconciler.
+func (m membership) Members(ctx context.Context, guid string) ([]string, bool, error) {
+	members, err := m.cc.Members(ctx, guid)
+	if errors.Is(err, cometchat.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	uids := make([]string, len(members))
+	for i, mb := range members {
+		uids[i] = mb.UID
+	}
+	return uids, true, nil
+}
+
+// MemberCount implements worker.MemberCounter.
+func (m membership) MemberCount(ctx context.Context, guid string) (int, bool, error) {
+	g, err := m.cc.Group(ctx, guid)
+	if errors.Is(err, cometchat.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return g.MembersCount, true, nil
+}
+
+// Groups implements worker.GroupLister.
+func (m membership) Groups(ctx context.Context, fn func([]worker.GroupCount) error) error {
+	return m.cc.Groups(ctx, func(page []cometchat.Group) error {
+		out := make([]worker.GroupCount, len(page))
+		for i, g := range page {
+			out[i] = worker.GroupCount{GUID: g.GUID, Members: g.MembersCount}
+		}
+		return fn(out)
+	})
+}
+
+// openMeta opens the workers' bookkeeping in JetStream (worker.Meta).
+func openMeta(ctx context.Context, nc *nats.Conn) (*worker.Meta, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return worker.OpenMeta(ctx, js, "", 0)
+}
+
+// printReconcileStatus writes the last scheduled reconcile's outcome, as a
+// table or (asJSON) as one JSON object (null when none ran).
+func printReconcileStatus(w io.Writer, st worker.ReconcileStatus, ok, asJSON bool) error {
+	if asJSON {
+		var v any
+		if ok {
+			v = st
+		}
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	}
+	if !ok {
+		_, err := fmt.Fprintln(w, "no scheduled reconcile has run yet (workers run one every --reconcile-interval when a CometChat API key is set)")
+		return err
+	}
+	outcome := "finished queuing at " + st.FinishedAt.Format(time.RFC3339)
+	switch {
+	case st.Error != "":
+		outcome = "stopped early: " + st.Error
+	case st.FinishedAt.IsZero():
+		outcome = "queuing (or its worker stopped; another takes over)"
+	}
+	drift := "none"
+	if len(st.Drift) > 0 {
+		kinds := make([]string, 0, len(st.Drift))
+		for k, n := range st.Drift {
+			kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+		}
+		sort.Strings(kinds)
+		drift = strings.Join(kinds, ", ")
+	}
+	tooLarge := fmt.Sprint(st.TooLargeCount)
+	if st.TooLargeCount > 0 {
+		tooLarge += " (" + strings.Join(st.TooLarge, " ") + ")"
+	}
+	_, err := fmt.Fprintf(w, "run:        %s\nworker:     %s\nstarted:    %s\noutcome:    %s\ngroups:     %d listed, %d queued, %d reconciled\ntoo large:  %s\ndrift:      %s\n",
+		st.Run, st.Worker, st.StartedAt.Format(time.RFC3339), outcome, st.Groups, st.Queued, st.Reconciled, tooLarge, drift)
+	return err
+}
+
+// reconcileSettings reads the scheduled reconcile's interval and rate and the
+// loss checks' window.
+func reconcileSettings(s *settings) (interval time.Duration, rate float64, lossWindow time.Duration, err error) {
+	if interval, err = s.duration("reconcile-interval"); err != nil {
+		return
+	}
+	if rate, err = s.float("reconcile-rate"); err != nil {
+		return
+	}
+	if lossWindow, err = s.duration("loss-window"); err != nil {
+		return
+	}
+	if lossWindow < time.Minute {
+		err = usagef("loss-window: %s is shorter than CometChat's retries (+10 s, +30 s) plus the queue's lag; use at least 1m", lossWindow)
+	}
+	return
+}
+
+// showReconcileStatus implements `groupsync reconcile --status [--json]`.
+func showReconcileStatus(ctx context.Context, s *settings, out io.Writer, asJSON bool, log zerolog.Logger) error {
+	nc, err := parseNATS(s, "groupsync-reconcile-status")
+	if err != nil {
+		return err
+	}
+	conn, err := connectNATS(nc, log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	meta, err := openMeta(ctx, conn)
+	if err != nil {
+		return err
+	}
+	st, ok, err := meta.LastReconcile(ctx)
+	if err != nil {
+		return fmt.Errorf("reconcile status: %w", err)
+	}
+	return printReconcileStatus(out, st, ok, asJSON)
+}
