@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -101,8 +102,10 @@ func StreamReplicas(ctx context.Context, js jetstream.JetStream, stream string, 
 // a live stream.
 func (q *Queue) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	before := 0
+	var have *jetstream.StreamConfig
 	if s, err := q.js.Stream(ctx, cfg.Name); err == nil {
-		before = s.CachedInfo().Config.Replicas
+		have = &s.CachedInfo().Config
+		before = have.Replicas
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, wrap("provision stream "+cfg.Name, err)
 	}
@@ -111,6 +114,15 @@ func (q *Queue) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (j
 		if before == 0 {
 			cfg.Replicas = DefaultReplicas
 		}
+	}
+	if have != nil && sameStreamConfig(*have, cfg) {
+		// Nothing to change: no update, so processes starting together do
+		// not keep rewriting the stream under each other's consumers.
+		s, err := q.js.Stream(ctx, cfg.Name)
+		if err != nil {
+			return nil, wrap("provision stream "+cfg.Name, err)
+		}
+		return s, nil
 	}
 	s, err := q.js.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
@@ -124,4 +136,14 @@ func (q *Queue) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (j
 			Msg("stream replica count changed in place")
 	}
 	return s, nil
+}
+
+// sameStreamConfig reports whether a live stream already has every setting
+// that groupsync gives its streams.
+func sameStreamConfig(have, want jetstream.StreamConfig) bool {
+	return have.Description == want.Description &&
+		slices.Equal(have.Subjects, want.Subjects) &&
+		have.Retention == want.Retention && have.Storage == want.Storage && have.Discard == want.Discard &&
+		have.MaxMsgs == want.MaxMsgs && have.MaxBytes == want.MaxBytes && have.MaxAge == want.MaxAge &&
+		have.Duplicates == want.Duplicates && have.Replicas == want.Replicas
 }
