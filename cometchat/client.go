@@ -143,12 +143,16 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxRetries <= 0 {
 		cfg.MaxRetries = 5
 	}
+	var errs []error
 	if cfg.APIKey == "" {
-		return nil, errors.New("cometchat: an API key is required")
+		errs = append(errs, errors.New("cometchat: an API key is required"))
 	}
 	base, err := baseURL(cfg)
 	if err != nil {
-		return nil, err
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	hc := &http.Client{Timeout: 15 * time.Second}
 	if cfg.HTTPClient != nil {

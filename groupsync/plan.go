@@ -137,8 +137,11 @@ type Cards interface {
 	ReAdd(ctx context.Context, guid string, uids []string) error
 }
 
-// Virgil is everything the worker needs from Virgil: groups and cards.
-type Virgil interface {
+// EncryptedGroups are the end-to-end encrypted groups groupsync keeps in
+// step with CometChat's: their membership (Groups) and the cards their
+// members' tickets are made for (Cards). The worker changes them;
+// worker.VirgilGroups implements it on Virgil E3Kit groups.
+type EncryptedGroups interface {
 	Groups
 	Cards
 }

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -186,39 +187,41 @@ func (c Config) withDefaults() Config {
 
 // validate reports the first invalid field of a defaulted Config.
 func (c Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	for _, s := range []struct{ field, name string }{
 		{"Stream", c.Stream},
 		{"DeadLetterStream", c.DeadLetterStream},
 	} {
 		if strings.ContainsAny(s.name, " \t\r\n.*>/\\") {
-			return fmt.Errorf("queue: config: %s %q: a stream name cannot contain whitespace, '.', '*', '>', '/' or '\\'", s.field, s.name)
+			bad("%s %q: a stream name cannot contain whitespace, '.', '*', '>', '/' or '\\'", s.field, s.name)
 		}
 	}
 	if c.Stream == c.DeadLetterStream {
-		return fmt.Errorf("queue: config: Stream and DeadLetterStream are both %q", c.Stream)
+		bad("Stream and DeadLetterStream are both %q", c.Stream)
 	}
 	for _, s := range []struct{ field, subject string }{
 		{"SubjectPrefix", c.SubjectPrefix},
 		{"DeadLetterSubject", c.DeadLetterSubject},
 	} {
 		if err := checkSubject(s.subject); err != nil {
-			return fmt.Errorf("queue: config: %s %q: %w", s.field, s.subject, err)
+			bad("%s %q: %w", s.field, s.subject, err)
 		}
 	}
 	if c.DeadLetterSubject == c.SubjectPrefix || strings.HasPrefix(c.DeadLetterSubject, c.SubjectPrefix+".") {
-		return fmt.Errorf("queue: config: DeadLetterSubject %q falls under SubjectPrefix %q", c.DeadLetterSubject, c.SubjectPrefix)
+		bad("DeadLetterSubject %q falls under SubjectPrefix %q", c.DeadLetterSubject, c.SubjectPrefix)
 	}
 	if c.Partitions < 1 || c.Partitions > MaxPartitions {
-		return fmt.Errorf("queue: config: Partitions %d: want 1 to %d", c.Partitions, MaxPartitions)
+		bad("Partitions %d: want 1 to %d", c.Partitions, MaxPartitions)
 	}
 	if c.MaxDeliver < 1 {
-		return fmt.Errorf("queue: config: MaxDeliver %d: want at least 1", c.MaxDeliver)
+		bad("MaxDeliver %d: want at least 1", c.MaxDeliver)
 	}
 	if c.Replicas < 0 || c.Replicas > 5 {
-		return invalidf("queue: config: Replicas %d: want 1 to 5 (0: keep)", c.Replicas)
+		bad("Replicas %d: want 1 to 5 (0: keep)", c.Replicas)
 	}
 	if err := c.validateKeys(); err != nil {
-		return err
+		errs = append(errs, errors.New(strings.TrimPrefix(err.Error(), "queue: config: ")))
 	}
 	for _, d := range []struct {
 		field string
@@ -228,10 +231,9 @@ func (c Config) validate() error {
 		{"AckWait", c.AckWait},
 		{"DeadLetterMaxAge", c.DeadLetterMaxAge},
 		{"PublishTimeout", c.PublishTimeout},
-		{"FetchWait", c.FetchWait},
 	} {
 		if d.d < 0 {
-			return fmt.Errorf("queue: config: %s %v: must be positive", d.field, d.d)
+			bad("%s %v: must be positive", d.field, d.d)
 		}
 	}
 	for _, l := range []struct {
@@ -244,17 +246,20 @@ func (c Config) validate() error {
 		{"DeadLetterMaxBytes", c.DeadLetterMaxBytes},
 	} {
 		if l.n < -1 {
-			return fmt.Errorf("queue: config: %s %d: want a positive limit or -1 for none", l.field, l.n)
+			bad("%s %d: want a positive limit or -1 for none", l.field, l.n)
 		}
 	}
 	if c.MaxJobAge < 0 {
-		return fmt.Errorf("queue: config: MaxJobAge %v: must not be negative", c.MaxJobAge)
+		bad("MaxJobAge %v: must not be negative", c.MaxJobAge)
 	}
 	if c.FillThreshold <= 0 || c.FillThreshold > 1 {
-		return fmt.Errorf("queue: config: FillThreshold %v: want more than 0 and at most 1", c.FillThreshold)
+		bad("FillThreshold %v: want more than 0 and at most 1", c.FillThreshold)
 	}
 	if c.FetchWait < 100*time.Millisecond {
-		return fmt.Errorf("queue: config: FetchWait %v: want at least 100ms", c.FetchWait)
+		bad("FetchWait %v: want at least 100ms", c.FetchWait)
+	}
+	if len(errs) > 0 {
+		return invalidf("queue: config: %v", errors.Join(errs...))
 	}
 	return nil
 }

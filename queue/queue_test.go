@@ -128,6 +128,22 @@ func TestOpenRejectsBadConfig(t *testing.T) {
 	}
 }
 
+// TestOpenReportsEveryInvalidField checks that a config with several
+// mistakes is refused with all of them, not only the first.
+func TestOpenReportsEveryInvalidField(t *testing.T) {
+	t.Parallel()
+	cfg := queue.Config{Stream: "A.B", Partitions: -1, MaxDeliver: -3, Replicas: 6}
+	_, err := queue.Open(context.Background(), nil, cfg)
+	if !errors.Is(err, queue.ErrInvalidConfig) {
+		t.Fatalf("Open(%+v) = %v, want ErrInvalidConfig", cfg, err)
+	}
+	for _, field := range []string{"Stream", "Partitions", "MaxDeliver", "Replicas"} {
+		if !strings.Contains(err.Error(), field) {
+			t.Errorf("Open(%+v) = %v, which does not name %s", cfg, err, field)
+		}
+	}
+}
+
 func TestPartition(t *testing.T) {
 	t.Parallel()
 	// Golden values: changing the hash would move every group to another

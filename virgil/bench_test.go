@@ -71,7 +71,7 @@ func BenchmarkOwner99(b *testing.B) {
 	newGroup := func() string {
 		group++
 		id := fmt.Sprintf("bench-group-%06d", group)
-		if _, err := ob.owner.Create(ctx, id, members[:98]); err != nil {
+		if _, err := ob.owner.CreateGroup(ctx, id, members[:98]); err != nil {
 			b.Fatal(err)
 		}
 		return id
@@ -79,7 +79,7 @@ func BenchmarkOwner99(b *testing.B) {
 	b.Run("Create", func(b *testing.B) {
 		for b.Loop() {
 			group++
-			if _, err := ob.owner.Create(ctx, fmt.Sprintf("bench-group-%06d", group), members); err != nil {
+			if _, err := ob.owner.CreateGroup(ctx, fmt.Sprintf("bench-group-%06d", group), members); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -89,7 +89,7 @@ func BenchmarkOwner99(b *testing.B) {
 			b.StopTimer()
 			id := newGroup()
 			b.StartTimer()
-			if _, err := ob.owner.Add(ctx, id, members[98:]); err != nil {
+			if _, err := ob.owner.AddMembers(ctx, id, members[98:]); err != nil {
 				b.Fatal(err)
 			}
 		}

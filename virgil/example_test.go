@@ -41,18 +41,20 @@ func Example() {
 		return
 	}
 	const group = "example-group-guid"
-	pending, _ := owner.Create(ctx, group, []string{"alice-uid", "bob-uid", "carol-uid"})
+	res, _ := owner.CreateGroup(ctx, group, []string{"alice-uid", "bob-uid", "carol-uid"})
+	pending := res.Pending
 	fmt.Println("pending:", pending)
 
 	register("carol-uid")
-	pending, _ = owner.Add(ctx, group, pending)
+	res, _ = owner.AddMembers(ctx, group, pending)
+	pending = res.Pending
 	fmt.Println("pending:", pending)
 
 	_ = owner.Remove(ctx, group, []string{"bob-uid"})
 	st, _ := owner.State(ctx, group)
 	fmt.Println("members:", st.Members(owner.Identity()), "epochs:", st.Epochs)
 
-	_, err := owner.Create(ctx, "short", nil)
+	_, err := owner.CreateGroup(ctx, "short", nil)
 	fmt.Println(errors.Is(err, virgil.ErrGroupIDTooShort))
 	// Output:
 	// pending: [carol-uid]

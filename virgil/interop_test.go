@@ -99,7 +99,8 @@ func TestOwnerWithE3KitMembers(t *testing.T) {
 	}
 
 	// Create: dave has no card yet and stays pending.
-	pending, err := o.Create(ctx, group, []string{alice, bob, dave})
+	res, err := o.CreateGroup(ctx, group, []string{alice, bob, dave})
+	pending := res.Pending
 	must(err)
 	if !slices.Equal(pending, []string{dave}) {
 		t.Fatalf("Create pending = %v, want [dave]", pending)
@@ -130,13 +131,14 @@ func TestOwnerWithE3KitMembers(t *testing.T) {
 	// the group and read current messages; the resumed add gives history.
 	must(d.Register(ctx, dave))
 	fl.setFail(failPush("0"))
-	if _, err := o.Add(ctx, group, []string{carol, dave}); err == nil {
+	if _, err := o.AddMembers(ctx, group, []string{carol, dave}); err == nil {
 		t.Fatal("Add with a failing push = nil error")
 	}
 	fl.setFail(nil)
 	load("add stopped", carol, ownerID, alice, carol, dave)
 	reads("add stopped", carol, c1, "epoch 1")
-	pending, err = newOwner().Add(ctx, group, []string{carol, dave})
+	res, err = newOwner().AddMembers(ctx, group, []string{carol, dave})
+	pending = res.Pending
 	must(err)
 	if len(pending) != 0 {
 		t.Fatalf("Add pending = %v", pending)
@@ -174,7 +176,7 @@ func TestOwnerWithE3KitMembers(t *testing.T) {
 
 	// Create again (a redelivered group_created) converges to an add.
 	must(d.Register(ctx, erin))
-	_, err = newOwner().Create(ctx, group, []string{alice, erin})
+	_, err = newOwner().CreateGroup(ctx, group, []string{alice, erin})
 	must(err)
 	load("create again", erin, ownerID, alice, carol, dave, erin)
 	st, err := o.State(ctx, group)

@@ -464,17 +464,11 @@ type Shared struct {
 	CardIDs map[string]string
 }
 
-// Create creates the group with the owner and members as participants (epoch
-// 0). Members without a card are skipped and returned in pending. More than
-// MaxParticipants-1 members (pending ones included) are refused with
-// *TooManyParticipantsError. When the group already exists, Create converges
-// to Add(members).
-func (o *Owner) Create(ctx context.Context, groupID string, members []string) (pending []string, err error) {
-	res, err := o.CreateGroup(ctx, groupID, members)
-	return res.Pending, err
-}
-
-// CreateGroup is Create, also returning the card ids of the members.
+// CreateGroup creates the group with the owner and members as participants
+// (epoch 0). Members without a card are skipped and returned in Pending; the
+// card ids of the others are in CardIDs. More than MaxParticipants-1 members
+// (pending ones included) are refused with *TooManyParticipantsError. When
+// the group already exists, CreateGroup converges to AddMembers(members).
 func (o *Owner) CreateGroup(ctx context.Context, groupID string, members []string) (Shared, error) {
 	path, ids, err := o.group(groupID, members)
 	if err != nil {
@@ -503,18 +497,13 @@ func (o *Owner) CreateGroup(ctx context.Context, groupID string, members []strin
 	return Shared{Pending: pending, Refused: mc.refusedOf(pending), CardIDs: mc.cardIDs(ready)}, nil
 }
 
-// Add gives members access to every epoch of the group, newest first, so an
-// interrupted Add already lets them load the group and read current messages
-// and a repeated one completes the history. Members without a card are
-// skipped and returned in pending. ErrGroupNotFound when the group has no
-// epochs; *TooManyParticipantsError when the current participants plus the
-// new members (pending ones included) would exceed MaxParticipants.
-func (o *Owner) Add(ctx context.Context, groupID string, members []string) (pending []string, err error) {
-	res, err := o.share(ctx, groupID, members, false)
-	return res.Pending, err
-}
-
-// AddMembers is Add, also returning the card ids of the members.
+// AddMembers gives members access to every epoch of the group, newest
+// first, so an interrupted AddMembers already lets them load the group and
+// read current messages and a repeated one completes the history. Members
+// without a card are skipped and returned in Pending; the card ids of the
+// others are in CardIDs. ErrGroupNotFound when the group has no epochs;
+// *TooManyParticipantsError when the current participants plus the new
+// members (pending ones included) would exceed MaxParticipants.
 func (o *Owner) AddMembers(ctx context.Context, groupID string, members []string) (Shared, error) {
 	return o.share(ctx, groupID, members, false)
 }

@@ -240,7 +240,8 @@ func TestOwnerLifecycle(t *testing.T) {
 	alice, bob, carol := ob.register(t, "alice-uid"), ob.register(t, "bob-uid"), ob.register(t, "carol-uid")
 
 	// Create with a member that has no card yet.
-	pending, err := ob.owner.Create(ctx, group, []string{"alice-uid", "bob-uid", "dave-uid", "alice-uid", ownerID})
+	res, err := ob.owner.CreateGroup(ctx, group, []string{"alice-uid", "bob-uid", "dave-uid", "alice-uid", ownerID})
+	pending := res.Pending
 	if err != nil || !slices.Equal(pending, []string{"dave-uid"}) {
 		t.Fatalf("Create = %v, %v; want pending [dave-uid]", pending, err)
 	}
@@ -256,7 +257,7 @@ func TestOwnerLifecycle(t *testing.T) {
 	}
 
 	// Create again converges: no new epoch, the key stays.
-	if _, err := ob.owner.Create(ctx, group, []string{"alice-uid", "bob-uid"}); err != nil {
+	if _, err := ob.owner.CreateGroup(ctx, group, []string{"alice-uid", "bob-uid"}); err != nil {
 		t.Fatalf("Create again: %v", err)
 	}
 	v := expectView(t, alice, group, []string{ownerID, "alice-uid", "bob-uid"}, 0)
@@ -266,7 +267,7 @@ func TestOwnerLifecycle(t *testing.T) {
 
 	// Add carol; dave registers and is added too.
 	dave := ob.register(t, "dave-uid")
-	if pending, err := ob.owner.Add(ctx, group, []string{"carol-uid", "dave-uid"}); err != nil || len(pending) != 0 {
+	if res, err := ob.owner.AddMembers(ctx, group, []string{"carol-uid", "dave-uid"}); err != nil || len(res.Pending) != 0 {
 		t.Fatalf("Add = %v, %v", pending, err)
 	}
 	all := []string{ownerID, "alice-uid", "bob-uid", "carol-uid", "dave-uid"}
@@ -274,7 +275,7 @@ func TestOwnerLifecycle(t *testing.T) {
 		expectView(t, m, group, all, 0)
 	}
 	before := ob.faults.count()
-	if _, err := ob.owner.Add(ctx, group, []string{"carol-uid"}); err != nil {
+	if _, err := ob.owner.AddMembers(ctx, group, []string{"carol-uid"}); err != nil {
 		t.Fatal(err)
 	}
 	if pushes := ob.faults.count() - before; pushes > 4 { // search, keys, pull (state), pull: no push
@@ -335,7 +336,7 @@ func TestOwnerResumesAfterCrash(t *testing.T) {
 		ob := setupOwner(t)
 		const group = "crash-remove-group"
 		alice, bob := ob.register(t, "alice-uid"), ob.register(t, "bob-uid")
-		if _, err := ob.owner.Create(ctx, group, []string{"alice-uid", "bob-uid"}); err != nil {
+		if _, err := ob.owner.CreateGroup(ctx, group, []string{"alice-uid", "bob-uid"}); err != nil {
 			t.Fatal(err)
 		}
 		ob.faults.setFail(func(path string, _ []byte) bool { return path == "/keyknox/v2/reset" })
@@ -362,7 +363,7 @@ func TestOwnerResumesAfterCrash(t *testing.T) {
 		const group = "crash-add-group-1"
 		alice := ob.register(t, "alice-uid")
 		ob.register(t, "bob-uid")
-		if _, err := ob.owner.Create(ctx, group, []string{"alice-uid", "bob-uid"}); err != nil {
+		if _, err := ob.owner.CreateGroup(ctx, group, []string{"alice-uid", "bob-uid"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := ob.owner.Remove(ctx, group, []string{"bob-uid"}); err != nil {
@@ -373,13 +374,13 @@ func TestOwnerResumesAfterCrash(t *testing.T) {
 		ob.faults.setFail(func(path string, body []byte) bool {
 			return path == "/keyknox/v2/push" && bytes.Contains(body, []byte(`"key":"0"`))
 		})
-		if _, err := ob.owner.Add(ctx, group, []string{"carol-uid"}); err == nil {
+		if _, err := ob.owner.AddMembers(ctx, group, []string{"carol-uid"}); err == nil {
 			t.Fatal("Add with a failing push = nil error")
 		}
 		// Carol already loads the group and reads the current epoch.
 		expectView(t, carol, group, []string{ownerID, "alice-uid", "carol-uid"}, 1)
 		ob.faults.setFail(nil)
-		if _, err := ob.owner.Add(ctx, group, []string{"carol-uid"}); err != nil {
+		if _, err := ob.owner.AddMembers(ctx, group, []string{"carol-uid"}); err != nil {
 			t.Fatal(err)
 		}
 		expectView(t, carol, group, []string{ownerID, "alice-uid", "carol-uid"}, 0, 1)
@@ -393,7 +394,7 @@ func TestOwnerResumesAfterCrash(t *testing.T) {
 		for i := range 20 {
 			users = append(users, ob.register(t, fmt.Sprintf("user-%02d", i)).identity)
 		}
-		if _, err := ob.owner.Create(ctx, group, append([]string{"alice-uid"}, users...)); err != nil {
+		if _, err := ob.owner.CreateGroup(ctx, group, append([]string{"alice-uid"}, users...)); err != nil {
 			t.Fatal(err)
 		}
 		var all []uint32
@@ -409,7 +410,7 @@ func TestOwnerResumesAfterCrash(t *testing.T) {
 		ob.faults.setFail(func(path string, body []byte) bool {
 			return path == "/keyknox/v2/push" && (bytes.Contains(body, []byte(`"key":"7"`)) || bytes.Contains(body, []byte(`"key":"13"`)))
 		})
-		if _, err := ob.owner.Add(ctx, group, []string{"carol-uid"}); err == nil {
+		if _, err := ob.owner.AddMembers(ctx, group, []string{"carol-uid"}); err == nil {
 			t.Fatal("Add with failing pushes = nil error")
 		}
 		v := expectViewLoose(t, carol, group)
@@ -417,7 +418,7 @@ func TestOwnerResumesAfterCrash(t *testing.T) {
 			t.Fatalf("carol after the failed add reads epochs %v; want 20, not 7 or 13", keysOf(v.epochKeys))
 		}
 		ob.faults.setFail(nil)
-		if _, err := ob.owner.Add(ctx, group, []string{"carol-uid"}); err != nil {
+		if _, err := ob.owner.AddMembers(ctx, group, []string{"carol-uid"}); err != nil {
 			t.Fatal(err)
 		}
 		expectView(t, carol, group, []string{ownerID, "alice-uid", "carol-uid"}, all...)
@@ -428,11 +429,11 @@ func TestOwnerResumesAfterCrash(t *testing.T) {
 		const group = "crash-create-group"
 		alice := ob.register(t, "alice-uid")
 		ob.register(t, "bob-uid")
-		if _, err := ob.owner.Create(ctx, group, []string{"alice-uid"}); err != nil {
+		if _, err := ob.owner.CreateGroup(ctx, group, []string{"alice-uid"}); err != nil {
 			t.Fatal(err)
 		}
 		// The retried create carries one more member: it converges to add.
-		if _, err := ob.owner.Create(ctx, group, []string{"alice-uid", "bob-uid"}); err != nil {
+		if _, err := ob.owner.CreateGroup(ctx, group, []string{"alice-uid", "bob-uid"}); err != nil {
 			t.Fatal(err)
 		}
 		expectView(t, alice, group, []string{ownerID, "alice-uid", "bob-uid"}, 0)
@@ -446,7 +447,7 @@ func TestOwnerRefuses(t *testing.T) {
 	for i := range many {
 		many[i] = fmt.Sprintf("member-%03d", i)
 	}
-	_, err := ob.owner.Create(ctx, "big-group-0001", many)
+	_, err := ob.owner.CreateGroup(ctx, "big-group-0001", many)
 	var tm *virgil.TooManyParticipantsError
 	if !errors.Is(err, virgil.ErrTooManyParticipants) || !errors.As(err, &tm) || tm.Count != 101 || tm.Group != "big-group-0001" {
 		t.Fatalf("Create(100 members) = %v, want TooManyParticipantsError{Count: 101}", err)
@@ -454,14 +455,14 @@ func TestOwnerRefuses(t *testing.T) {
 	for _, id := range many[:99] {
 		ob.register(t, id)
 	}
-	if pending, err := ob.owner.Create(ctx, "big-group-0001", many[:99]); err != nil || len(pending) != 0 {
-		t.Fatalf("Create(99 members) = %v, %v", pending, err)
+	if res, err := ob.owner.CreateGroup(ctx, "big-group-0001", many[:99]); err != nil || len(res.Pending) != 0 {
+		t.Fatalf("CreateGroup(99 members) = %v, %v", res, err)
 	}
-	if _, err := ob.owner.Add(ctx, "big-group-0001", []string{"one-too-many"}); !errors.Is(err, virgil.ErrTooManyParticipants) {
+	if _, err := ob.owner.AddMembers(ctx, "big-group-0001", []string{"one-too-many"}); !errors.Is(err, virgil.ErrTooManyParticipants) {
 		t.Fatalf("Add(100th member) = %v, want ErrTooManyParticipants", err)
 	}
 	for _, g := range []string{"", "short", "123456789"} {
-		if _, err := ob.owner.Create(ctx, g, nil); !errors.Is(err, virgil.ErrGroupIDTooShort) {
+		if _, err := ob.owner.CreateGroup(ctx, g, nil); !errors.Is(err, virgil.ErrGroupIDTooShort) {
 			t.Errorf("Create(%q) = %v, want ErrGroupIDTooShort", g, err)
 		}
 		if err := ob.owner.Delete(ctx, g); !errors.Is(err, virgil.ErrGroupIDTooShort) {
@@ -469,7 +470,7 @@ func TestOwnerRefuses(t *testing.T) {
 		}
 	}
 	const missing = "no-such-group-here"
-	if _, err := ob.owner.Add(ctx, missing, []string{"a-uid"}); !errors.Is(err, virgil.ErrGroupNotFound) {
+	if _, err := ob.owner.AddMembers(ctx, missing, []string{"a-uid"}); !errors.Is(err, virgil.ErrGroupNotFound) {
 		t.Errorf("Add(missing group) = %v, want ErrGroupNotFound", err)
 	}
 	if err := ob.owner.Remove(ctx, missing, []string{"a-uid"}); !errors.Is(err, virgil.ErrGroupNotFound) {
@@ -479,7 +480,7 @@ func TestOwnerRefuses(t *testing.T) {
 		t.Errorf("ReAdd(missing group) = %v, want ErrGroupNotFound", err)
 	}
 	for _, id := range []string{"", "jürgen", "tab\tuser"} {
-		if _, err := ob.owner.Create(ctx, "valid-group-id", []string{id}); !errors.Is(err, virgil.ErrInvalidIdentity) {
+		if _, err := ob.owner.CreateGroup(ctx, "valid-group-id", []string{id}); !errors.Is(err, virgil.ErrInvalidIdentity) {
 			t.Errorf("Create(member %q) = %v, want ErrInvalidIdentity", id, err)
 		}
 	}
@@ -495,7 +496,7 @@ func TestOwnerRejectsForeignTickets(t *testing.T) {
 	ctx := context.Background()
 	const group = "tampered-group-01"
 	ob.register(t, "alice-uid")
-	if _, err := ob.owner.Create(ctx, group, []string{"alice-uid"}); err != nil {
+	if _, err := ob.owner.CreateGroup(ctx, group, []string{"alice-uid"}); err != nil {
 		t.Fatal(err)
 	}
 	// Another key owning the same identity cannot read the tickets.
@@ -511,13 +512,13 @@ func TestOwnerRotateKey(t *testing.T) {
 	ctx := context.Background()
 	const g1, g2 = "rotate-group-0001", "rotate-group-0002"
 	alice, bob := ob.register(t, "alice-uid"), ob.register(t, "bob-uid")
-	if _, err := ob.owner.Create(ctx, g1, []string{"alice-uid", "bob-uid"}); err != nil {
+	if _, err := ob.owner.CreateGroup(ctx, g1, []string{"alice-uid", "bob-uid"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ob.owner.Remove(ctx, g1, []string{"bob-uid"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ob.owner.Create(ctx, g2, []string{"bob-uid"}); err != nil {
+	if _, err := ob.owner.CreateGroup(ctx, g2, []string{"bob-uid"}); err != nil {
 		t.Fatal(err)
 	}
 	before := expectView(t, alice, g1, []string{ownerID, "alice-uid"}, 0, 1)
@@ -550,7 +551,7 @@ func TestOwnerRotateKey(t *testing.T) {
 	if id, err := next.EnsureCard(ctx); err != nil || len(virgil.LinkCards(mustSearch(t, alice, ownerID))) != 1 {
 		t.Errorf("EnsureCard after rotation = %s, %v", id, err)
 	}
-	if _, err := next.Add(ctx, g1, []string{"bob-uid"}); err != nil {
+	if _, err := next.AddMembers(ctx, g1, []string{"bob-uid"}); err != nil {
 		t.Fatal(err)
 	}
 	expectView(t, bob, g1, []string{ownerID, "alice-uid", "bob-uid"}, 0, 1)

@@ -17,11 +17,11 @@
 // job leased by another live delivery is handed back with NakWithDelay. The
 // pool then reads the group's state, asks groupsync.Apply for the plan (or,
 // for a reconcile job, reads the group's members through Config.Reconciler
-// and asks groupsync.Reconcile), applies the plan's steps through the
-// groupsync.Virgil port (VirgilGroups on a *virgil.Owner), and commits: the new state, the user index and the
-// job's "done" mark are written together, only if the caller still holds the
-// lease and the state did not change meanwhile (RedisStore does it in one Lua
-// script). A stale worker can therefore never mark a job done, and a
+// and asks groupsync.Reconcile), applies the plan's steps to the
+// groupsync.EncryptedGroups (VirgilGroups on a *virgil.Owner), and commits:
+// the new state, the user index and the job's "done" mark are written
+// together, only if the caller still holds the lease and the state did not
+// change meanwhile (RedisStore does it in one Lua script). A stale worker can therefore never mark a job done, and a
 // concurrent change makes the job plan again from the fresh state; every
 // Virgil operation is convergent, so running a plan twice changes nothing.
 //

@@ -93,7 +93,7 @@ func TestEveryActionReachesVirgil(t *testing.T) {
 func TestDuplicatesChangeNothing(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.register("alice", "bob", "carol")
-	cv := &countingVirgil{Virgil: e.groups}
+	cv := &countingVirgil{EncryptedGroups: e.groups}
 	e.startPool(e.poolConfig(), nil, nil, cv)
 	g := evt{guid: "dup-group", created: 1_718_000_000}
 	jobs := []groupsync.Job{
@@ -299,7 +299,7 @@ func TestMemberAddedBackRegainsAccess(t *testing.T) {
 			if withCometChat {
 				cfg.Reconciler = cc
 			}
-			cv := &countingVirgil{Virgil: e.groups}
+			cv := &countingVirgil{EncryptedGroups: e.groups}
 			e.startPool(cfg, nil, nil, cv)
 			// Times as CometChat writes them: now. (A reconcile stamps what it
 			// reads with the time it read it, so later events must be later.)

@@ -55,14 +55,14 @@ func (s *cuttableStore) Commit(ctx context.Context, c worker.Commit) error {
 // stallingVirgil applies a Remove of guid for real, reports it, then hangs
 // until its context ends: a worker dying between Virgil and the commit.
 type stallingVirgil struct {
-	groupsync.Virgil
+	groupsync.EncryptedGroups
 	guid    string
 	applied chan struct{}
 	once    sync.Once
 }
 
 func (s *stallingVirgil) Remove(ctx context.Context, guid string, uids []string) error {
-	if err := s.Virgil.Remove(ctx, guid, uids); err != nil || guid != s.guid {
+	if err := s.EncryptedGroups.Remove(ctx, guid, uids); err != nil || guid != s.guid {
 		return err
 	}
 	s.once.Do(func() { close(s.applied) })
@@ -90,7 +90,7 @@ func TestWorkerKilledMidJob(t *testing.T) {
 	// Worker A, on its own connections, takes the kick and dies halfway.
 	ncA := e.connect()
 	storeA := &cuttableStore{Store: e.store}
-	stall := &stallingVirgil{Virgil: e.groups, guid: g.guid, applied: make(chan struct{})}
+	stall := &stallingVirgil{EncryptedGroups: e.groups, guid: g.guid, applied: make(chan struct{})}
 	cfgA := cfg
 	cfgA.WorkerID = "worker-a"
 	poolA, _ := e.startPool(cfgA, e.openQueue(ncA), storeA, stall)
@@ -108,7 +108,7 @@ func TestWorkerKilledMidJob(t *testing.T) {
 	cancel()
 
 	// Worker C finishes the job.
-	cv := &countingVirgil{Virgil: e.groups}
+	cv := &countingVirgil{EncryptedGroups: e.groups}
 	cfgC := cfg
 	cfgC.WorkerID = "worker-c"
 	e.startPool(cfgC, nil, nil, cv)
@@ -141,7 +141,7 @@ func TestRedisRestart(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, envOptions{redis: opts})
 			e.register("alice", "bob", "carol", "dave")
-			cv := &countingVirgil{Virgil: e.groups}
+			cv := &countingVirgil{EncryptedGroups: e.groups}
 			g := evt{guid: "redis-restart", created: 1_718_000_000}
 			cc := &fakeCometChat{groups: map[string][]string{g.guid: {"alice", "carol", "pending-pat"}}}
 			cfg := e.poolConfig()

@@ -170,7 +170,7 @@ func (e *env) poolConfig() worker.Config {
 
 // startPool runs a pool until the test ends (or stop is called) and
 // returns it.
-func (e *env) startPool(cfg worker.Config, q *queue.Queue, store worker.Store, v groupsync.Virgil) (*worker.Pool, func()) {
+func (e *env) startPool(cfg worker.Config, q *queue.Queue, store worker.Store, v groupsync.EncryptedGroups) (*worker.Pool, func()) {
 	e.tb.Helper()
 	if q == nil {
 		q = e.q
@@ -380,33 +380,33 @@ func (g evt) ev(trig groupsync.Trigger, act groupsync.Action, at int64, uids ...
 
 // countingVirgil counts the calls that reach Virgil.
 type countingVirgil struct {
-	groupsync.Virgil
+	groupsync.EncryptedGroups
 	creates, adds, removes, deletes, readds atomic.Int64
 }
 
 func (c *countingVirgil) Create(ctx context.Context, guid string, uids []string) (groupsync.Added, error) {
 	c.creates.Add(1)
-	return c.Virgil.Create(ctx, guid, uids)
+	return c.EncryptedGroups.Create(ctx, guid, uids)
 }
 
 func (c *countingVirgil) Add(ctx context.Context, guid string, uids []string) (groupsync.Added, error) {
 	c.adds.Add(1)
-	return c.Virgil.Add(ctx, guid, uids)
+	return c.EncryptedGroups.Add(ctx, guid, uids)
 }
 
 func (c *countingVirgil) Remove(ctx context.Context, guid string, uids []string) error {
 	c.removes.Add(1)
-	return c.Virgil.Remove(ctx, guid, uids)
+	return c.EncryptedGroups.Remove(ctx, guid, uids)
 }
 
 func (c *countingVirgil) Delete(ctx context.Context, guid string) error {
 	c.deletes.Add(1)
-	return c.Virgil.Delete(ctx, guid)
+	return c.EncryptedGroups.Delete(ctx, guid)
 }
 
 func (c *countingVirgil) ReAdd(ctx context.Context, guid string, uids []string) error {
 	c.readds.Add(1)
-	return c.Virgil.ReAdd(ctx, guid, uids)
+	return c.EncryptedGroups.ReAdd(ctx, guid, uids)
 }
 
 func (c *countingVirgil) total() int64 {

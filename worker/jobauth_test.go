@@ -52,7 +52,7 @@ func TestUnauthenticatedJobChangesNothing(t *testing.T) {
 	previous := queue.JobKey("the-previous-worker-job-key-0123456789")
 	e := newEnv(t, envOptions{queue: func(c *queue.Config) { c.PreviousJobKey = previous }})
 	e.register("alice", "bob", "carol")
-	counting := &countingVirgil{Virgil: e.groups}
+	counting := &countingVirgil{EncryptedGroups: e.groups}
 	e.startPool(e.poolConfig(), nil, nil, counting)
 	g := evt{guid: "kicked-stays-out", created: 1_718_000_000}
 	T := g.created

@@ -190,26 +190,39 @@ func (c *Config) setDefaults(partitions int, ackWait time.Duration) {
 	}
 }
 
+// validate reports every invalid field of a defaulted Config, joined.
 func (c *Config) validate() error {
-	switch {
-	case c.Concurrency < 1:
-		return fmt.Errorf("worker: concurrency %d < 1", c.Concurrency)
-	case c.JobTimeout < 0 || c.LeaseTTL < 0 || c.Heartbeat < 0:
-		return errors.New("worker: negative job timeout, lease TTL or heartbeat")
-	case c.Heartbeat >= c.LeaseTTL:
-		return fmt.Errorf("worker: heartbeat %s must be shorter than the lease TTL %s", c.Heartbeat, c.LeaseTTL)
-	case c.Retries < 0:
-		return fmt.Errorf("worker: retries %d < 0", c.Retries)
-	case c.CheckAttempts < 1:
-		return fmt.Errorf("worker: check attempts %d < 1", c.CheckAttempts)
-	case c.LossWindow < 0 || c.ReconcileInterval < 0 || c.ReconcilePoll < 0:
-		return errors.New("worker: negative loss window, reconcile interval or reconcile poll")
-	case c.ReconcileRate < 0:
-		return fmt.Errorf("worker: reconcile rate %g < 0", c.ReconcileRate)
-	case c.ReconcileInterval > 0 && (c.Reconciler == nil || c.Groups == nil || c.Meta == nil):
-		return errors.New("worker: a scheduled reconcile needs a Reconciler, Groups and Meta")
-	case strings.ContainsAny(c.WorkerID, ": \n"):
-		return fmt.Errorf("worker: worker id %q contains ':' or white space", c.WorkerID)
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Concurrency < 1 {
+		bad("Concurrency %d: want at least 1", c.Concurrency)
+	}
+	if c.JobTimeout < 0 || c.LeaseTTL < 0 || c.Heartbeat < 0 {
+		bad("JobTimeout %v, LeaseTTL %v, Heartbeat %v: must not be negative", c.JobTimeout, c.LeaseTTL, c.Heartbeat)
+	}
+	if c.Heartbeat >= c.LeaseTTL {
+		bad("Heartbeat %s must be shorter than LeaseTTL %s", c.Heartbeat, c.LeaseTTL)
+	}
+	if c.Retries < 0 {
+		bad("Retries %d: must not be negative", c.Retries)
+	}
+	if c.CheckAttempts < 1 {
+		bad("CheckAttempts %d: want at least 1", c.CheckAttempts)
+	}
+	if c.LossWindow < 0 || c.ReconcileInterval < 0 || c.ReconcilePoll < 0 {
+		bad("LossWindow %v, ReconcileInterval %v, ReconcilePoll %v: must not be negative", c.LossWindow, c.ReconcileInterval, c.ReconcilePoll)
+	}
+	if c.ReconcileRate < 0 {
+		bad("ReconcileRate %g: must not be negative", c.ReconcileRate)
+	}
+	if c.ReconcileInterval > 0 && (c.Reconciler == nil || c.Groups == nil || c.Meta == nil) {
+		bad("ReconcileInterval %v: a scheduled reconcile needs a Reconciler, Groups and Meta", c.ReconcileInterval)
+	}
+	if strings.ContainsAny(c.WorkerID, ": \n") {
+		bad("WorkerID %q contains ':' or white space", c.WorkerID)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("worker: config: %w", errors.Join(errs...))
 	}
 	return nil
 }
@@ -222,7 +235,7 @@ type Pool struct {
 	cfg     Config
 	q       *queue.Queue
 	store   Store
-	v       groupsync.Virgil
+	v       groupsync.EncryptedGroups
 	log     zerolog.Logger
 	metrics *metrics
 	sem     chan struct{}
@@ -243,9 +256,9 @@ type Pool struct {
 // plans through v (usually a *VirgilGroups). It fails on an invalid cfg,
 // when registering metrics fails, and when q cannot authenticate jobs (no
 // job key or app id: the error matches queue.ErrNoJobKey).
-func New(cfg Config, q *queue.Queue, store Store, v groupsync.Virgil) (*Pool, error) {
+func New(cfg Config, q *queue.Queue, store Store, v groupsync.EncryptedGroups) (*Pool, error) {
 	if q == nil || store == nil || v == nil {
-		return nil, errors.New("worker: New needs a queue, a store and a Virgil port")
+		return nil, errors.New("worker: New needs a queue, a store and the encrypted groups")
 	}
 	if err := checkJobAuth(q); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,6 +30,14 @@ func TestNewValidates(t *testing.T) {
 	for _, tt := range tests {
 		if _, err := worker.New(tt.cfg, e.q, e.store, e.groups); err == nil {
 			t.Errorf("New(%s) succeeded, want an error", tt.name)
+		}
+	}
+	// Every invalid field is reported, not only the first.
+	bad := worker.Config{Concurrency: -1, Retries: -1, WorkerID: "a:b"}
+	_, err := worker.New(bad, e.q, e.store, e.groups)
+	for _, field := range []string{"Concurrency", "Retries", "WorkerID"} {
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("New(%+v) = %v, want an error naming %s", bad, err, field)
 		}
 	}
 	p, err := worker.New(worker.Config{}, e.q, e.store, e.groups)

@@ -19,7 +19,7 @@ type VirgilGroups struct {
 	ids   *groupsync.Identities
 }
 
-var _ groupsync.Virgil = (*VirgilGroups)(nil)
+var _ groupsync.EncryptedGroups = (*VirgilGroups)(nil)
 
 // NewVirgilGroups returns the port for owner, mapping names with ids.
 func NewVirgilGroups(owner *virgil.Owner, ids *groupsync.Identities) *VirgilGroups {

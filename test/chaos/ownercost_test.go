@@ -95,12 +95,12 @@ func TestOwnerCost(t *testing.T) {
 				}
 				target := members[n-1 : n]
 				id := groupID()
-				if _, err := goOwner.Create(ctx, id, before); err != nil {
+				if _, err := goOwner.CreateGroup(ctx, id, before); err != nil {
 					t.Fatal(err)
 				}
 				start := time.Now()
 				if op == "add" {
-					_, err = goOwner.Add(ctx, id, target)
+					_, err = goOwner.AddMembers(ctx, id, target)
 				} else {
 					err = goOwner.Remove(ctx, id, target)
 				}

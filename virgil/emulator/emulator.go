@@ -125,6 +125,30 @@ type Config struct {
 	DebugAPI bool
 }
 
+// validate reports every invalid field of cfg, joined.
+func (cfg Config) validate() error {
+	var errs []error
+	if cfg.AppID == "" {
+		errs = append(errs, errors.New("AppID is required"))
+	}
+	if cfg.AppKeyID == "" {
+		errs = append(errs, errors.New("AppKeyID is required"))
+	}
+	if cfg.AppPublicKey == nil {
+		errs = append(errs, errors.New("AppPublicKey is required"))
+	}
+	for kid, k := range cfg.MoreAppKeys {
+		if kid == "" || k == nil {
+			errs = append(errs, errors.New("MoreAppKeys has an empty key id or a nil key"))
+			break
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("emulator: config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
 // Emulator is a Virgil-compatible http.Handler. It is safe for concurrent use.
 type Emulator struct {
 	cfg        Config
@@ -152,8 +176,8 @@ type Emulator struct {
 // New returns an Emulator for cfg. It fails when the application key is
 // missing or when the state in cfg.Dir cannot be read.
 func New(cfg Config) (*Emulator, error) {
-	if cfg.AppID == "" || cfg.AppKeyID == "" || cfg.AppPublicKey == nil {
-		return nil, errors.New("emulator: new: AppID, AppKeyID and AppPublicKey are required")
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -163,9 +187,6 @@ func New(cfg Config) (*Emulator, error) {
 	}
 	keys := map[string]*virgil.PublicKey{cfg.AppKeyID: cfg.AppPublicKey}
 	for kid, k := range cfg.MoreAppKeys {
-		if kid == "" || k == nil {
-			return nil, errors.New("emulator: new: MoreAppKeys has an empty key id or a nil key")
-		}
 		keys[kid] = k
 	}
 	e := &Emulator{cfg: cfg, keys: keys, log: cfg.Logger, st: newState(), history: map[pathKey]*groupHistory{}}

@@ -193,11 +193,11 @@ func TestConcurrentOwnersWithClient(t *testing.T) {
 				return
 			}
 			group := fmt.Sprintf("concurrent-group-%d", i)
-			if _, err := o.Create(ctx, group, members[:2]); err != nil {
+			if _, err := o.CreateGroup(ctx, group, members[:2]); err != nil {
 				t.Errorf("%s: create: %v", id, err)
 				return
 			}
-			if _, err := o.Add(ctx, group, members[2:]); err != nil {
+			if _, err := o.AddMembers(ctx, group, members[2:]); err != nil {
 				t.Errorf("%s: add: %v", id, err)
 				return
 			}

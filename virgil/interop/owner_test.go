@@ -79,7 +79,8 @@ func TestGoOwnerWithE3KitMembers(t *testing.T) {
 		}
 	}
 
-	pending, err := o.Create(ctx, group, []string{alice, bob})
+	res, err := o.CreateGroup(ctx, group, []string{alice, bob})
+	pending := res.Pending
 	must(err)
 	if len(pending) != 0 {
 		t.Fatalf("pending %v", pending)
@@ -89,7 +90,7 @@ func TestGoOwnerWithE3KitMembers(t *testing.T) {
 	c0, err := d.Encrypt(ctx, alice, group, "hello from epoch 0")
 	must(err)
 
-	_, err = o.Add(ctx, group, []string{carol})
+	_, err = o.AddMembers(ctx, group, []string{carol})
 	must(err)
 	p, err := d.Update(ctx, alice, group)
 	must(err)
