@@ -4,6 +4,7 @@
 #   make test    everything CI runs: formatting, vet, unit, integration and interop tests
 #   make bench   benchmarks and the load report (figures on stdout and in bench-results/)
 #   make chaos-cluster   chaos run on a 3-node NATS cluster and Redis with Sentinel
+#   make fuzz    every Fuzz target in turn, FUZZTIME each (default 30s)
 
 GO        ?= go
 PKGS      := ./...

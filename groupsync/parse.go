@@ -102,7 +102,7 @@ func invalid(field, reason string) *ValidationError {
 	return &ValidationError{Field: field, Reason: reason}
 }
 
-// actions maps every trigger a webhook may carry to its Action (DESIGN.md,
+// actions maps every trigger a webhook may carry to its Action (docs/design.md,
 // "What each event means for the Virgil group").
 var actions = map[Trigger]Action{
 	TriggerGroupCreated:       ActionCreate,
@@ -374,7 +374,7 @@ func decodeID(field string, w wireString, lower bool) (string, *ValidationError)
 // (CometChat's shape) or an array of user objects. Normalisation trims every
 // id, lower-cases the GUID and the UIDs (as CometChat does on creation),
 // sorts the members by UID and drops duplicates. The Action follows
-// DESIGN.md's table; group_member_removed is treated as a kick; a ban or
+// docs/design.md's table; group_member_removed is treated as a kick; a ban or
 // unban whose members include the actor (data.by.uid) becomes
 // ActionReconcile, because CometChat is known to put the actor there
 // (WEBHOOKS.md §4).

@@ -102,7 +102,7 @@ type MemberState struct {
 
 // GroupState is what groupsync remembers about one CometChat group between
 // events. It only sharpens ordering and de-duplication: losing it must never
-// make a plan remove or add anyone an event did not name (DESIGN.md,
+// make a plan remove or add anyone an event did not name (docs/design.md,
 // invariant 5). The zero value is the state of a group never seen.
 type GroupState struct {
 	// GUID is the CometChat group id.

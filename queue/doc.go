@@ -28,8 +28,8 @@
 // concurrently, and they run in the order JetStream stored them. Throughput
 // grows with the number of partitions. One exception: a worker that overruns
 // Config.AckWait without calling Delivery.InProgress sees its job redelivered
-// while it still runs, so workers must fence completion (DESIGN.md, invariant
-// 3).
+// while it still runs, so workers must fence completion (docs/design.md,
+// invariant 3).
 //
 // A job handed back with NakWithDelay, or whose ack wait ran out, keeps its
 // place: JetStream counts it as pending until it is redelivered, so its
@@ -40,7 +40,7 @@
 // preserve; a job retried from the dead letters is queued behind the jobs
 // stored meanwhile; and changing the partition count moves groups between
 // partitions (below). groupsync accepts this because applying a group's events
-// is convergent under reordering (see DESIGN.md).
+// is convergent under reordering (see docs/design.md and docs/convergence.md).
 //
 // # Changing the partition count
 //

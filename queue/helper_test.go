@@ -215,19 +215,6 @@ func mustFailed(t *testing.T, q *queue.Queue) []queue.FailedJob {
 	return failed
 }
 
-// eventually polls cond every 10ms until it returns true, failing the test
-// after 10 seconds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // streamMsgs returns the number of messages stored in stream.
 func streamMsgs(t *testing.T, js jetstream.JetStream, stream string) uint64 {
 	t.Helper()

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/queue/natstest"
 )
@@ -323,7 +324,7 @@ func TestTwoQueuesShareEveryJobOnce(t *testing.T) {
 			}()
 		}
 	}
-	eventually(t, "every job delivered", func() bool {
+	testkit.Eventually(t, 10*time.Second, "every job delivered", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) == jobs
@@ -394,7 +395,7 @@ func TestNextHandsBackWhatArrivesAfterCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "pull request waiting", func() bool {
+	testkit.Eventually(t, 10*time.Second, "pull request waiting", func() bool {
 		info, err := cons.Info(context.Background())
 		return err == nil && info.NumWaiting > 0
 	})
@@ -438,7 +439,7 @@ func TestDeadLetter(t *testing.T) {
 	if err := d.DeadLetter(ctx, "group too large\nsecond line"); err != nil {
 		t.Fatalf("DeadLetter: %v", err)
 	}
-	eventually(t, "original removed from the job stream", func() bool {
+	testkit.Eventually(t, 10*time.Second, "original removed from the job stream", func() bool {
 		return streamMsgs(t, b.js, b.cfg.Stream) == 0
 	})
 	mustNotNext(t, q, 1, 300*time.Millisecond)
@@ -659,7 +660,7 @@ func TestUnsettledLastDeliveryIsDeadLettered(t *testing.T) {
 		}
 	}
 	mustNotNext(t, q, 0, 500*time.Millisecond)
-	eventually(t, "dead letter", func() bool { return len(mustFailed(t, q)) == 1 })
+	testkit.Eventually(t, 10*time.Second, "dead letter", func() bool { return len(mustFailed(t, q)) == 1 })
 	f := mustFailed(t, q)[0]
 	if f.ID != "crashy" || f.Error != queue.ReasonDeliveriesExhausted || f.Attempts != 2 {
 		t.Errorf("Failed()[0] = %+v, want crashy, %q, 2 attempts", f, queue.ReasonDeliveriesExhausted)
@@ -684,7 +685,7 @@ func TestStatsAndPing(t *testing.T) {
 	}
 	d = mustNext(t, q, 2)
 	var st queue.Stats
-	eventually(t, "stats", func() bool {
+	testkit.Eventually(t, 10*time.Second, "stats", func() bool {
 		var err error
 		st, err = q.Stats(ctx)
 		if err != nil {
@@ -767,7 +768,7 @@ func TestNATSRestart(t *testing.T) {
 	}
 
 	srv.Shutdown()
-	eventually(t, "publish failing with ErrUnavailable", func() bool {
+	testkit.Eventually(t, 10*time.Second, "publish failing with ErrUnavailable", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
 		_, err := q.Publish(ctx, newJob("while-down", g))
@@ -787,7 +788,7 @@ func TestNATSRestart(t *testing.T) {
 	}
 
 	srv.Restart()
-	eventually(t, "publish succeeding after restart", func() bool {
+	testkit.Eventually(t, 10*time.Second, "publish succeeding after restart", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_, err := q.Publish(ctx, newJob("after", g))

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 )
 
@@ -46,7 +47,7 @@ func cardKey(t *testing.T, kf keysFile, label string) *virgil.PrivateKey {
 func TestNewRawCardMatchesVectors(t *testing.T) {
 	kf := loadKeys(t)
 	var cf cardsFile
-	loadVector(t, "cards.json", &cf)
+	testkit.LoadVector(t, "cards.json", &cf)
 	service, err := virgil.ParsePrivateKeyBase64(cf.Emulator.PKCS8)
 	if err != nil {
 		t.Fatal(err)

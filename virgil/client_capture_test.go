@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 )
 
@@ -66,7 +67,7 @@ func (s *replayServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // headers, and reads the recorded answer.
 func TestClientRequestsMatchCapture(t *testing.T) {
 	var cf captureFile
-	loadVector(t, "e3kit-group-capture.json", &cf)
+	testkit.LoadVector(t, "e3kit-group-capture.json", &cf)
 	rs := &replayServer{}
 	srv := httptest.NewServer(rs)
 	t.Cleanup(srv.Close)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 )
 
@@ -44,9 +45,9 @@ type decodedFile struct {
 func TestDecryptThenVerifyVectors(t *testing.T) {
 	kf := loadKeys(t)
 	var sf steFile
-	loadVector(t, "sign-then-encrypt.json", &sf)
+	testkit.LoadVector(t, "sign-then-encrypt.json", &sf)
 	var df decodedFile
-	loadVector(t, "decoded.json", &df)
+	testkit.LoadVector(t, "decoded.json", &df)
 	if len(sf.Cases) < 4 {
 		t.Fatalf("only %d cases in the vector", len(sf.Cases))
 	}

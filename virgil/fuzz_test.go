@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 )
 
@@ -34,7 +35,7 @@ func FuzzVerifyJWT(f *testing.F) {
 
 func FuzzParseRawCard(f *testing.F) {
 	var cf cardsFile
-	loadVector(f, "cards.json", &cf)
+	testkit.LoadVector(f, "cards.json", &cf)
 	for _, c := range cf.Cards {
 		f.Add([]byte(c.PublishBody))
 		f.Add([]byte(c.Served))
@@ -70,7 +71,7 @@ func FuzzDecryptThenVerify(f *testing.F) {
 	kf := loadKeys(f)
 	alice, owner := mustKey(f, kf, "alice"), mustKey(f, kf, "owner")
 	var sf steFile
-	loadVector(f, "sign-then-encrypt.json", &sf)
+	testkit.LoadVector(f, "sign-then-encrypt.json", &sf)
 	for _, c := range sf.Cases {
 		f.Add(unb64(f, c.Metadata), unb64(f, c.EncryptedData))
 	}
@@ -88,7 +89,7 @@ func FuzzDecryptThenVerify(f *testing.F) {
 
 func FuzzParseEpochMessage(f *testing.F) {
 	var sf sessionFile
-	loadVector(f, "group-session.json", &sf)
+	testkit.LoadVector(f, "group-session.json", &sf)
 	for _, e := range sf.Epochs {
 		f.Add(unb64(f, e.MessageB64))
 	}

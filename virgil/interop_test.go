@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/virgil/interop"
 )
@@ -20,7 +21,7 @@ func TestOwnerWithE3KitMembers(t *testing.T) {
 		t.Skip("runs Node.js E3Kit clients")
 	}
 	var jf jwtFile
-	loadVector(t, "jwt.json", &jf)
+	testkit.LoadVector(t, "jwt.json", &jf)
 	kf := loadKeys(t)
 	b := setupJWT(t, time.Now())
 	b.gen.Now = nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 )
 
@@ -46,7 +47,7 @@ type jwtBundle struct {
 func setupJWT(tb testing.TB, now time.Time) jwtBundle {
 	tb.Helper()
 	var jf jwtFile
-	loadVector(tb, "jwt.json", &jf)
+	testkit.LoadVector(tb, "jwt.json", &jf)
 	key, err := virgil.ParsePrivateKeyBase64(jf.AppKey)
 	if err != nil {
 		tb.Fatal(err)
@@ -67,7 +68,7 @@ func setupJWT(tb testing.TB, now time.Time) jwtBundle {
 
 func TestJWTGenerateMatchesVectors(t *testing.T) {
 	var jf jwtFile
-	loadVector(t, "jwt.json", &jf)
+	testkit.LoadVector(t, "jwt.json", &jf)
 	for _, tv := range jf.Tokens {
 		name := tv.Identity
 		if tv.Ada != nil && string(tv.Ada) != "null" {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/rs/zerolog"
 )
@@ -129,7 +130,7 @@ func TestParseKeyErrors(t *testing.T) {
 func TestSignMatchesVector(t *testing.T) {
 	kf := loadKeys(t)
 	var jf jwtFile
-	loadVector(t, "jwt.json", &jf)
+	testkit.LoadVector(t, "jwt.json", &jf)
 	ex := jf.PlainSignature
 	owner := mustKey(t, kf, ex.Signer)
 	sig := owner.Sign([]byte(ex.Message))
@@ -203,7 +204,7 @@ func TestSecretsRedacted(t *testing.T) {
 	kv := kf.Keys["owner"]
 	k := mustKey(t, kf, "owner")
 	var jf jwtFile
-	loadVector(t, "jwt.json", &jf)
+	testkit.LoadVector(t, "jwt.json", &jf)
 	tok, _, err := virgil.ParseToken(jf.Tokens[0].Token)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 )
 
@@ -37,7 +38,7 @@ type sessionFile struct {
 
 func TestSessionIDVectors(t *testing.T) {
 	var sf sessionFile
-	loadVector(t, "group-session.json", &sf)
+	testkit.LoadVector(t, "group-session.json", &sf)
 	cases := append(sf.Others, struct {
 		GroupID   string `json:"group_id"`
 		SessionID string `json:"session_id_hex"`
@@ -57,14 +58,14 @@ func TestSessionIDVectors(t *testing.T) {
 
 func TestEpochMessageVectors(t *testing.T) {
 	var sf sessionFile
-	loadVector(t, "group-session.json", &sf)
+	testkit.LoadVector(t, "group-session.json", &sf)
 	var df struct {
 		Epochs []struct {
 			Epoch  uint32 `json:"epoch"`
 			KeyHex string `json:"key_hex"`
 		} `json:"group_session_epochs"`
 	}
-	loadVector(t, "decoded.json", &df)
+	testkit.LoadVector(t, "decoded.json", &df)
 	for i, e := range sf.Epochs {
 		msg := unb64(t, e.MessageB64)
 		m, err := virgil.ParseEpochMessage(msg)
@@ -128,7 +129,7 @@ func TestNewEpochMessage(t *testing.T) {
 
 func TestParseEpochMessageErrors(t *testing.T) {
 	var sf sessionFile
-	loadVector(t, "group-session.json", &sf)
+	testkit.LoadVector(t, "group-session.json", &sf)
 	good := unb64(t, sf.Epochs[1].MessageB64)
 	tests := map[string][]byte{
 		"Empty":        nil,
@@ -156,7 +157,7 @@ func TestParseEpochMessageErrors(t *testing.T) {
 
 func TestParseGroupMessage(t *testing.T) {
 	var sf sessionFile
-	loadVector(t, "group-session.json", &sf)
+	testkit.LoadVector(t, "group-session.json", &sf)
 	msg, err := base64.StdEncoding.DecodeString(sf.GroupMessage.MessageB64)
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +175,7 @@ func TestParseGroupMessage(t *testing.T) {
 			PaddedLen int    `json:"padded_len"`
 		} `json:"group_message"`
 	}
-	loadVector(t, "decoded.json", &df)
+	testkit.LoadVector(t, "decoded.json", &df)
 	if hex.EncodeToString(h.Salt) != df.GroupMessage.SaltHex || len(h.CipherText) != df.GroupMessage.PaddedLen+16 {
 		t.Errorf("salt %x, ciphertext %d bytes; want %s, %d", h.Salt, len(h.CipherText), df.GroupMessage.SaltHex, df.GroupMessage.PaddedLen+16)
 	}

@@ -4,27 +4,14 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 )
 
 // vectorDir holds the read-only golden vectors made by the official libraries.
 const vectorDir = "../testdata/virgil"
-
-func loadVector(tb testing.TB, name string, v any) {
-	tb.Helper()
-	data, err := os.ReadFile(filepath.Join(vectorDir, name))
-	if err != nil {
-		tb.Fatalf("read vector: %v", err)
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		tb.Fatalf("decode vector %s: %v", name, err)
-	}
-}
 
 type keyVector struct {
 	Identity     string `json:"identity"`
@@ -50,7 +37,7 @@ type keysFile struct {
 func loadKeys(tb testing.TB) keysFile {
 	tb.Helper()
 	var kf keysFile
-	loadVector(tb, "keys.json", &kf)
+	testkit.LoadVector(tb, "keys.json", &kf)
 	return kf
 }
 

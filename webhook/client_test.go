@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/groupsync/groupsync/cometchat/cometchattest"
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/webhook"
 )
 
@@ -28,7 +29,7 @@ func clientSetup(t *testing.T, mod ...func(*webhook.Config)) (*testBundle, *come
 		mu     sync.Mutex
 		called []string
 	)
-	b := &testBundle{logs: &logBuffer{}}
+	b := &testBundle{logs: &testkit.Buffer{}}
 	cfg := baseConfig(t, b.logs)
 	b.ids = cfg.Identities
 	b.reg = cfg.Registerer.(*prometheus.Registry)
@@ -215,7 +216,7 @@ func TestGetIdentities(t *testing.T) {
 }
 
 func TestTrustHeaderMode(t *testing.T) {
-	b := &testBundle{logs: &logBuffer{}}
+	b := &testBundle{logs: &testkit.Buffer{}}
 	cfg := baseConfig(t, b.logs)
 	var called atomic.Int64
 	cfg.OnUserToken = func(context.Context, string) { called.Add(1) }

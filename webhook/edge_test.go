@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/groupsync/groupsync/cometchat/cometchattest"
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/webhook"
 )
 
@@ -205,7 +206,7 @@ func TestClientConcurrentChecksMerged(t *testing.T) {
 		})
 	}
 	// Every request is waiting for CometChat before it may answer.
-	eventually(t, 10*time.Second, "all requests waiting for CometChat", func() bool {
+	testkit.Eventually(t, 10*time.Second, "all requests waiting for CometChat", func() bool {
 		return gauge(t, b.reg, "groupsync_client_auth_checks_waiting") == n
 	})
 	release()
@@ -344,14 +345,14 @@ func TestCORS(t *testing.T) {
 
 func TestCORSConfig(t *testing.T) {
 	for _, origins := range [][]string{{"*"}, {"https://a.example/path"}, {"app.example.com"}, {"ftp://a.example"}, {"https://*.example.com"}, {"https://a.example:0"}} {
-		cfg := baseConfig(t, &logBuffer{})
+		cfg := baseConfig(t, &testkit.Buffer{})
 		cfg.CORS.AllowedOrigins = origins
 		if _, err := webhook.New(cfg, stuckEnqueuer{}); err == nil || !strings.Contains(err.Error(), "CORS.AllowedOrigins") {
 			t.Errorf("New with CORS origins %q = %v, want an error naming CORS.AllowedOrigins", origins, err)
 		}
 	}
 	// Loopback origins, as dev allows them.
-	b := &testBundle{logs: &logBuffer{}}
+	b := &testBundle{logs: &testkit.Buffer{}}
 	cfg := baseConfig(t, b.logs)
 	cfg.CORS.AllowedOrigins = webhook.LoopbackOrigins
 	startServer(t, cfg, stuckEnqueuer{}, b)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/queue/natstest"
 	"github.com/groupsync/groupsync/webhook"
@@ -37,24 +37,6 @@ const (
 // testJobKey signs the jobs the test server queues.
 var testJobKey = queue.JobKey("webhook-test-job-key-0123456789abcdef")
 
-// logBuffer collects log output for assertions; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // fakeIssuer issues "jwt-for-<identity>" tokens.
 type fakeIssuer struct{}
 
@@ -69,7 +51,7 @@ type testBundle struct {
 	js   jetstream.JetStream
 	ids  *groupsync.Identities
 	reg  *prometheus.Registry
-	logs *logBuffer
+	logs *testkit.Buffer
 }
 
 func mustIdentities(tb testing.TB) *groupsync.Identities {
@@ -104,7 +86,7 @@ func baseConfig(tb testing.TB, logs io.Writer) webhook.Config {
 // Server on a free loopback port in front of it. mod adjusts the Config.
 func setup(tb testing.TB, mod ...func(*webhook.Config)) (*webhook.Server, *testBundle) {
 	tb.Helper()
-	b := &testBundle{logs: &logBuffer{}}
+	b := &testBundle{logs: &testkit.Buffer{}}
 	b.nats = natstest.Run(tb)
 	b.nc = natstest.Connect(tb, b.nats)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -256,18 +238,6 @@ func (b *testBundle) lastJob(tb testing.TB, subject string) (groupsync.Job, stri
 		tb.Fatalf("stored job on %s does not decode: %v", subject, err)
 	}
 	return job, msg.Header.Get(jetstream.MsgIDHeader)
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // The queue's Queue is the production Enqueuer.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/webhook"
 )
@@ -237,7 +238,7 @@ func TestWebhookNATSDownThenBack(t *testing.T) {
 	// CometChat retries; the receiver stores the job as soon as the client
 	// has reconnected.
 	var last response
-	eventually(t, 15*time.Second, "retried delivery accepted", func() bool {
+	testkit.Eventually(t, 15*time.Second, "retried delivery accepted", func() bool {
 		last = post(t, b.url, body)
 		return last.status == http.StatusOK
 	})
@@ -265,7 +266,7 @@ func (s stuckEnqueuer) Enqueue(context.Context, groupsync.Job) (bool, error) {
 func TestWebhookPublishTimeout(t *testing.T) {
 	enq := stuckEnqueuer{release: make(chan struct{})}
 	t.Cleanup(func() { close(enq.release) })
-	cfg := baseConfig(t, &logBuffer{})
+	cfg := baseConfig(t, &testkit.Buffer{})
 	cfg.PublishTimeout = 50 * time.Millisecond
 	_, b := startServer(t, cfg, enq, &testBundle{})
 	r := post(t, b.url, readExample(t, "group_created.json"))
@@ -275,7 +276,7 @@ func TestWebhookPublishTimeout(t *testing.T) {
 }
 
 func TestWebhookMethodNotAllowed(t *testing.T) {
-	cfg := baseConfig(t, &logBuffer{})
+	cfg := baseConfig(t, &testkit.Buffer{})
 	_, b := startServer(t, cfg, stuckEnqueuer{}, &testBundle{})
 	req, _ := http.NewRequest(http.MethodGet, b.url+webhook.PathWebhook, nil)
 	if r := do(t, req); r.status != http.StatusMethodNotAllowed {

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/groupsync/groupsync/cometchat/cometchattest"
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/webhook"
 )
 
@@ -177,7 +178,7 @@ func TestServeAndShutdown(t *testing.T) {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	eventually(t, 5*time.Second, "Addr set", func() bool { return srv.Addr() == ln.Addr().String() })
+	testkit.Eventually(t, 5*time.Second, "Addr set", func() bool { return srv.Addr() == ln.Addr().String() })
 	req, _ := http.NewRequest(http.MethodGet, "http://"+srv.Addr()+webhook.PathHealth, nil)
 	if r := do(t, req); r.status != http.StatusOK {
 		t.Fatalf("healthz = %d", r.status)
@@ -199,7 +200,7 @@ func TestServeAndShutdown(t *testing.T) {
 }
 
 func TestNoSecretsInLogs(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testkit.Buffer{}
 	cc := cometchattest.Start(t)
 	cc.APIKey = apiKey
 	cc.AddToken("alice", "tok-alice-S3cret")

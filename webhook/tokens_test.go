@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/webhook"
 )
@@ -15,7 +16,7 @@ func TestVirgilTokensVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	gen := &virgil.JWTGenerator{AppID: "app-1", AppKeyID: "key-1", AppKey: key}
-	b := &testBundle{logs: &logBuffer{}}
+	b := &testBundle{logs: &testkit.Buffer{}}
 	cfg := baseConfig(t, b.logs)
 	cfg.Tokens = webhook.VirgilTokens{Generator: gen}
 	startServer(t, cfg, stuckEnqueuer{}, b)

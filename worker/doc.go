@@ -76,6 +76,6 @@
 // RedisStore (go-redis) is the production Store; KVStore keeps the same data
 // in JetStream key-value buckets for `groupsync dev` without Redis. Losing a
 // store's data never makes a plan add or remove anyone an event did not name
-// (DESIGN.md, invariant 5): it only weakens the filtering of stale events
+// (docs/design.md, invariant 5): it only weakens the filtering of stale events
 // that were in flight.
 package worker

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/queue/natstest"
 	"github.com/groupsync/groupsync/virgil"
@@ -33,21 +34,16 @@ func testLogger(tb testing.TB) zerolog.Logger {
 	return zerolog.New(zerolog.NewTestWriter(tb)).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 }
 
-// eventually polls cond until it reports true or timeout passes, then fails
-// with cond's last description.
+// eventually is testkit.EventuallyErr for conditions that describe
+// themselves when false.
 func eventually(tb testing.TB, timeout time.Duration, cond func() (bool, string)) {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, desc := cond()
-		if ok {
-			return
+	testkit.EventuallyErr(tb, timeout, "condition", func() error {
+		if ok, desc := cond(); !ok {
+			return errors.New(desc)
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("not true after %s: %s", timeout, desc)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // env is the whole worker side of groupsync on real servers: an embedded

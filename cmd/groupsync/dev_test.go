@@ -14,6 +14,7 @@ import (
 
 	"github.com/groupsync/groupsync/cometchat/cometchattest"
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/internal/testkit"
 )
 
 // devInstance is a running `groupsync dev` and what its dev.json says.
@@ -36,7 +37,7 @@ func startDev(t *testing.T, dir string, binary bool, env ...string) *devInstance
 	}
 	p := start(t, env, args...)
 	d := &devInstance{proc: p, dir: dir}
-	eventually(t, 60*time.Second, "dev.json written", func() error {
+	testkit.EventuallyErr(t, 60*time.Second, "dev.json written", func() error {
 		select {
 		case <-p.exited:
 			return fmt.Errorf("dev exited: %v\nstderr:\n%s", p.err, p.stderr.String())
@@ -109,7 +110,7 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 			t.Errorf("dev.json %s url %q is not a bound loopback address", name, u)
 		}
 	}
-	eventually(t, 30*time.Second, "/readyz", func() error {
+	testkit.EventuallyErr(t, 30*time.Second, "/readyz", func() error {
 		code, err := getJSON(d.info.HTTPURL+"/readyz", nil)
 		if err == nil && code != http.StatusOK {
 			err = fmt.Errorf("status %d", code)
@@ -127,7 +128,7 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 		t.Fatalf("example webhook answered %d %s", code, out)
 	}
 	groupID := d.groupIdentity(t, "project-falcon")
-	eventually(t, 30*time.Second, "group appears in the emulator", func() error {
+	testkit.EventuallyErr(t, 30*time.Second, "group appears in the emulator", func() error {
 		v, code, err := d.group(groupID)
 		if err != nil {
 			return err
@@ -218,7 +219,7 @@ func TestFailedJobListedAndRetried(t *testing.T) {
 		Error    string `json:"error"`
 		Attempts int    `json:"attempts"`
 	}
-	eventually(t, 60*time.Second, "job listed by jobs failed --json", func() error {
+	testkit.EventuallyErr(t, 60*time.Second, "job listed by jobs failed --json", func() error {
 		code, stdout, stderr := runInProcess(t, env, "jobs", "failed", "--json")
 		if code != 0 {
 			return fmt.Errorf("exit %d: %s", code, stderr)
@@ -261,7 +262,7 @@ func TestFailedJobListedAndRetried(t *testing.T) {
 			t.Logf("jobs failed:\n%s\ndev log:\n%s", out, d.proc.stderr.String())
 		}
 	})
-	eventually(t, 60*time.Second, "replayed job creates the group", func() error {
+	testkit.EventuallyErr(t, 60*time.Second, "replayed job creates the group", func() error {
 		v, code, err := d.group(ids.Group(guid))
 		if err != nil || code != http.StatusOK {
 			return fmt.Errorf("status %d, %v", code, err)
@@ -319,7 +320,7 @@ func TestReconcileCreatesGroupsThatExistedBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, guid := range []string{"legacy-group-one", "legacy-group-two"} {
-		eventually(t, 60*time.Second, "reconcile creates "+guid, func() error {
+		testkit.EventuallyErr(t, 60*time.Second, "reconcile creates "+guid, func() error {
 			v, code, err := d.group(ids.Group(guid))
 			if err != nil || code != http.StatusOK || !slices.Contains(v.Participants, d.info.OwnerIdentity) {
 				return fmt.Errorf("status %d, view %+v, err %v", code, v, err)

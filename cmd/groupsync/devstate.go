@@ -125,7 +125,7 @@ func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
 	return nil
 }
 
-// devInfo is <data-dir>/dev.json, the contract of DESIGN.md with programs
+// devInfo is <data-dir>/dev.json, the contract of docs/design.md with programs
 // that drive a dev instance.
 type devInfo struct {
 	HTTPURL         string        `json:"http_url"`

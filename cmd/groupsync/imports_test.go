@@ -4,73 +4,104 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
 
 const module = "github.com/groupsync/groupsync"
 
-// allowedImports is DESIGN.md's import table: the packages of ours each
-// package may import in its non-test code. Anything of ours not listed is
-// forbidden.
-var allowedImports = map[string][]string{
-	"cmd/groupsync":   {"webhook", "worker", "queue", "queue/natsembed", "virgil", "virgil/emulator", "groupsync", "cometchat", "redact"},
-	"webhook":         {"groupsync", "virgil", "cometchat", "redact"},
-	"worker":          {"groupsync", "virgil", "queue", "redact"},
-	"queue":           {"groupsync", "redact"},
-	"virgil/emulator": {"virgil", "virgil/pythia", "redact"},
-	"groupsync":       {},
-	// groupsynctest generates CometChat histories and their expected
-	// outcome for the property tests and the chaos harness.
-	"groupsync/groupsynctest": {"groupsync"},
-	"virgil":                  {"redact"},
-	// virgil/pythia is Pythia (BrainKey) in RELIC's encodings; the emulator
-	// serves it.
-	"virgil/pythia": {},
-	// redact removes secrets from URLs and messages; a leaf every package
-	// may use.
-	"redact": {},
-	// cometchat is the REST client of CometChat: the client API checks
-	// tokens with it, cmd wires it into reconcile.
-	"cometchat":               {"redact"},
-	"cometchat/cometchattest": {"cometchat"},
-	// queue/natsembed runs nats-server in the process (dev mode, tests,
-	// the harness).
-	"queue/natsembed": {},
-	// Test helpers serve one package each and are imported from tests only.
-	"queue/natstest":   {"queue/natsembed"},
-	"worker/redistest": {},
-	"virgil/interop":   {"virgil"},
-	// The load and chaos harness drives the binary from outside; nothing
-	// imports it. Being a test harness itself, it runs the fake CometChat
-	// REST API that serves its generator's truth.
-	"test/chaos": {"groupsync", "groupsync/groupsynctest", "virgil", "redact", "cometchat/cometchattest"},
-	// The browser test drives the binary and Chromium; nothing imports it.
-	"test/browser": {},
+// designDoc holds the import table TestImportRules enforces: the table is
+// read from the document, so the document and the rules cannot drift apart.
+const designDoc = "../../docs/design.md"
+
+// importRule is one row of docs/design.md's import table.
+type importRule struct {
+	allowed   []string // packages of ours it may import
+	leaf      bool     // limited to the standard library and thirdParty
+	third     []string // module prefixes a leaf may import
+	testsOnly bool     // a test helper: imported from _test.go files only
 }
 
-// leafThirdParty is what the two leaf packages may import besides the
-// standard library.
-var leafThirdParty = map[string][]string{
-	"groupsync": {},
-	"redact":    {},
-	"cometchat": {},
-	"virgil":    {"golang.org/x/crypto", "filippo.io/edwards25519"},
-	// Pythia's pairing and group arithmetic on BLS12-381.
-	"virgil/pythia": {"github.com/cloudflare/circl"},
+// parseImportTable reads the table between the "import table" markers of
+// doc: | `pkg` | `a`, `b` | any, standard library or `mod`, ... | yes |.
+func parseImportTable(doc string) (map[string]importRule, error) {
+	const begin, end = "<!-- import table", "<!-- end of import table -->"
+	i := strings.Index(doc, begin)
+	j := strings.Index(doc, end)
+	if i < 0 || j < i {
+		return nil, errors.New("no import table between its markers")
+	}
+	rules := map[string]importRule{}
+	for _, line := range strings.Split(doc[i:j], "\n")[1:] {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "|"), "|")
+		if len(cells) != 4 {
+			return nil, fmt.Errorf("row %q: want 4 cells", line)
+		}
+		for k := range cells {
+			cells[k] = strings.TrimSpace(cells[k])
+		}
+		if cells[0] == "package" || strings.HasPrefix(cells[0], "---") {
+			continue
+		}
+		name := strings.Trim(cells[0], "`")
+		if _, dup := rules[name]; dup {
+			return nil, fmt.Errorf("package %s has two rows", name)
+		}
+		r := importRule{allowed: codeList(cells[1]), testsOnly: cells[3] == "yes"}
+		switch cells[2] {
+		case "any":
+		case "standard library":
+			r.leaf = true
+		default:
+			r.leaf, r.third = true, codeList(cells[2])
+			if len(r.third) == 0 {
+				return nil, fmt.Errorf("row %s: outside the module %q: want any, standard library or `module` names", name, cells[2])
+			}
+		}
+		rules[name] = r
+	}
+	if len(rules) == 0 {
+		return nil, errors.New("the import table has no rows")
+	}
+	return rules, nil
 }
 
-// testHelpers may only be imported by _test.go files (and by test/chaos,
-// a test harness).
-var testHelpers = []string{"queue/natstest", "worker/redistest", "virgil/interop", "cometchat/cometchattest"}
+// codeList returns the `quoted` names of a cell.
+func codeList(cell string) []string {
+	var out []string
+	for _, part := range strings.Split(cell, ",") {
+		if p := strings.Trim(strings.TrimSpace(part), "`"); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func importTable(t *testing.T) map[string]importRule {
+	t.Helper()
+	b, err := os.ReadFile(designDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := parseImportTable(string(b))
+	if err != nil {
+		t.Fatalf("docs/design.md: %v", err)
+	}
+	return rules
+}
 
 type listedPackage struct {
 	ImportPath string
 	Imports    []string
-	Deps       []string
-	Standard   bool
 }
 
 func listPackages(t *testing.T) []listedPackage {
@@ -104,75 +135,91 @@ func rel(path string) (string, bool) {
 	return strings.CutPrefix(path, module+"/")
 }
 
-func TestImportRules(t *testing.T) {
-	pkgs := listPackages(t)
-	if len(pkgs) < 5 {
-		t.Fatalf("go list found %d packages, want the whole module", len(pkgs))
-	}
+// checkImports returns every way pkgs break rules.
+func checkImports(rules map[string]importRule, pkgs []listedPackage) []string {
+	var errs []string
+	seen := map[string]bool{}
 	for _, p := range pkgs {
 		name, ok := rel(p.ImportPath)
 		if !ok {
 			continue
 		}
-		allowed, known := allowedImports[name]
+		seen[name] = true
+		rule, known := rules[name]
 		if !known {
-			t.Errorf("package %s is not in DESIGN.md's import table; add it to allowedImports with its allowed imports", name)
+			errs = append(errs, fmt.Sprintf("package %s is not in docs/design.md's import table; add a row with its allowed imports", name))
 			continue
 		}
 		for _, imp := range p.Imports {
-			dep, ours := rel(imp)
-			if !ours {
+			if dep, ours := rel(imp); ours {
+				if !slices.Contains(rule.allowed, dep) {
+					errs = append(errs, fmt.Sprintf("%s imports %s: not allowed by docs/design.md", name, dep))
+				}
+				if r, ok := rules[dep]; ok && r.testsOnly {
+					errs = append(errs, fmt.Sprintf("%s imports test helper %s outside its tests", name, dep))
+				}
 				continue
 			}
-			if !contains(allowed, dep) {
-				t.Errorf("%s imports %s: not allowed by DESIGN.md", name, dep)
+			if rule.leaf && !isStandard(imp) && !hasAnyPrefix(imp, rule.third) {
+				errs = append(errs, fmt.Sprintf("%s imports %s: the leaf package may import only the standard library and %v", name, imp, rule.third))
 			}
 		}
-		if third, leaf := leafThirdParty[name]; leaf {
-			for _, imp := range p.Imports {
-				if isStandard(imp) {
-					continue
-				}
-				if !hasAnyPrefix(imp, third) {
-					t.Errorf("%s imports %s: the leaf package may import only the standard library and %v", name, imp, third)
-				}
-			}
+	}
+	for name := range rules {
+		if !seen[name] {
+			errs = append(errs, fmt.Sprintf("docs/design.md's import table has a row for %s, which is not a package of the module", name))
 		}
-		if name == "test/chaos" {
-			continue
-		}
-		for _, imp := range p.Imports {
-			dep, ours := rel(imp)
-			if ours && contains(testHelpers, dep) {
-				t.Errorf("%s imports test helper %s outside its tests", name, dep)
-			}
-		}
+	}
+	slices.Sort(errs)
+	return errs
+}
+
+// TestImportRules enforces docs/design.md's import table on every package
+// of the module.
+func TestImportRules(t *testing.T) {
+	rules := importTable(t)
+	pkgs := listPackages(t)
+	if len(pkgs) < 5 {
+		t.Fatalf("go list found %d packages, want the whole module", len(pkgs))
+	}
+	for _, e := range checkImports(rules, pkgs) {
+		t.Error(e)
 	}
 }
 
 // TestImportRulesCatchViolations makes sure the checker above can fail.
 func TestImportRulesCatchViolations(t *testing.T) {
-	if contains(allowedImports["webhook"], "worker") || contains(allowedImports["worker"], "webhook") {
+	rules := importTable(t)
+	if slices.Contains(rules["webhook"].allowed, "worker") || slices.Contains(rules["worker"].allowed, "webhook") {
 		t.Fatal("webhook and worker must never import each other")
 	}
-	if !hasAnyPrefix("golang.org/x/crypto/curve25519", leafThirdParty["virgil"]) {
-		t.Fatal("prefix check rejects an allowed import")
+	for name, r := range rules {
+		if slices.Contains(r.allowed, "cmd/groupsync") || slices.Contains(r.allowed, "test/chaos") {
+			t.Errorf("%s may import a command; nothing may", name)
+		}
 	}
-	if hasAnyPrefix("github.com/rs/zerolog", leafThirdParty["virgil"]) {
-		t.Fatal("prefix check accepts a forbidden import")
+	for _, tc := range []struct {
+		name string
+		pkgs []listedPackage
+	}{
+		{"ForbiddenImport", []listedPackage{{module + "/webhook", []string{module + "/worker"}}}},
+		{"LeafImportsThirdParty", []listedPackage{{module + "/groupsync", []string{"github.com/rs/zerolog"}}}},
+		{"TestHelperInCode", []listedPackage{{module + "/worker", []string{module + "/worker/redistest"}}}},
+		{"UnknownPackage", []listedPackage{{module + "/newpkg", nil}}},
+	} {
+		if errs := checkImports(rules, tc.pkgs); !slices.ContainsFunc(errs, func(e string) bool { return !strings.Contains(e, "not a package of the module") }) {
+			t.Errorf("%s: checker found nothing: %v", tc.name, errs)
+		}
+	}
+	if errs := checkImports(rules, nil); len(errs) != len(rules) {
+		t.Errorf("an empty module gives %d errors, want one per table row (%d)", len(errs), len(rules))
 	}
 	if !isStandard("crypto/ed25519") || isStandard("github.com/rs/zerolog") {
 		t.Fatal("standard library detection is wrong")
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
+	if _, err := parseImportTable("no table here"); err == nil {
+		t.Fatal("a document without the table parses")
 	}
-	return false
 }
 
 func hasAnyPrefix(path string, prefixes []string) bool {

@@ -12,10 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/groupsync/groupsync/internal/testkit"
 )
 
 // binary is the groupsync binary built once for the test run.
@@ -40,31 +41,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // process is a running groupsync command: the binary, or run in the test
 // process (cmd nil, cancel set).
 type process struct {
 	cmd    *exec.Cmd
 	cancel context.CancelFunc
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testkit.Buffer
+	stderr *testkit.Buffer
 	exited chan struct{} // closed once the process has exited
 	err    error         // Wait's result, valid after exited is closed
 }
@@ -85,7 +68,7 @@ func startBinary(tb testing.TB, env []string, args ...string) *process {
 	tb.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(cleanEnv(), env...)
-	p := &process{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &process{cmd: cmd, stdout: &testkit.Buffer{}, stderr: &testkit.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start groupsync %v: %v", args, err)
@@ -119,7 +102,7 @@ func cleanEnv() []string {
 func startInProcess(tb testing.TB, env []string, args ...string) *process {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &process{cancel: cancel, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &process{cancel: cancel, stdout: &testkit.Buffer{}, stderr: &testkit.Buffer{}, exited: make(chan struct{})}
 	go func() {
 		if code := run(ctx, args, getenvOf(env), p.stdout, p.stderr); code != 0 {
 			p.err = fmt.Errorf("exit status %d", code)
@@ -139,7 +122,7 @@ func runInProcess(tb testing.TB, env []string, args ...string) (code int, stdout
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut testkit.Buffer
 	code = run(ctx, args, getenvOf(env), &out, &errOut)
 	return code, out.String(), errOut.String()
 }
@@ -198,20 +181,6 @@ func runBinary(tb testing.TB, env []string, args ...string) (code int, stdout, s
 		tb.Fatalf("run groupsync %v: %v", args, err)
 		return -1, "", ""
 	}
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(tb testing.TB, timeout time.Duration, what string, cond func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		if last = cond(); last == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	tb.Fatalf("%s: still failing after %v: %v", what, timeout, last)
 }
 
 func getJSON(url string, out any) (int, error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/queue/natstest"
 	"github.com/groupsync/groupsync/virgil"
@@ -73,7 +74,7 @@ func TestServeAndWorkerInProcess(t *testing.T) {
 	serve := mustOpen(t, &Main{Config: sc})
 	httpURL := "http://" + serve.HTTPAddr
 
-	eventually(t, 30*time.Second, "/readyz", func() error {
+	testkit.EventuallyErr(t, 30*time.Second, "/readyz", func() error {
 		code, err := getJSON(httpURL+"/readyz", nil)
 		if err == nil && code != http.StatusOK {
 			err = fmt.Errorf("status %d", code)
@@ -96,7 +97,7 @@ func TestServeAndWorkerInProcess(t *testing.T) {
 		t.Fatalf("webhook answered %d", resp.StatusCode)
 	}
 	groupID := ids.Group("project-falcon")
-	eventually(t, 30*time.Second, "the worker creates the group", func() error {
+	testkit.EventuallyErr(t, 30*time.Second, "the worker creates the group", func() error {
 		var v groupView
 		code, err := getJSON(emu.VirgilURL+"/_emulator/groups/"+groupID+"?owner="+owner, &v)
 		if err == nil && (code != http.StatusOK || !slices.Contains(v.Participants, owner)) {

@@ -8,7 +8,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupsync/groupsync/queue/natsembed"
 )
 
 // startBackends starts NATS and Redis as the configuration asks: one
@@ -23,10 +26,12 @@ func (c *Cluster) startBackends(natsPassword string) (natsURL, redisURL string, 
 		}
 		natsURL = c.natsC.URL()
 	} else {
-		if c.nats, err = startNATS(filepath.Join(cfg.Dir, "nats"), cfg.NATSSyncAlways, natsPassword); err != nil {
+		c.nats, err = natsembed.Start(server.Options{Port: -1, StoreDir: filepath.Join(cfg.Dir, "nats"), NoLog: true, NoSigs: true,
+			SyncAlways: cfg.NATSSyncAlways, Users: []*server.User{{Username: natsUser, Password: natsPassword}}})
+		if err != nil {
 			return "", "", err
 		}
-		natsURL = c.nats.url
+		natsURL = c.nats.URL()
 	}
 	if cfg.RedisSentinel {
 		if c.redisH, err = startRedisHA(filepath.Join(cfg.Dir, "redis")); err != nil {

@@ -178,7 +178,7 @@ type chaosRun struct {
 	// retries after one only repeat events delivered since: an older one
 	// would find neither its done mark (Redis) nor, after a NATS restart,
 	// its de-duplication entry, and nothing left to order it against a
-	// newer event (DESIGN.md, invariant 5).
+	// newer event (docs/design.md, invariant 5).
 	redisLosses atomic.Int64
 }
 
@@ -493,7 +493,7 @@ func (r *chaosRun) faults(ctx context.Context) []fault {
 // restartRedis restarts Redis empty. With the fake CometChat REST API, events
 // stay in flight and CometChat's retries of events from before the loss keep
 // coming: the workers find the loss and check those changes with CometChat
-// (DESIGN.md, invariant 5). Without it, losing Redis weakens the ordering of
+// (docs/design.md, invariant 5). Without it, losing Redis weakens the ordering of
 // the events in flight at that moment, so the restart waits as
 // withStoreLoss does; the run then still expects exact convergence.
 func (r *chaosRun) restartRedis(ctx context.Context) error {

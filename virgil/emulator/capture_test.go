@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/virgil/emulator"
 )
@@ -48,7 +49,7 @@ type exchange struct {
 // headers are translated with it).
 func TestReplayE3KitCapture(t *testing.T) {
 	var cf captureFile
-	loadVector(t, "e3kit-group-capture.json", &cf)
+	testkit.LoadVector(t, "e3kit-group-capture.json", &cf)
 	if len(cf.Exchanges) == 0 {
 		t.Fatal("capture has no exchanges")
 	}
@@ -159,7 +160,7 @@ func TestReplayE3KitCapture(t *testing.T) {
 // checks the introspection of the group, by method and by debug endpoint.
 func TestReplayGroupViewMidway(t *testing.T) {
 	var cf captureFile
-	loadVector(t, "e3kit-group-capture.json", &cf)
+	testkit.LoadVector(t, "e3kit-group-capture.json", &cf)
 	var clock atomic.Int64
 	f := newFixture(t, func(c *emulator.Config) {
 		c.Now = func() time.Time { return time.Unix(clock.Load(), 0) }

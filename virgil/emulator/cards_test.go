@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/virgil/emulator"
 )
@@ -17,7 +18,7 @@ import (
 // each vector card answers served_with_virgil_signature.
 func TestPublishServesVectorSignature(t *testing.T) {
 	var cv cardVectors
-	loadVector(t, "cards.json", &cv)
+	testkit.LoadVector(t, "cards.json", &cv)
 	f := newFixture(t, nil)
 	if len(cv.Cards) < 3 {
 		t.Fatalf("cards.json has %d cards", len(cv.Cards))

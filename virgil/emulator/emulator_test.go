@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/virgil/emulator"
 )
@@ -321,7 +322,7 @@ func TestServiceKeyIsPublished(t *testing.T) {
 // TestLogsNoSecrets logs every request at debug level and checks that no
 // token, key or Keyknox value reaches the log.
 func TestLogsNoSecrets(t *testing.T) {
-	var buf syncBuffer
+	var buf testkit.Buffer
 	f := newFixture(t, func(c *emulator.Config) {
 		c.Logger = zerolog.New(&buf).Level(zerolog.DebugLevel)
 	})
@@ -341,23 +342,6 @@ func TestLogsNoSecrets(t *testing.T) {
 			t.Errorf("log contains a secret %q:\n%s", secret, log)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestFailedWriteChangesNothing: when the journal cannot be written, every

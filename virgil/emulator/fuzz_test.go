@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil/emulator"
 )
 
@@ -20,7 +21,7 @@ var fuzzPaths = []string{
 // with a 4xx status, and must refuse bodies over the limit with 413.
 func FuzzRequestBodies(f *testing.F) {
 	var cf captureFile
-	loadVector(f, "e3kit-group-capture.json", &cf)
+	testkit.LoadVector(f, "e3kit-group-capture.json", &cf)
 	for _, ex := range cf.Exchanges {
 		for i, p := range fuzzPaths {
 			if ex.Request.Path == p {
@@ -29,7 +30,7 @@ func FuzzRequestBodies(f *testing.F) {
 		}
 	}
 	var cv cardVectors
-	loadVector(f, "cards.json", &cv)
+	testkit.LoadVector(f, "cards.json", &cv)
 	for _, c := range cv.Cards {
 		f.Add(uint8(0), c.PublishRequestBody)
 	}

@@ -5,27 +5,15 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/virgil/emulator"
 )
 
 const vectorDir = "../../testdata/virgil"
-
-func loadVector(tb testing.TB, name string, v any) {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join(vectorDir, name))
-	if err != nil {
-		tb.Fatalf("read vector %s: %v", name, err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		tb.Fatalf("parse vector %s: %v", name, err)
-	}
-}
 
 type jwtVectors struct {
 	AppID        string `json:"app_id"`
@@ -80,13 +68,13 @@ func mustPrivate(tb testing.TB, b64 string) *virgil.PrivateKey {
 func appConfig(tb testing.TB, now time.Time) (emulator.Config, jwtVectors) {
 	tb.Helper()
 	var jv jwtVectors
-	loadVector(tb, "jwt.json", &jv)
+	testkit.LoadVector(tb, "jwt.json", &jv)
 	pub, err := virgil.ParsePublicKeyBase64(jv.AppPublicKey)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	var cv cardVectors
-	loadVector(tb, "cards.json", &cv)
+	testkit.LoadVector(tb, "cards.json", &cv)
 	return emulator.Config{
 		AppID: jv.AppID, AppKeyID: jv.AppKeyID, AppPublicKey: pub,
 		ServiceKey: mustPrivate(tb, cv.EmulatorServiceKey.PKCS8),
@@ -109,7 +97,7 @@ func newFixture(tb testing.TB, mod func(*emulator.Config)) *fixture {
 	var kf struct {
 		Keys map[string]keyVector `json:"keys"`
 	}
-	loadVector(tb, "keys.json", &kf)
+	testkit.LoadVector(tb, "keys.json", &kf)
 	keys := map[string]*virgil.PrivateKey{}
 	for name, k := range kf.Keys {
 		keys[name] = mustPrivate(tb, k.PKCS8)

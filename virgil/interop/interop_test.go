@@ -5,13 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"reflect"
 	"sort"
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/virgil/emulator"
 	"github.com/groupsync/groupsync/virgil/interop"
@@ -24,17 +23,6 @@ const (
 	bob       = "bob-uid"
 	carol     = "carol-uid"
 )
-
-func loadVector(tb testing.TB, name string, v any) {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join(vectorDir, name))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		tb.Fatal(err)
-	}
-}
 
 type jwtVectors struct {
 	AppID     string `json:"app_id"`
@@ -63,7 +51,7 @@ func loadOutcomes(tb testing.TB) (outcomes, string) {
 			} `json:"observations"`
 		} `json:"outcomes"`
 	}
-	loadVector(tb, "e3kit-group-capture.json", &cf)
+	testkit.LoadVector(tb, "e3kit-group-capture.json", &cf)
 	o := outcomes{}
 	for _, s := range cf.Outcomes {
 		o[s.Step] = map[string]json.RawMessage{}
@@ -134,7 +122,7 @@ func sameList(tb testing.TB, what string, got, want []string) {
 func setup(t *testing.T) (*emulator.Emulator, *interop.Driver, keysFile) {
 	t.Helper()
 	var jv jwtVectors
-	loadVector(t, "jwt.json", &jv)
+	testkit.LoadVector(t, "jwt.json", &jv)
 	pub, err := virgil.ParsePublicKeyBase64(jv.AppPublic)
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +138,7 @@ func setup(t *testing.T) (*emulator.Emulator, *interop.Driver, keysFile) {
 		App:    &interop.App{AppID: jv.AppID, AppKeyID: jv.AppKeyID, AppKey: jv.AppKey},
 	})
 	var kf keysFile
-	loadVector(t, "keys.json", &kf)
+	testkit.LoadVector(t, "keys.json", &kf)
 	return emu, d, kf
 }
 

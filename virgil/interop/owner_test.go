@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/virgil/emulator"
 	"github.com/groupsync/groupsync/virgil/interop"
@@ -18,9 +19,9 @@ import (
 // read its history and follow every change.
 func TestGoOwnerWithE3KitMembers(t *testing.T) {
 	var jv jwtVectors
-	loadVector(t, "jwt.json", &jv)
+	testkit.LoadVector(t, "jwt.json", &jv)
 	var kf keysFile
-	loadVector(t, "keys.json", &kf)
+	testkit.LoadVector(t, "keys.json", &kf)
 	pub, err := virgil.ParsePublicKeyBase64(jv.AppPublic)
 	if err != nil {
 		t.Fatal(err)

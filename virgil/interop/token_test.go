@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/virgil/emulator"
 	"github.com/groupsync/groupsync/virgil/interop"
@@ -20,7 +21,7 @@ import (
 // injected by the emulator reach the caller as E3Kit errors with the status.
 func TestTokenURLAndFaults(t *testing.T) {
 	var jv jwtVectors
-	loadVector(t, "jwt.json", &jv)
+	testkit.LoadVector(t, "jwt.json", &jv)
 	pub, err := virgil.ParsePublicKeyBase64(jv.AppPublic)
 	if err != nil {
 		t.Fatal(err)

@@ -5,8 +5,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"math/big"
-	"os"
 	"testing"
+
+	"github.com/groupsync/groupsync/internal/testkit"
 )
 
 // hexBytes is a hex string in the vector file.
@@ -49,14 +50,8 @@ type vectorFile struct {
 
 func loadVectors(t testing.TB) vectorFile {
 	t.Helper()
-	b, err := os.ReadFile("../../testdata/virgil/pythia.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var v vectorFile
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatal(err)
-	}
+	testkit.LoadVector(t, "pythia.json", &v)
 	if len(v.KeyPairs) == 0 || len(v.Transforms) == 0 {
 		t.Fatal("no vectors")
 	}
