@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/queue"
 )
 
@@ -77,7 +78,7 @@ func TestFullJobStreamRefusesNewJobs(t *testing.T) {
 		}
 		mustAck(t, d)
 	}
-	eventually(t, "room in the stream", func() bool { return q.CheckFill(ctx) == nil })
+	testkit.Eventually(t, 10*time.Second, "room in the stream", func() bool { return q.CheckFill(ctx) == nil })
 	mustPublish(t, q, newJob("job-4", "group-a"))
 }
 

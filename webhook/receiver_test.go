@@ -359,7 +359,7 @@ type enqueueOnly struct{}
 func (enqueueOnly) Enqueue(context.Context, groupsync.Job) (bool, error) { return false, nil }
 
 func TestTooBigEventWithoutRecorder(t *testing.T) {
-	b := &testBundle{logs: &logBuffer{}}
+	b := &testBundle{logs: &testkit.Buffer{}}
 	cfg := baseConfig(t, b.logs)
 	_, b = startServer(t, cfg, enqueueOnly{}, b)
 	if r := post(t, b.url, membersBody(t, groupsync.MaxEventMembers+1, "")); r.status != http.StatusRequestEntityTooLarge {
