@@ -1,0 +1,92 @@
+package testkit_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/groupsync/groupsync/internal/testkit"
+)
+
+// fatalTB records a Fatalf and stops the helper the way testing does, by
+// leaving the goroutine (here: a panic the caller recovers).
+type fatalTB struct {
+	testing.TB
+	msg string
+}
+
+type stopped struct{}
+
+func (f *fatalTB) Helper() {}
+
+func (f *fatalTB) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	panic(stopped{})
+}
+
+// run calls fn with a fatalTB and returns its Fatalf message, "" if none.
+func run(t *testing.T, fn func(tb testing.TB)) (msg string) {
+	f := &fatalTB{TB: t}
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(stopped); !ok {
+				panic(r)
+			}
+			msg = f.msg
+		}
+	}()
+	fn(f)
+	return ""
+}
+
+func TestEventuallyWaitsForTheCondition(t *testing.T) {
+	calls := 0
+	msg := run(t, func(tb testing.TB) {
+		testkit.Eventually(tb, 5*time.Second, "third call", func() bool { calls++; return calls == 3 })
+	})
+	if msg != "" || calls != 3 {
+		t.Errorf("Eventually stopped after %d calls with %q, want 3 calls and no failure", calls, msg)
+	}
+}
+
+func TestEventuallyErrFailsWithTheLastError(t *testing.T) {
+	msg := run(t, func(tb testing.TB) {
+		testkit.EventuallyErr(tb, 50*time.Millisecond, "never", func() error { return errors.New("still broken") })
+	})
+	if !strings.Contains(msg, "never") || !strings.Contains(msg, "still broken") {
+		t.Errorf("EventuallyErr failure = %q, want what and the last error", msg)
+	}
+}
+
+func TestBufferConcurrentWriters(t *testing.T) {
+	var b testkit.Buffer
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				_, _ = b.Write([]byte("x"))
+				_ = b.String()
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(b.String()); n != 800 {
+		t.Errorf("Buffer holds %d bytes, want 800", n)
+	}
+}
+
+func TestLoadVector(t *testing.T) {
+	var v map[string]any
+	testkit.LoadVector(t, "jwt.json", &v)
+	if len(v) == 0 {
+		t.Error("jwt.json decoded to nothing")
+	}
+	if msg := run(t, func(tb testing.TB) { testkit.LoadVector(tb, "no-such-vector.json", &v) }); msg == "" {
+		t.Error("LoadVector of a missing file did not fail")
+	}
+}
