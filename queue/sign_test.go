@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/queue"
 )
 
@@ -102,7 +103,7 @@ func TestUnauthenticatedJobsAreDeadLettered(t *testing.T) {
 		t.Fatalf("RetryAll = %d, %v; want %d, nil", n, err, len(cases))
 	}
 	mustNotNext(t, q, 0, 500*time.Millisecond)
-	eventually(t, "retried unauthenticated jobs dead-lettered again", func() bool {
+	testkit.Eventually(t, 10*time.Second, "retried unauthenticated jobs dead-lettered again", func() bool {
 		return len(mustFailed(t, q)) == len(cases)
 	})
 }
