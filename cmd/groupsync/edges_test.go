@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/virgil/emulator"
 )
@@ -106,7 +107,7 @@ func startEmulator(t *testing.T, env ...string) string {
 	t.Helper()
 	p := startInProcess(t, env, "emulator", "--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir())
 	var url string
-	eventually(t, 30*time.Second, "emulator listening", func() error {
+	testkit.EventuallyErr(t, 30*time.Second, "emulator listening", func() error {
 		m := listeningAddr.FindStringSubmatch(p.stderr.String())
 		if m == nil {
 			return fmt.Errorf("no address logged yet: %s", p.stderr.String())
@@ -168,7 +169,7 @@ func TestDevRefusesCardsWithoutVirgilSignature(t *testing.T) {
 		"dev", "--data-dir", dir, "--http-addr", "0.0.0.0:0", "--dev-insecure-listen-anywhere",
 		"--emulator-addr", "127.0.0.1:0", "--nats-port", "-1", "--partitions", "4")
 	d := &devInstance{proc: p, dir: dir}
-	eventually(t, 60*time.Second, "dev.json written", func() error {
+	testkit.EventuallyErr(t, 60*time.Second, "dev.json written", func() error {
 		select {
 		case <-p.exited:
 			return fmt.Errorf("dev exited: %v\nstderr:\n%s", p.err, p.stderr.String())
@@ -224,7 +225,7 @@ func TestDevRefusesCardsWithoutVirgilSignature(t *testing.T) {
 		t.Fatalf("webhook answered %d %s", code, out)
 	}
 	groupID := ids.Group("signed-by-another")
-	eventually(t, 60*time.Second, "the group exists without alice, and the refusal is logged", func() error {
+	testkit.EventuallyErr(t, 60*time.Second, "the group exists without alice, and the refusal is logged", func() error {
 		v, code, err := d.group(groupID)
 		if err != nil || code != http.StatusOK {
 			return fmt.Errorf("group: %d, %v", code, err)
