@@ -97,7 +97,7 @@
 // re-signs with Config.JobKey a job whose signature an accepted key made.
 // The signature covers the body only: someone who can publish on the job
 // subjects can replay a job that was signed, which the workers' idempotency
-// marks and ordering of events absorb (see DESIGN.md); NATS credentials keep
+// marks and ordering of events absorb (see docs/design.md); NATS credentials keep
 // them off the subjects in the first place.
 //
 // To rotate the key without stopping anything: give every process the new

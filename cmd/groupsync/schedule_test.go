@@ -14,6 +14,7 @@ import (
 	"github.com/groupsync/groupsync/cometchat"
 	"github.com/groupsync/groupsync/cometchat/cometchattest"
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/queue/natstest"
 	"github.com/groupsync/groupsync/virgil"
@@ -60,7 +61,7 @@ func TestScheduledReconcileStatus(t *testing.T) {
 	mustOpen(t, &Main{Config: wc})
 
 	env := []string{"GROUPSYNC_NATS_URL=" + ns.URL()}
-	eventually(t, 30*time.Second, "the scheduled reconcile ran", func() error {
+	testkit.EventuallyErr(t, 30*time.Second, "the scheduled reconcile ran", func() error {
 		code, out, errOut := runInProcess(t, env, "reconcile", "--status", "--json")
 		if code != 0 {
 			return fmt.Errorf("exit %d: %s", code, errOut)
@@ -94,7 +95,7 @@ func TestScheduledReconcileStatus(t *testing.T) {
 		Status   string   `json:"status"`
 		Degraded []string `json:"degraded"`
 	}
-	eventually(t, 30*time.Second, "/readyz", func() error {
+	testkit.EventuallyErr(t, 30*time.Second, "/readyz", func() error {
 		code, err := getJSON("http://"+serve.HTTPAddr+"/readyz", &ready)
 		if err == nil && (code != http.StatusOK || ready.Status != "degraded" || !slices.Contains(ready.Degraded, worker.ReasonNoReconciler)) {
 			err = fmt.Errorf("status %d %+v", code, ready)
