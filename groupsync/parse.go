@@ -377,11 +377,11 @@ func decodeID(field string, w wireString, lower bool) (string, *ValidationError)
 // docs/design.md's table; group_member_removed is treated as a kick; a ban or
 // unban whose members include the actor (data.by.uid) becomes
 // ActionReconcile, because CometChat is known to put the actor there
-// (WEBHOOKS.md §4).
+// (docs/cometchat-webhooks.md §4).
 //
 // Errors:
 //   - a *ValidationError when the body is not a JSON object or lacks a key
-//     WEBHOOKS.md §6 requires (trigger, appId, data.group.guid; non-empty
+//     docs/cometchat-webhooks.md §6 requires (trigger, appId, data.group.guid; non-empty
 //     data.members for group_member_*; data.by.uid for added, kicked, banned,
 //     unbanned and scope_changed; data.group.owner and data.group.oldOwner
 //     for group_owner_transferred), or when an id breaks the limits (at most
@@ -489,7 +489,7 @@ func parseData(ev Event, data *wireData) (Event, *ValidationError) {
 		return ev, verr
 	}
 
-	// Keys required per trigger (WEBHOOKS.md §6).
+	// Keys required per trigger (docs/cometchat-webhooks.md §6).
 	if strings.HasPrefix(string(ev.Trigger), "group_member_") && len(ev.Members) == 0 {
 		return ev, invalid("data.members", "must name at least one member")
 	}
@@ -505,7 +505,7 @@ func parseData(ev Event, data *wireData) (Event, *ValidationError) {
 		}
 	}
 
-	// The live bug of WEBHOOKS.md §4: a ban or unban naming its actor as the
+	// The live bug of docs/cometchat-webhooks.md §4: a ban or unban naming its actor as the
 	// member cannot be trusted.
 	if (ev.Trigger == TriggerMemberBanned || ev.Trigger == TriggerMemberUnbanned) && ev.By != "" {
 		for _, m := range ev.Members {
@@ -600,7 +600,7 @@ func normaliseMembers(members []Member) []Member {
 // key's recipe never collides with keys made by an older one.
 const keyVersion = "groupsync.idempotency.v1"
 
-// IdempotencyKey returns the content key of e (WEBHOOKS.md §4): the hex
+// IdempotencyKey returns the content key of e (docs/cometchat-webhooks.md §4): the hex
 // SHA-256 of an unambiguous, length-prefixed encoding of the app id, webhook
 // id, trigger, GUID, the sorted member UIDs with their scope and former
 // scope, the actor, the group's createdAt and updatedAt and, for an
