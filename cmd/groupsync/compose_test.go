@@ -33,25 +33,7 @@ type composeFile struct {
 // (Debian's docker-compose package) and checks the settings that durability
 // depends on.
 func TestDockerCompose(t *testing.T) {
-	if _, err := exec.LookPath("docker-compose"); err != nil {
-		t.Fatal("docker-compose not found: install it with `apt-get install docker-compose` (only its config check runs, no engine needed)")
-	}
-	cmd := exec.Command("docker-compose", "-f", "../../docker-compose.yml", "config")
-	cmd.Env = append(os.Environ(),
-		"GROUPSYNC_VIRGIL_APP_ID=app", "GROUPSYNC_VIRGIL_APP_KEY_ID=kid", "GROUPSYNC_VIRGIL_APP_KEY=key",
-		"GROUPSYNC_IDENTITY_SECRET=secret", "GROUPSYNC_WEBHOOK_USERNAME=user", "GROUPSYNC_WEBHOOK_PASSWORD=pass",
-		"GROUPSYNC_COMETCHAT_APP_ID=cc", "GROUPSYNC_NATS_PASSWORD=natspw", "GROUPSYNC_REDIS_PASSWORD=redispw",
-		"GROUPSYNC_JOB_KEY=jobkey")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("docker-compose config: %v\n%s", err, stderr.String())
-	}
-	var cf composeFile
-	if err := yaml.Unmarshal(out, &cf); err != nil {
-		t.Fatalf("parse docker-compose config output: %v", err)
-	}
+	cf := composeConfig(t)
 	for _, name := range []string{"nats", "redis", "serve", "worker", "emulator"} {
 		svc, ok := cf.Services[name]
 		if !ok {
@@ -147,25 +129,7 @@ func checkComposeEdges(t *testing.T, cf composeFile, natsConf string) {
 // worker pointed at all of them with streams of three replicas, and no port
 // published but serve's.
 func TestDockerComposeClusterProfile(t *testing.T) {
-	if _, err := exec.LookPath("docker-compose"); err != nil {
-		t.Fatal("docker-compose not found: install it with `apt-get install docker-compose`")
-	}
-	cmd := exec.Command("docker-compose", "-f", "../../docker-compose.yml", "--profile", "cluster", "config")
-	cmd.Env = append(os.Environ(),
-		"GROUPSYNC_VIRGIL_APP_ID=app", "GROUPSYNC_VIRGIL_APP_KEY_ID=kid", "GROUPSYNC_VIRGIL_APP_KEY=key",
-		"GROUPSYNC_IDENTITY_SECRET=secret", "GROUPSYNC_WEBHOOK_USERNAME=user", "GROUPSYNC_WEBHOOK_PASSWORD=pass",
-		"GROUPSYNC_COMETCHAT_APP_ID=cc", "GROUPSYNC_NATS_PASSWORD=natspw", "GROUPSYNC_REDIS_PASSWORD=redispw",
-		"GROUPSYNC_JOB_KEY=jobkey")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("docker-compose --profile cluster config: %v\n%s", err, stderr.String())
-	}
-	var cf composeFile
-	if err := yaml.Unmarshal(out, &cf); err != nil {
-		t.Fatal(err)
-	}
+	cf := composeConfig(t, "--profile", "cluster")
 	for _, name := range []string{"nats-1", "nats-2", "nats-3", "redis-master", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3", "worker-ha"} {
 		svc, ok := cf.Services[name]
 		if !ok {
@@ -213,4 +177,31 @@ func TestDockerComposeClusterProfile(t *testing.T) {
 			t.Errorf("serve-ha publishes %v beyond loopback by default", p)
 		}
 	}
+}
+
+// composeConfig runs `docker-compose [args] config` on docker-compose.yml
+// with every required variable set (passwords natspw and redispw) and
+// parses what it prints.
+func composeConfig(t *testing.T, args ...string) composeFile {
+	t.Helper()
+	if _, err := exec.LookPath("docker-compose"); err != nil {
+		t.Fatal("docker-compose not found: install it with `apt-get install docker-compose` (only its config check runs, no engine needed)")
+	}
+	cmd := exec.Command("docker-compose", append(append([]string{"-f", "../../docker-compose.yml"}, args...), "config")...)
+	cmd.Env = append(os.Environ(),
+		"GROUPSYNC_VIRGIL_APP_ID=app", "GROUPSYNC_VIRGIL_APP_KEY_ID=kid", "GROUPSYNC_VIRGIL_APP_KEY=key",
+		"GROUPSYNC_IDENTITY_SECRET=secret", "GROUPSYNC_WEBHOOK_USERNAME=user", "GROUPSYNC_WEBHOOK_PASSWORD=pass",
+		"GROUPSYNC_COMETCHAT_APP_ID=cc", "GROUPSYNC_NATS_PASSWORD=natspw", "GROUPSYNC_REDIS_PASSWORD=redispw",
+		"GROUPSYNC_JOB_KEY=jobkey")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("docker-compose %v config: %v\n%s", args, err, stderr.String())
+	}
+	var cf composeFile
+	if err := yaml.Unmarshal(out, &cf); err != nil {
+		t.Fatalf("parse docker-compose config output: %v", err)
+	}
+	return cf
 }

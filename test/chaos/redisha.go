@@ -1,10 +1,9 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // redisProc is a redis-server child process started with extra arguments
@@ -78,7 +79,7 @@ func (r *redisProc) start() error {
 	r.cmd, r.done = cmd, done
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := redisCommand(r.addr(), "PING"); err == nil {
+		if err := redisPing(r.addr()); err == nil {
 			return nil
 		}
 		select {
@@ -160,7 +161,11 @@ func (h *redisHA) URL() string {
 func (h *redisHA) master() (*redisProc, error) {
 	var last error
 	for _, s := range h.sentinels {
-		r, err := redisCommand(s.addr(), "SENTINEL", "get-master-addr-by-name", sentinelMaster)
+		sc := redis.NewSentinelClient(&redis.Options{Addr: s.addr(), DialTimeout: time.Second, ReadTimeout: 2 * time.Second})
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		r, err := sc.GetMasterAddrByName(ctx, sentinelMaster).Result()
+		cancel()
+		sc.Close()
 		if err != nil || len(r) != 2 {
 			last = fmt.Errorf("%s: %v %v", s.name, r, err)
 			continue
@@ -190,7 +195,7 @@ func (h *redisHA) KillMaster() (time.Duration, error) {
 	for {
 		m, err := h.master()
 		if err == nil && m != old {
-			if role, err := redisCommand(m.addr(), "ROLE"); err == nil && len(role) > 0 && role[0] == "master" {
+			if redisRole(m.addr()) == "master" {
 				break
 			}
 		}
@@ -211,80 +216,26 @@ func (h *redisHA) stop() {
 	}
 }
 
-// redisCommand sends one command over RESP and returns a status or bulk
-// string as one element, or the bulk strings of an array (nested arrays and
-// integers are returned as their first line).
-func redisCommand(addr string, args ...string) ([]string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return nil, err
-	}
+// redisPing asks the server at addr for PONG.
+func redisPing(addr string) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := c.Write([]byte(b.String())); err != nil {
-		return nil, err
-	}
-	rd := bufio.NewReader(c)
-	line, err := rd.ReadString('\n')
-	if err != nil {
-		return nil, err
-	}
-	line = strings.TrimRight(line, "\r\n")
-	switch {
-	case line == "":
-		return nil, errors.New("empty answer")
-	case line[0] == '-':
-		return nil, errors.New(line[1:])
-	case line[0] == '+' || line[0] == ':':
-		return []string{line[1:]}, nil
-	case line[0] == '$':
-		s, err := readBulk(rd, line)
-		if err != nil || s == nil {
-			return nil, err
-		}
-		return []string{*s}, nil
-	case line[0] == '*':
-		n, _ := strconv.Atoi(line[1:])
-		var out []string
-		for range n {
-			l, err := rd.ReadString('\n')
-			if err != nil {
-				return nil, err
-			}
-			l = strings.TrimRight(l, "\r\n")
-			if strings.HasPrefix(l, "$") {
-				s, err := readBulk(rd, l)
-				if err != nil {
-					return nil, err
-				}
-				if s != nil {
-					out = append(out, *s)
-				}
-				continue
-			}
-			if len(l) > 0 && l[0] != '*' {
-				out = append(out, l[1:])
-			}
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("unexpected answer %q", line)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return c.Ping(ctx).Err()
 }
 
-func readBulk(rd *bufio.Reader, header string) (*string, error) {
-	n, err := strconv.Atoi(header[1:])
-	if err != nil || n < 0 {
-		return nil, err
+// redisRole returns the role ("master", "slave") of the server at addr, or
+// "" when it does not answer.
+func redisRole(addr string) string {
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	r, err := c.Do(ctx, "ROLE").Slice()
+	if err != nil || len(r) == 0 {
+		return ""
 	}
-	buf := make([]byte, n+2)
-	if _, err := io.ReadFull(rd, buf); err != nil {
-		return nil, err
-	}
-	s := string(buf[:n])
-	return &s, nil
+	role, _ := r[0].(string)
+	return role
 }
