@@ -24,10 +24,19 @@ type Meta struct {
 }
 
 // OpenMeta creates or opens the bucket of a Meta on js (bucket
-// DefaultMetaBucket when empty; replicas 1 when 0).
+// DefaultMetaBucket when empty). A new bucket gets replicas copies (1 when
+// 0); a live one is changed only when replicas is set and differs, so
+// processes starting together do not rewrite it under each other.
 func OpenMeta(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*Meta, error) {
 	if bucket == "" {
 		bucket = DefaultMetaBucket
+	}
+	if kv, err := js.KeyValue(ctx, bucket); err == nil {
+		st, err := kv.Status(ctx)
+		bs, ok := st.(*jetstream.KeyValueBucketStatus)
+		if err == nil && (replicas == 0 || ok && bs.StreamInfo().Config.Replicas == replicas) {
+			return &Meta{kv: kv, now: time.Now}, nil
+		}
 	}
 	if replicas == 0 {
 		replicas = 1

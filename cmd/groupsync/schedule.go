@@ -68,13 +68,14 @@ func (m membership) Groups(ctx context.Context, fn func([]worker.GroupCount) err
 	})
 }
 
-// openMeta opens the workers' bookkeeping in JetStream (worker.Meta).
-func openMeta(ctx context.Context, nc *nats.Conn) (*worker.Meta, error) {
+// openMeta opens the workers' bookkeeping in JetStream (worker.Meta), with
+// the streams' replica count (0: as it is, 1 for a new bucket).
+func openMeta(ctx context.Context, nc *nats.Conn, replicas int) (*worker.Meta, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return worker.OpenMeta(ctx, js, "", 0)
+	return worker.OpenMeta(ctx, js, "", replicas)
 }
 
 // printReconcileStatus writes the last scheduled reconcile's outcome, as a
@@ -150,7 +151,7 @@ func showReconcileStatus(ctx context.Context, s *settings, out io.Writer, asJSON
 		return err
 	}
 	defer conn.Close()
-	meta, err := openMeta(ctx, conn)
+	meta, err := openMeta(ctx, conn, 0)
 	if err != nil {
 		return err
 	}

@@ -336,7 +336,7 @@ func (m *Main) openWorker(ctx context.Context, c WorkerConfig) error {
 		}
 		pc.Reconciler, pc.Groups = membership{cc}, membership{cc}
 	}
-	if pc.Meta, err = openMeta(ctx, m.nc); err != nil {
+	if pc.Meta, err = openMeta(ctx, m.nc, m.Config.Queue.Replicas); err != nil {
 		return err
 	}
 	pool, err := worker.New(pc, m.Queue, m.Store, worker.NewVirgilGroups(owner, c.Identities))

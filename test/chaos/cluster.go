@@ -324,13 +324,19 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 		c.serves = append(c.serves, p)
 	}
 	c.serve = c.serves[0]
-	for range cfg.Workers {
-		if _, err = c.StartWorker(); err != nil {
+	for i, p := range c.serves {
+		if err = poll(ctx, 60*time.Second, "serve ready", func() error { return c.healthy(c.HTTPURLs[i]+"/readyz", p) }); err != nil {
 			return c, err
 		}
 	}
-	for i, p := range c.serves {
-		if err = poll(ctx, 60*time.Second, "serve ready", func() error { return c.healthy(c.HTTPURLs[i]+"/readyz", p) }); err != nil {
+	// Workers start once the streams exist, and each must come up: a worker
+	// that dies at start would otherwise only show as jobs that wait.
+	for range cfg.Workers {
+		w, err := c.StartWorker()
+		if err != nil {
+			return c, err
+		}
+		if err = poll(ctx, 60*time.Second, "worker up", func() error { return c.healthy(w.MetricsURL+"/healthz", w) }); err != nil {
 			return c, err
 		}
 	}
