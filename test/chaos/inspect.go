@@ -35,8 +35,10 @@ func (c *Cluster) CPU() map[string]time.Duration {
 	if c.emulator != nil && c.emulator.Running() {
 		add("emulator", c.emulator.Pid())
 	}
-	if c.serve != nil && c.serve.Running() {
-		add("serve", c.serve.Pid())
+	for _, s := range c.serves {
+		if s.Running() {
+			add("serve", s.Pid())
+		}
 	}
 	for _, w := range c.workers {
 		if w.Running() {
@@ -44,12 +46,33 @@ func (c *Cluster) CPU() map[string]time.Duration {
 		}
 	}
 	c.mu.Unlock()
-	c.redis.mu.Lock()
-	if c.redis.cmd != nil {
-		add("redis", c.redis.cmd.Process.Pid)
+	if c.redis != nil {
+		c.redis.mu.Lock()
+		if c.redis.cmd != nil {
+			add("redis", c.redis.cmd.Process.Pid)
+		}
+		c.redis.mu.Unlock()
 	}
-	c.redis.mu.Unlock()
-	add("nats", os.Getpid())
+	if c.redisH != nil {
+		for _, r := range append(append([]*redisProc{}, c.redisH.servers...), c.redisH.sentinels...) {
+			r.mu.Lock()
+			if r.cmd != nil {
+				add("redis", r.cmd.Process.Pid)
+			}
+			r.mu.Unlock()
+		}
+	}
+	if c.natsC == nil {
+		add("nats", os.Getpid()) // in this process
+		return out
+	}
+	c.natsC.mu.Lock()
+	for _, n := range c.natsC.nodes {
+		if n.cmd != nil {
+			add("nats", n.cmd.Process.Pid)
+		}
+	}
+	c.natsC.mu.Unlock()
 	return out
 }
 
