@@ -215,16 +215,24 @@ func checkHistory(t *testing.T, natsURL, guid string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out, errb bytes.Buffer
-	if code := run(ctx, []string{"history", strings.ToUpper(guid), "--json"}, getenv, &out, &errb); code != 0 {
-		t.Fatalf("history --json: exit %d: %s", code, errb.String())
-	}
 	var recs []queue.AuditRecord
-	if err := json.Unmarshal(out.Bytes(), &recs); err != nil {
-		t.Fatalf("history --json: %v\n%s", err, out.String())
-	}
-	if len(recs) == 0 || recs[0].Action != "create" || recs[0].GUID != guid || recs[0].JobID == "" || recs[0].Trigger != "group_created" {
-		t.Fatalf("history of %s = %+v, want its create first", guid, recs)
-	}
+	// The worker appends to the audit trail after the job's changes are
+	// visible in Virgil, so the record may lag the group by a moment.
+	testkit.EventuallyErr(t, 30*time.Second, "the audit trail records the create", func() error {
+		out.Reset()
+		errb.Reset()
+		if code := run(ctx, []string{"history", strings.ToUpper(guid), "--json"}, getenv, &out, &errb); code != 0 {
+			return fmt.Errorf("history --json: exit %d: %s", code, errb.String())
+		}
+		recs = nil
+		if err := json.Unmarshal(out.Bytes(), &recs); err != nil {
+			return fmt.Errorf("history --json: %v\n%s", err, out.String())
+		}
+		if len(recs) == 0 || recs[0].Action != "create" || recs[0].GUID != guid || recs[0].JobID == "" || recs[0].Trigger != "group_created" {
+			return fmt.Errorf("history of %s = %+v, want its create first", guid, recs)
+		}
+		return nil
+	})
 	out.Reset()
 	if code := run(ctx, []string{"history", guid}, getenv, &out, &errb); code != 0 {
 		t.Fatalf("history: exit %d: %s", code, errb.String())
