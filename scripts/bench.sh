@@ -2,7 +2,8 @@
 # Measures groupsync and prints a table; every figure also goes to
 # bench-results/bench.json. Nothing here asserts on time: it reports.
 #
-#   1. webhook -> PubAck vs raw JetStream publish (go test ./webhook)
+#   1. webhook -> PubAck vs raw JetStream publish (go test ./webhook), on one
+#      embedded server and on a 3-node cluster with R3 streams
 #   2. end-to-end latency webhook 200 -> Virgil group changed, at a fixed
 #      offered rate, against the binary with the emulator (test/chaos):
 #      group creations at BENCH_RATE, and membership changes of 30-member
@@ -33,6 +34,9 @@ step() { printf '\n== %s\n' "$*" >&2; }
 
 step "webhook -> PubAck vs raw JetStream publish"
 go test ./webhook -run TestPrintThroughputRatio -webhook.ratio -count=1 -v | tee "$out/ratio.txt" >&2
+
+step "webhook -> PubAck vs raw JetStream publish on a 3-node cluster, R3 streams"
+go test ./webhook -run TestPrintClusterThroughputRatio -webhook.cluster-ratio -count=1 -v | tee "$out/ratio-cluster.txt" >&2
 
 step "latency of group creations at $rate/s for $duration ($latw workers)"
 go run ./test/chaos -mode latency -pattern create -rate "$rate" -duration "$duration" -workers "$latw" \
@@ -66,6 +70,11 @@ m = re.search(r"BenchmarkRawPublish.*?([\d.]+) msg/s", ratio); raw = float(m.gro
 m = re.search(r"BenchmarkWebhookToPubAck.*?([\d.]+) msg/s", ratio); hook = float(m.group(1)) if m else None
 m = re.search(r"ratio webhook/raw = ([\d.]+)", ratio)
 res["intake"] = {"raw_publish_msg_s": raw, "webhook_msg_s": hook, "ratio": float(m.group(1)) if m else None, "target": 0.5}
+ratio = open(f"{out}/ratio-cluster.txt").read()
+m = re.search(r"BenchmarkClusterRawPublish.*?([\d.]+) msg/s", ratio); craw = float(m.group(1)) if m else None
+m = re.search(r"BenchmarkClusterWebhookToPubAck.*?([\d.]+) msg/s", ratio); chook = float(m.group(1)) if m else None
+m = re.search(r"cluster throughput ratio webhook/raw = ([\d.]+)", ratio)
+res["intake_cluster"] = {"nodes": 3, "replicas": 3, "raw_publish_msg_s": craw, "webhook_msg_s": chook, "ratio": float(m.group(1)) if m else None}
 res["latency"] = json.load(open(f"{out}/latency.json"))
 res["latency_membership"] = json.load(open(f"{out}/latency-membership.json"))
 res["throughput"] = json.load(open(f"{out}/throughput.json"))
@@ -85,6 +94,10 @@ i = res["intake"]
 print(f"| webhook -> PubAck | {f(hook, '{:.0f}')} msg/s |")
 print(f"| raw JetStream publish | {f(raw, '{:.0f}')} msg/s |")
 print(f"| ratio webhook/raw (target 0.5) | {f(i['ratio'])} |")
+i = res["intake_cluster"]
+print(f"| 3-node cluster, R3: webhook -> PubAck | {f(i['webhook_msg_s'], '{:.0f}')} msg/s |")
+print(f"| 3-node cluster, R3: raw JetStream publish | {f(i['raw_publish_msg_s'], '{:.0f}')} msg/s |")
+print(f"| 3-node cluster, R3: ratio webhook/raw | {f(i['ratio'])} |")
 for l in (res["latency"], res["latency_membership"]):
     print(f"| latency 200 -> Virgil, {l['pattern']} events at {l['offered_rate']:.0f}/s, {l['workers']} workers: p50 / p95 / p99 (target p99 < 100 ms) | {l['p50_ms']:.1f} / {l['p95_ms']:.1f} / {l['p99_ms']:.1f} ms |")
     print(f"| {l['pattern']} events applied / accepted; applied rate | {l['measured']} / {l['accepted']} ({l['unseen']} unseen); {l['applied_rate']:.0f}/s |")
