@@ -100,6 +100,9 @@ var options = map[string]option{
 	"emulator-service-key":         {name: "emulator-service-key", usage: "emulator: private key of its card signatures, base64 PKCS#8 (empty: kept in the data dir)", secret: true},
 	"reconcile-interval":           {name: "reconcile-interval", usage: "worker: how often one worker reconciles every group with CometChat when an API key is set (0: never)", def: "1h"},
 	"reconcile-rate":               {name: "reconcile-rate", usage: "worker: CometChat REST requests per second the scheduled reconcile may cause", def: "2"},
+	"console-addr":                 {name: "console-addr", usage: "listen address of the web console (serve: empty turns it off; dev: on loopback, 127.0.0.1:8090 or a free port when empty)"},
+	"console-username":             {name: "console-username", usage: "web console: Basic auth user name (serve: with console-addr and the password, turns the console on)"},
+	"console-password":             {name: "console-password", usage: "web console: Basic auth password, at least 12 characters", secret: true},
 	"loss-window":                  {name: "loss-window", usage: "worker: how long membership changes are checked with CometChat after a loss of Redis's data is found", def: "5m"},
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/groupsync/groupsync/cometchat"
+	"github.com/groupsync/groupsync/console"
 	"github.com/groupsync/groupsync/groupsync"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/redact"
@@ -65,6 +66,19 @@ type Config struct {
 	Serve *webhook.Config
 	// Worker, when set, runs a worker pool.
 	Worker *WorkerConfig
+	// Console, when set, serves the web console (with Serve: it needs the
+	// queue, and shows the store and Virgil when the process has them).
+	Console *ConsoleConfig
+}
+
+// ConsoleConfig serves the web console.
+type ConsoleConfig struct {
+	// Console configures the console; Open fills in its Logger,
+	// Registerer and Version.
+	Console console.Config
+	// AnyPortIfTaken listens on a free port of the address's host when its
+	// port is taken (dev mode).
+	AnyPortIfTaken bool
 }
 
 // NATSConfig says how to reach NATS: servers, credentials, TLS. Every role
@@ -157,9 +171,10 @@ var (
 	clientAPIOptions = []string{"client-rate", "client-burst", "client-uid-rate", "client-uid-burst", "client-trusted-proxies", "cors-allowed-origins"}
 	webhookOptions   = join([]string{"http-addr", "webhook-username", "webhook-password", "webhook-id", "client-auth", "max-clock-skew"}, cometchatOptions, clientAPIOptions)
 	reconcileOptions = []string{"reconcile-interval", "reconcile-rate", "loss-window"}
+	consoleOptions   = []string{"console-addr", "console-username", "console-password"}
 	workerOptions    = join([]string{"concurrency", "owner-key-file", "metrics-addr", "pprof"}, auditOptions, cometchatOptions, reconcileOptions)
 	emulatorOptions  = []string{"http-addr", "data-dir", "emulator-debug-api", "emulator-service-key"}
-	devOptions       = join([]string{"http-addr", "data-dir", "emulator-addr", "nats-port", "owner-identity", "concurrency", "max-clock-skew", "virgil-service-key", devInsecureFlag}, auditOptions, cometchatOptions, clientAPIOptions, reconcileOptions)
+	devOptions       = join([]string{"http-addr", "data-dir", "emulator-addr", "console-addr", "nats-port", "owner-identity", "concurrency", "max-clock-skew", "virgil-service-key", devInsecureFlag}, auditOptions, cometchatOptions, clientAPIOptions, reconcileOptions)
 )
 
 // join concatenates option groups.
@@ -684,11 +699,14 @@ func parseBackends(s *settings, cfg *Config, name string) (*groupsync.Identities
 func parseServe(e env, args []string) (Config, error) {
 	var cfg Config
 	s, err := parseRole(e, "serve", args, "json", &cfg,
-		join(natsOptions, queueOptions, jobKeyOptions, storeOptions, virgilOptions, identityOptions, webhookOptions)...)
+		join(natsOptions, queueOptions, jobKeyOptions, storeOptions, virgilOptions, identityOptions, webhookOptions, consoleOptions)...)
 	if err != nil {
 		return cfg, err
 	}
 	if cfg.Serve, err = parseWebhook(s, cfg.Logger); err != nil {
+		return cfg, err
+	}
+	if cfg.Console, err = parseConsole(s); err != nil {
 		return cfg, err
 	}
 	ids, err := parseBackends(s, &cfg, "groupsync-serve")
@@ -763,4 +781,32 @@ func emulatorConfig(jwt *virgil.JWTGenerator, dir string, serviceKey *virgil.Pri
 		Logger:       log,
 		DebugAPI:     debug,
 	}
+}
+
+// parseConsole reads the web console's settings: nil when none is set (the
+// console is off), an error naming what is missing when only some are.
+func parseConsole(s *settings) (*ConsoleConfig, error) {
+	addr := s.mustStr("console-addr")
+	user := s.mustStr("console-username")
+	pass, err := s.str("console-password")
+	if err != nil {
+		return nil, err
+	}
+	if addr == "" && user == "" && pass == "" {
+		return nil, nil
+	}
+	var missing []string
+	for _, m := range []struct{ name, v string }{{"console-addr", addr}, {"console-username", user}, {"console-password", pass}} {
+		if m.v == "" {
+			missing = append(missing, m.name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, usagef("the web console needs console-addr, console-username and console-password together; %s not set (set all three, or none to leave it off)", strings.Join(missing, ", "))
+	}
+	cfg := console.Config{Addr: addr, Username: user, Password: pass}
+	if err := cfg.Validate(); err != nil {
+		return nil, usagef("%v", err)
+	}
+	return &ConsoleConfig{Console: cfg}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/groupsync/groupsync/console"
 	"github.com/groupsync/groupsync/groupsync"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/virgil"
@@ -74,9 +75,14 @@ func parseDev(e env, args []string) (*devConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	consoleAddr := s.mustStr("console-addr")
+	if consoleAddr == "" {
+		consoleAddr = console.DefaultAddr
+	}
 	exposed, err := checkDevListen(map[string]string{
 		"http-addr":     s.mustStr("http-addr"),
 		"emulator-addr": s.mustStr("emulator-addr"),
+		"console-addr":  consoleAddr,
 	}, anywhere)
 	if err != nil {
 		return nil, err
@@ -159,6 +165,10 @@ func parseDev(e env, args []string) (*devConfig, error) {
 		Tokens:       webhook.VirgilTokens{Generator: jwt},
 	}
 	cfg.Serve.Limits, cfg.Serve.CORS = clientAPI.Limits, clientAPI.CORS
+	cfg.Console = &ConsoleConfig{
+		Console:        console.Config{Addr: consoleAddr, Username: sec.ConsoleUsername, Password: sec.ConsolePassword},
+		AnyPortIfTaken: true,
+	}
 	for _, a := range exposed {
 		cfg.Logger.Warn().Str("listen", a).Msgf("DEV MODE LISTENS BEYOND LOOPBACK (--%s): anyone who reaches %s can act as any user (X-CometChat-UID is trusted), inject Virgil faults and read groups; never do this on a shared network",
 			devInsecureFlag, a)
@@ -199,6 +209,7 @@ func (dc *devConfig) info(m *Main) devInfo {
 		ClientUIDHeader: webhook.HeaderUID,
 		Virgil:          devVirgilInfo{AppID: sec.VirgilAppID, AppKeyID: sec.VirgilAppKeyID, AppKey: sec.VirgilAppKey, ServiceKey: dc.Worker.ServiceKey.MarshalSPKIBase64()},
 		OwnerIdentity:   dc.Worker.OwnerIdentity,
+		Console:         devConsole{URL: "http://" + m.ConsoleAddr, Username: sec.ConsoleUsername, Password: sec.ConsolePassword},
 	}
 }
 
@@ -229,6 +240,7 @@ groupsync dev is running (data in %s)
   client API   GET  %s/v1/virgil-jwt, POST %s/v1/get-identities
                header %s: <uid> is trusted without a CometChat token (dev only)
                browser pages on http://localhost:*, http://127.0.0.1:* may call it (CORS)
+  console      %s/   Basic auth %s / %s (failed jobs, groups, why a member is or is not in a group)
   Virgil       %s (local emulator; groups at /_emulator/groups/<group id>?owner=%s)
   NATS         %s
   store        %s
@@ -240,7 +252,7 @@ Try it:
 
 Ctrl-C stops it; starting again on the same data dir keeps every group and job.
 `, dir, info.HTTPURL, info.Webhook.Path, info.Webhook.Username, info.Webhook.Password, info.CometChatAppID,
-		info.HTTPURL, info.HTTPURL, info.ClientUIDHeader, info.VirgilAPIURL, info.OwnerIdentity, info.NATSURL, store,
+		info.HTTPURL, info.HTTPURL, info.ClientUIDHeader, info.Console.URL, info.Console.Username, info.Console.Password, info.VirgilAPIURL, info.OwnerIdentity, info.NATSURL, store,
 		filepath.Join(dir, "dev.json"),
 		info.Webhook.Username, info.Webhook.Password, info.HTTPURL, info.Webhook.Path, info.ClientUIDHeader, info.HTTPURL)
 }

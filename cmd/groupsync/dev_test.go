@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,7 +32,7 @@ func startDev(t *testing.T, dir string, binary bool, env ...string) *devInstance
 	t.Helper()
 	os.Remove(filepath.Join(dir, "dev.json"))
 	args := []string{"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0",
-		"--emulator-addr", "127.0.0.1:0", "--nats-port", "-1", "--partitions", "4"}
+		"--emulator-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0", "--nats-port", "-1", "--partitions", "4"}
 	start := startInProcess
 	if binary {
 		start = startBinary
@@ -143,7 +145,8 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 	// A second start on the same folder keeps the group, the credentials and
 	// the queue.
 	d2 := startDev(t, dir, true)
-	if d2.info.Webhook.Password != d.info.Webhook.Password || d2.info.Virgil.AppKey != d.info.Virgil.AppKey {
+	if d2.info.Webhook.Password != d.info.Webhook.Password || d2.info.Virgil.AppKey != d.info.Virgil.AppKey ||
+		d2.info.Console.Password != d.info.Console.Password || d.info.Console.Password == "" {
 		t.Error("restart made new credentials instead of reusing the data dir's")
 	}
 	if got := d2.groupIdentity(t, "project-falcon"); got != groupID {
@@ -159,7 +162,7 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 		t.Fatalf("repeated webhook answered %d %s", code, out)
 	}
 	d2.proc.stop(t)
-	for _, secret := range []string{d.info.Webhook.Password, d.info.Virgil.AppKey, readDevSecrets(t, dir).JobKey} {
+	for _, secret := range []string{d.info.Webhook.Password, d.info.Virgil.AppKey, readDevSecrets(t, dir).JobKey, d.info.Console.Password} {
 		for _, out := range []string{d.proc.stderr.String(), d2.proc.stderr.String()} {
 			if strings.Contains(out, secret) {
 				t.Error("a secret from dev.json appears in the logs")
@@ -277,6 +280,106 @@ func TestFailedJobListedAndRetried(t *testing.T) {
 		t.Errorf("after the replay jobs failed --json = %q (exit %d), want []", stdout, code)
 	}
 	d.proc.stop(t)
+}
+
+// consoleDo sends a request to dev's web console with its credentials
+// (none when anonymous), asking for JSON; it decodes a 200's body into v.
+func (d *devInstance) consoleDo(t *testing.T, method, path string, form url.Values, anonymous bool, v any) (int, http.Header) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, d.info.Console.URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if !anonymous {
+		req.SetBasicAuth(d.info.Console.Username, d.info.Console.Password)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("console %s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && v != nil {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("console %s %s: %v", method, path, err)
+		}
+	}
+	return resp.StatusCode, resp.Header
+}
+
+// TestDevConsoleRetriesAFailedJob: dev serves the console on loopback with
+// the credentials of dev.json; a job that failed for good is listed there,
+// and once its cause is gone, retried from it.
+func TestDevConsoleRetriesAFailedJob(t *testing.T) {
+	dir := t.TempDir()
+	d := startDev(t, dir, false)
+	if !strings.HasPrefix(d.info.Console.URL, "http://127.0.0.1:") || d.info.Console.Username == "" || len(d.info.Console.Password) < 12 {
+		t.Fatalf("dev.json console = %+v, want a loopback URL and credentials", d.info.Console)
+	}
+	if !strings.Contains(d.proc.stdout.String(), d.info.Console.URL) {
+		t.Errorf("the banner does not show the console's URL %s", d.info.Console.URL)
+	}
+	if code, _ := d.consoleDo(t, "GET", "/", nil, true, nil); code != http.StatusUnauthorized {
+		t.Errorf("console without credentials = %d, want 401", code)
+	}
+	const guid = "too-big-for-the-console"
+	if code, out := d.postWebhook(t, bigGroupBody(guid, 101, 1718000000)); code != http.StatusOK {
+		t.Fatalf("webhook answered %d %s", code, out)
+	}
+	var list struct {
+		Jobs []struct {
+			ID   string `json:"id"`
+			GUID string `json:"guid"`
+		} `json:"jobs"`
+	}
+	var csrf string
+	testkit.EventuallyErr(t, 60*time.Second, "failed job listed by the console", func() error {
+		code, h := d.consoleDo(t, "GET", "/failed?group="+guid, nil, false, &list)
+		if code != http.StatusOK || len(list.Jobs) != 1 {
+			return fmt.Errorf("status %d, %d jobs", code, len(list.Jobs))
+		}
+		csrf = h.Get("X-CSRF-Token")
+		return nil
+	})
+	for i, uid := range []string{"member-099", "member-100"} {
+		if code, out := d.postWebhook(t, kickBody(guid, uid, 1718000000, 1718000100+int64(i))); code != http.StatusOK {
+			t.Fatalf("kick answered %d %s", code, out)
+		}
+	}
+	if code, _ := d.consoleDo(t, "POST", "/failed/retry", url.Values{"id": {list.Jobs[0].ID}}, false, nil); code != http.StatusForbidden {
+		t.Errorf("retry without the CSRF token = %d, want 403", code)
+	}
+	var res struct {
+		Retried int `json:"retried"`
+	}
+	if code, _ := d.consoleDo(t, "POST", "/failed/retry", url.Values{"id": {list.Jobs[0].ID}, "csrf": {csrf}}, false, &res); code != http.StatusOK || res.Retried != 1 {
+		t.Fatalf("retry from the console = %d %+v, want retried 1", code, res)
+	}
+	ids, err := groupsync.NewIdentities([]byte(readSecret(t, dir)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.EventuallyErr(t, 60*time.Second, "retried job creates the group", func() error {
+		v, code, err := d.group(ids.Group(guid))
+		if err != nil || code != http.StatusOK || !slices.Contains(v.Participants, d.info.OwnerIdentity) {
+			return fmt.Errorf("status %d, %v, view %+v", code, err, v)
+		}
+		return nil
+	})
+	if code, _ := d.consoleDo(t, "GET", "/failed?group="+guid, nil, false, &list); code != http.StatusOK || len(list.Jobs) != 0 {
+		t.Errorf("after the retry the console lists %d failed jobs of the group (status %d), want none", len(list.Jobs), code)
+	}
+	d.proc.stop(t)
+	if strings.Contains(d.proc.stderr.String(), d.info.Console.Password) {
+		t.Error("the console's password appears in dev's log")
+	}
 }
 
 func readSecret(t *testing.T, dir string) string {

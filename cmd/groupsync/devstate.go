@@ -28,6 +28,24 @@ type devSecrets struct {
 	// JobKey signs dev's jobs; data dirs made before it existed get one on
 	// their next start.
 	JobKey string `json:"job_key"`
+	// ConsoleUsername and ConsolePassword are the web console's
+	// credentials; data dirs made before the console get them on their
+	// next start.
+	ConsoleUsername string `json:"console_username"`
+	ConsolePassword string `json:"console_password"`
+}
+
+// fillNew gives s the secrets added since its data dir was made, and
+// reports whether it changed.
+func (s *devSecrets) fillNew() bool {
+	changed := false
+	if s.JobKey == "" {
+		s.JobKey, changed = randomHex(32), true
+	}
+	if s.ConsoleUsername == "" || s.ConsolePassword == "" {
+		s.ConsoleUsername, s.ConsolePassword, changed = "operator", randomHex(16), true
+	}
+	return changed
 }
 
 func randomHex(n int) string {
@@ -47,8 +65,7 @@ func loadOrCreateDevSecrets(dir string) (*devSecrets, error) {
 		if err := json.Unmarshal(b, &s); err != nil {
 			return nil, fmt.Errorf("dev: %s is damaged (%v); remove the data dir to start afresh", path, err)
 		}
-		if s.JobKey == "" {
-			s.JobKey = randomHex(32)
+		if s.fillNew() {
 			if err := s.save(path); err != nil {
 				return nil, err
 			}
@@ -76,8 +93,8 @@ func loadOrCreateDevSecrets(dir string) (*devSecrets, error) {
 		VirgilAppKey:     appKey.MarshalPKCS8Base64(),
 		EmulatorService:  serviceKey.MarshalPKCS8Base64(),
 		OwnerKeyFileName: "owner.key",
-		JobKey:           randomHex(32),
 	}
+	s.fillNew()
 	if err := s.save(path); err != nil {
 		return nil, err
 	}
@@ -137,6 +154,14 @@ type devInfo struct {
 	ClientUIDHeader string        `json:"client_uid_header"`
 	Virgil          devVirgilInfo `json:"virgil"`
 	OwnerIdentity   string        `json:"owner_identity"`
+	Console         devConsole    `json:"console"`
+}
+
+// devConsole is how to reach dev's web console.
+type devConsole struct {
+	URL      string `json:"url"`
+	Username string `json:"username"`
+	Password string `json:"password"`
 }
 
 type devWebhook struct {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,10 @@ func TestEdgesFailClosed(t *testing.T) {
 		{"DevEmulatorOnAllInterfaces", []string{"GROUPSYNC_EMULATOR_ADDR=:8271"}, []string{"dev", "--data-dir", "/nonexistent/groupsync"}, "emulator-addr=:8271"},
 		{"BadStreamMaxBytes", []string{"GROUPSYNC_STREAM_MAX_BYTES=lots"}, []string{"jobs", "failed"}, "stream-max-bytes"},
 		{"ZeroStreamMaxMsgs", []string{"GROUPSYNC_STREAM_MAX_MSGS=0"}, []string{"jobs", "failed"}, "stream-max-msgs"},
+		{"ServeConsoleWithoutCredentials", append(serveEnv(private), "GROUPSYNC_CONSOLE_ADDR=127.0.0.1:0"), []string{"serve"}, "console-username, console-password not set"},
+		{"ServeConsoleWithoutAddress", append(serveEnv(private), "GROUPSYNC_CONSOLE_USERNAME=ops", "GROUPSYNC_CONSOLE_PASSWORD=a-long-enough-password"), []string{"serve"}, "console-addr not set"},
+		{"ServeConsoleShortPassword", append(serveEnv(private), "GROUPSYNC_CONSOLE_ADDR=127.0.0.1:0", "GROUPSYNC_CONSOLE_USERNAME=ops", "GROUPSYNC_CONSOLE_PASSWORD=short"), []string{"serve"}, "Password: 5 characters"},
+		{"DevConsoleOnAllInterfaces", []string{"GROUPSYNC_CONSOLE_ADDR=0.0.0.0:8090"}, []string{"dev", "--data-dir", "/nonexistent/groupsync"}, "console-addr=0.0.0.0:8090"},
 		{"FillThresholdAboveOne", []string{"GROUPSYNC_STREAM_FILL_THRESHOLD=1.5"}, []string{"worker"}, "stream-fill-threshold"},
 	}
 	for _, tc := range cases {
@@ -83,6 +88,12 @@ func TestEdgesFailClosed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serveEnv is env plus what serve needs besides: webhook credentials, and
+// a client API that needs no CometChat key.
+func serveEnv(env []string) []string {
+	return append(slices.Clone(env), "GROUPSYNC_WEBHOOK_USERNAME=cometchat", "GROUPSYNC_WEBHOOK_PASSWORD=webhook-password", "GROUPSYNC_CLIENT_AUTH=trust-header")
 }
 
 func TestLoadOwnerKeyMode(t *testing.T) {

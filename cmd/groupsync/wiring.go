@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/groupsync/groupsync/cometchat"
+	"github.com/groupsync/groupsync/console"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/queue/natsembed"
 	"github.com/groupsync/groupsync/redact"
@@ -39,16 +40,19 @@ type Main struct {
 	Config Config
 
 	// Set by Open.
-	NATSURL   string       // the NATS the parts use
-	VirgilURL string       // the Virgil service the parts use
-	HTTPAddr  string       // address the HTTP server bound, when serving
-	Queue     *queue.Queue // the job queue, when serve or worker runs
-	Store     worker.Store // the worker store, when serve or worker runs
-	Pool      *worker.Pool // the worker pool, when a worker runs
-	Audit     *queue.Audit // the audit trail, when a worker runs
-	Emulator  *emulator.Emulator
+	NATSURL   string // the NATS the parts use
+	VirgilURL string // the Virgil service the parts use
+	HTTPAddr  string // address the HTTP server bound, when serving
+	// ConsoleAddr is the address the web console bound, when it runs.
+	ConsoleAddr string
+	Queue       *queue.Queue // the job queue, when serve or worker runs
+	Store       worker.Store // the worker store, when serve or worker runs
+	Pool        *worker.Pool // the worker pool, when a worker runs
+	Audit       *queue.Audit // the audit trail, when a worker runs
+	Emulator    *emulator.Emulator
 
 	log     zerolog.Logger
+	httpReg *prometheus.Registry // the HTTP server's metrics, when serving
 	nc      *nats.Conn
 	closers []closer
 	errc    chan error // a part that stopped on its own
@@ -107,7 +111,12 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 	}
 	if cfg.Serve != nil {
-		return m.openServer(ctx, *cfg.Serve)
+		if err := m.openServer(ctx, *cfg.Serve); err != nil {
+			return err
+		}
+	}
+	if cfg.Console != nil {
+		return m.openConsole(ctx, *cfg.Console)
 	}
 	return nil
 }
@@ -416,6 +425,7 @@ func (m *Main) openServer(ctx context.Context, cfg webhook.Config) error {
 	reg := processRegistry()
 	reg.MustRegister(m.Queue.Collector())
 	cfg.Registerer = reg
+	m.httpReg = reg
 	vc := m.virgilClient(m.Config.Virgil.JWT.AppID)
 	cfg.ReadyChecks = map[string]func(context.Context) error{
 		"nats":       m.Queue.Ping,
@@ -457,6 +467,37 @@ func (m *Main) openServer(ctx context.Context, cfg webhook.Config) error {
 	m.onClose("http", srv.Shutdown)
 	m.HTTPAddr = srv.Addr()
 	m.log.Info().Str("addr", srv.Addr()).Msg("serving webhooks and the client API")
+	return nil
+}
+
+// openConsole starts the web console on the queue (and, as they come, the
+// store and Virgil) of this process. Its metrics join the HTTP server's
+// /metrics.
+func (m *Main) openConsole(ctx context.Context, cc ConsoleConfig) error {
+	cfg := cc.Console
+	cfg.Logger = m.component("console")
+	cfg.Version = buildVersion()
+	if m.httpReg != nil {
+		cfg.Registerer = m.httpReg
+	}
+	c, err := console.New(cfg, m.Queue)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.Addr)
+	if err != nil && cc.AnyPortIfTaken {
+		ln, err = listenAnyPort(cfg.Addr)
+	}
+	if err != nil {
+		return fmt.Errorf("console: listen on %s: %w", cfg.Addr, err)
+	}
+	if err := c.Serve(ln); err != nil {
+		return err
+	}
+	m.onClose("console", c.Shutdown)
+	m.ConsoleAddr = c.Addr()
+	m.log.Info().Str("addr", c.Addr()).Msg("serving the web console")
 	return nil
 }
 

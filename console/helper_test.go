@@ -1,0 +1,263 @@
+package console_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/groupsync/groupsync/console"
+	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/internal/testkit"
+	"github.com/groupsync/groupsync/queue"
+	"github.com/groupsync/groupsync/queue/natstest"
+)
+
+// Credentials and keys of the tests; none may ever show in a page.
+const (
+	testUser  = "operator"
+	testPass  = "console-test-password-7f3a"
+	testAppID = "app"
+)
+
+var testJobKey = queue.JobKey("console-test-job-key-0123456789abcdef")
+
+// testBundle is a console over a real queue on an embedded JetStream.
+type testBundle struct {
+	srv   *console.Server
+	http  *httptest.Server
+	q     *queue.Queue
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	reg   *prometheus.Registry
+	logs  *testkit.Buffer
+	csrf  string
+	queue queue.Config
+}
+
+// setup starts a console over a fresh queue (one partition) and a client
+// for it. mod adjusts the console's Config.
+func setup(t *testing.T, mod ...func(*console.Config)) *testBundle {
+	t.Helper()
+	ns := natstest.Run(t)
+	nc := natstest.Connect(t, ns)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q, err := queue.Open(ctx, nc, queue.Config{
+		Partitions: 1,
+		FetchWait:  200 * time.Millisecond,
+		JobKey:     testJobKey,
+		AppID:      testAppID,
+		Logger:     zerolog.New(zerolog.NewTestWriter(t)),
+	})
+	if err != nil {
+		t.Fatalf("queue.Open: %v", err)
+	}
+	t.Cleanup(func() { q.Close() })
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &testBundle{q: q, nc: nc, js: js, reg: prometheus.NewRegistry(), logs: &testkit.Buffer{}, queue: q.Config()}
+	cfg := console.Config{
+		Username:   testUser,
+		Password:   testPass,
+		Logger:     zerolog.New(io.MultiWriter(b.logs, zerolog.NewTestWriter(t))),
+		Registerer: b.reg,
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	b.srv, err = console.New(cfg, q)
+	if err != nil {
+		t.Fatalf("console.New: %v", err)
+	}
+	b.http = httptest.NewServer(b.srv)
+	t.Cleanup(b.http.Close)
+	resp := b.do(t, "GET", "/", nil, jsonAccept)
+	b.csrf = resp.Header.Get(console.HeaderCSRF)
+	if b.csrf == "" {
+		t.Fatalf("GET / carries no %s header", console.HeaderCSRF)
+	}
+	return b
+}
+
+// reqOpt adjusts a request.
+type reqOpt func(*http.Request)
+
+var (
+	jsonAccept = func(r *http.Request) { r.Header.Set("Accept", "application/json") }
+	htmlAccept = func(r *http.Request) { r.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8") }
+	noAuth     = func(r *http.Request) { r.Header.Del("Authorization") }
+)
+
+func withAuth(user, pass string) reqOpt {
+	return func(r *http.Request) { r.SetBasicAuth(user, pass) }
+}
+
+func withHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
+
+// response is an answer read whole.
+type response struct {
+	*http.Response
+	body string
+}
+
+// do sends a request with the test credentials (opts may change them); a
+// form is posted url-encoded. Redirects are not followed.
+func (b *testBundle) do(t *testing.T, method, path string, form url.Values, opts ...reqOpt) response {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, b.http.URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.SetBasicAuth(testUser, testPass)
+	for _, o := range opts {
+		o(req)
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b2, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{Response: resp, body: string(b2)}
+}
+
+// post posts form with the CSRF token.
+func (b *testBundle) post(t *testing.T, path string, form url.Values, opts ...reqOpt) response {
+	t.Helper()
+	if form == nil {
+		form = url.Values{}
+	}
+	form.Set("csrf", b.csrf)
+	return b.do(t, "POST", path, form, opts...)
+}
+
+// getJSON gets path as JSON into v, failing unless the status is 200.
+func (b *testBundle) getJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	resp := b.do(t, "GET", path, nil, jsonAccept)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s = %d %s, want 200", path, resp.StatusCode, resp.body)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Fatalf("GET %s Content-Type = %q, want JSON", path, ct)
+	}
+	if err := json.Unmarshal([]byte(resp.body), v); err != nil {
+		t.Fatalf("GET %s: %v\n%s", path, err, resp.body)
+	}
+}
+
+// deadLetter queues a job for guid and dead-letters it with reason; it
+// returns the job as queued.
+func (b *testBundle) deadLetter(t *testing.T, id, guid, reason string) groupsync.Job {
+	t.Helper()
+	job := groupsync.Job{
+		ID: id,
+		Event: groupsync.Event{
+			Trigger:      groupsync.TriggerMemberAdded,
+			Action:       groupsync.ActionAdd,
+			AppID:        testAppID,
+			GUID:         guid,
+			Members:      []groupsync.Member{{UID: "alice"}},
+			MembersCount: 2,
+		},
+		ReceivedAt: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.q.Publish(ctx, job); err != nil {
+		t.Fatalf("Publish(%s): %v", id, err)
+	}
+	d, err := b.q.Next(ctx, 0)
+	if err != nil {
+		t.Fatalf("Next: %v", err)
+	}
+	if d.Job.ID != id {
+		t.Fatalf("Next = job %s, want %s", d.Job.ID, id)
+	}
+	if err := d.DeadLetter(ctx, reason); err != nil {
+		t.Fatalf("DeadLetter(%s): %v", id, err)
+	}
+	return job
+}
+
+// failedIDs lists the ids in the dead-letter stream, read from the queue
+// itself.
+func (b *testBundle) failedIDs(t *testing.T) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	jobs, err := b.q.Failed(ctx)
+	if err != nil {
+		t.Fatalf("Failed: %v", err)
+	}
+	ids := []string{}
+	for _, j := range jobs {
+		ids = append(ids, j.ID)
+	}
+	return ids
+}
+
+// signatures returns the signature headers of every dead letter, read
+// straight from the stream.
+func (b *testBundle) signatures(t *testing.T) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := b.js.Stream(ctx, b.queue.DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sigs []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		if sig := m.Header.Get(queue.HeaderSignature); sig != "" {
+			sigs = append(sigs, sig)
+		}
+	}
+	return sigs
+}
+
+// testContext bounds one step of a test.
+func testContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 10*time.Second)
+}
+
+// emptyBackend has no failed job; it serves tests of HTTP concerns only
+// (auth, CSRF), where no queue is needed.
+type emptyBackend struct{}
+
+func (emptyBackend) Failed(context.Context) ([]queue.FailedJob, error) { return nil, nil }
+func (emptyBackend) Retry(context.Context, ...string) (int, error)     { return 0, nil }
+func (emptyBackend) RetryAll(context.Context) (int, error)             { return 0, nil }
+func (emptyBackend) Purge(context.Context) (int, error)                { return 0, nil }

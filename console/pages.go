@@ -1,0 +1,243 @@
+package console
+
+import (
+	"errors"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/groupsync/groupsync/queue"
+	"github.com/groupsync/groupsync/redact"
+)
+
+// Paths of the console's pages.
+const (
+	PathOverview    = "/"
+	PathFailed      = "/failed"
+	PathRetry       = "/failed/retry"
+	PathRetryAll    = "/failed/retry-all"
+	PathPurge       = "/failed/purge"
+	PathStaticStyle = "/static/console.css"
+)
+
+func (s *Server) routes() {
+	s.handle("GET /{$}", "overview", s.handleOverview)
+	s.handle("GET "+PathFailed, "failed", s.handleFailed)
+	s.handle("POST "+PathRetry, "retry", s.handleRetry)
+	s.handle("POST "+PathRetryAll, "retry_all", s.handleRetryAll)
+	s.handle("GET "+PathPurge, "purge", s.handlePurgeConfirm)
+	s.handle("POST "+PathPurge, "purge", s.handlePurge)
+	static, _ := fs.Sub(staticFS, "static")
+	files := http.StripPrefix("/static/", http.FileServerFS(static))
+	s.handle("GET /static/", "static", files.ServeHTTP)
+	s.handle("/", "not_found", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, http.StatusNotFound, "no such page")
+	})
+}
+
+// backendError answers err of the Backend: 404 for an unknown id, 409 for a
+// job that cannot be replayed, else 503 (the error is logged).
+func (s *Server) backendError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	switch {
+	case errors.Is(err, queue.ErrJobNotFound):
+		s.fail(w, r, http.StatusNotFound, err.Error())
+	case errors.Is(err, queue.ErrNotReplayable):
+		s.fail(w, r, http.StatusConflict, err.Error()+": repair its group with groupsync reconcile, then purge it")
+	default:
+		s.log.Warn().Err(redact.Error(err)).Str("page", info(r).page).Msg("console could not " + what)
+		s.fail(w, r, http.StatusServiceUnavailable, "could not "+what+": "+err.Error())
+	}
+}
+
+// overviewView is the overview page.
+type overviewView struct {
+	Failed int `json:"failed"`
+}
+
+func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request) {
+	jobs, err := s.backend.Failed(r.Context())
+	if err != nil {
+		s.backendError(w, r, "list the failed jobs", err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Data: overviewView{Failed: len(jobs)}})
+}
+
+// failedFilter narrows the failed jobs listed.
+type failedFilter struct {
+	// Text is matched, ignoring case, against the id, group, trigger and
+	// reason.
+	Text string `json:"q,omitempty"`
+	// Group is a guid, matched exactly.
+	Group string `json:"group,omitempty"`
+	// Trigger is a CometChat trigger, matched exactly.
+	Trigger string `json:"trigger,omitempty"`
+}
+
+func (f failedFilter) match(j queue.FailedJob) bool {
+	if f.Group != "" && j.GUID != f.Group {
+		return false
+	}
+	if f.Trigger != "" && j.Trigger != f.Trigger {
+		return false
+	}
+	if f.Text == "" {
+		return true
+	}
+	q := strings.ToLower(f.Text)
+	for _, v := range []string{j.ID, j.GUID, j.Trigger, j.Error} {
+		if strings.Contains(strings.ToLower(v), q) {
+			return true
+		}
+	}
+	return false
+}
+
+// failedView is the failed jobs page.
+type failedView struct {
+	Filter failedFilter `json:"filter"`
+	// Total is how many jobs failed, Jobs those the filter lets through,
+	// newest first.
+	Total int               `json:"total"`
+	Jobs  []queue.FailedJob `json:"jobs"`
+	// Triggers are the triggers of the failed jobs, for the filter's menu.
+	Triggers []string `json:"-"`
+}
+
+func (s *Server) handleFailed(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := failedFilter{
+		Text:    strings.TrimSpace(q.Get("q")),
+		Group:   strings.TrimSpace(q.Get("group")),
+		Trigger: strings.TrimSpace(q.Get("trigger")),
+	}
+	all, err := s.backend.Failed(r.Context())
+	if err != nil {
+		s.backendError(w, r, "list the failed jobs", err)
+		return
+	}
+	v := failedView{Filter: f, Total: len(all), Jobs: []queue.FailedJob{}}
+	for i := len(all) - 1; i >= 0; i-- {
+		j := all[i]
+		j.Error = redact.Text(j.Error)
+		if j.Trigger != "" && !slices.Contains(v.Triggers, j.Trigger) {
+			v.Triggers = append(v.Triggers, j.Trigger)
+		}
+		if f.match(j) {
+			v.Jobs = append(v.Jobs, j)
+		}
+	}
+	slices.Sort(v.Triggers)
+	s.render(w, r, http.StatusOK, "failed", page{Title: "Failed jobs", Nav: "failed", Notice: notice(q), Data: v})
+}
+
+// actionResult is the JSON answer of a retry or a purge.
+type actionResult struct {
+	Retried *int `json:"retried,omitempty"`
+	Purged  *int `json:"purged,omitempty"`
+}
+
+// done answers a retry or purge that changed n jobs: JSON, or a redirect
+// to the failed jobs page, which says what was done (so reloading it posts
+// nothing again).
+func (s *Server) done(w http.ResponseWriter, r *http.Request, action string, n int) {
+	s.log.Info().Str("action", action).Int("jobs", n).Msg("console changed failed jobs")
+	if wantsJSON(r) {
+		res := actionResult{}
+		if action == "purged" {
+			res.Purged = &n
+		} else {
+			res.Retried = &n
+		}
+		writeJSON(w, http.StatusOK, res)
+		return
+	}
+	u := url.URL{Path: PathFailed, RawQuery: url.Values{"done": {action}, "n": {strconv.Itoa(n)}}.Encode()}
+	http.Redirect(w, r, u.String(), http.StatusSeeOther)
+}
+
+// notice is the sentence the failed jobs page shows after an action.
+func notice(q url.Values) string {
+	n, err := strconv.Atoi(q.Get("n"))
+	if err != nil || n < 0 {
+		return ""
+	}
+	jobs := "jobs"
+	if n == 1 {
+		jobs = "job"
+	}
+	switch q.Get("done") {
+	case "retried":
+		return "Queued " + strconv.Itoa(n) + " " + jobs + " again."
+	case "purged":
+		return "Purged " + strconv.Itoa(n) + " failed " + jobs + "."
+	}
+	return ""
+}
+
+func (s *Server) handleRetry(w http.ResponseWriter, r *http.Request) {
+	var ids []string
+	if err := r.ParseForm(); err == nil {
+		for _, id := range r.PostForm["id"] {
+			if id = strings.TrimSpace(id); id != "" {
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		s.fail(w, r, http.StatusBadRequest, "select at least one failed job to retry")
+		return
+	}
+	n, err := s.backend.Retry(r.Context(), ids...)
+	if err != nil {
+		s.backendError(w, r, "retry the failed jobs", err)
+		return
+	}
+	s.done(w, r, "retried", n)
+}
+
+func (s *Server) handleRetryAll(w http.ResponseWriter, r *http.Request) {
+	n, err := s.backend.RetryAll(r.Context())
+	if err != nil {
+		s.backendError(w, r, "retry the failed jobs", err)
+		return
+	}
+	s.done(w, r, "retried", n)
+}
+
+// purgeView is the purge confirmation page.
+type purgeView struct {
+	Failed int `json:"failed"`
+	// Missing reports a POST without confirm=yes.
+	Missing bool `json:"confirmation_missing,omitempty"`
+}
+
+func (s *Server) handlePurgeConfirm(w http.ResponseWriter, r *http.Request) {
+	jobs, err := s.backend.Failed(r.Context())
+	if err != nil {
+		s.backendError(w, r, "list the failed jobs", err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "purge", page{Title: "Purge failed jobs", Nav: "failed", Data: purgeView{Failed: len(jobs)}})
+}
+
+func (s *Server) handlePurge(w http.ResponseWriter, r *http.Request) {
+	if r.PostFormValue("confirm") != "yes" {
+		jobs, err := s.backend.Failed(r.Context())
+		if err != nil {
+			s.backendError(w, r, "list the failed jobs", err)
+			return
+		}
+		s.render(w, r, http.StatusBadRequest, "purge", page{Title: "Purge failed jobs", Nav: "failed", Data: purgeView{Failed: len(jobs), Missing: true}})
+		return
+	}
+	n, err := s.backend.Purge(r.Context())
+	if err != nil {
+		s.backendError(w, r, "purge the failed jobs", err)
+		return
+	}
+	s.done(w, r, "purged", n)
+}
