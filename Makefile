@@ -4,6 +4,7 @@
 #   make test    everything CI runs: formatting, vet, unit, integration and interop tests
 #   make bench   benchmarks and the load report (figures on stdout and in bench-results/)
 #   make chaos-cluster   chaos run on a 3-node NATS cluster and Redis with Sentinel
+#   make latency-cluster end-to-end latency on that cluster, steady and during a leader failover
 #   make fuzz    every Fuzz target in turn, FUZZTIME each (default 30s)
 
 GO        ?= go
@@ -12,7 +13,7 @@ INTEROP   := virgil/interop
 BROWSER   := test/browser
 TESTFLAGS ?= -race -count=1 -timeout 14m
 
-.PHONY: all build run test lint interop-deps browser-deps compose-check bench chaos chaos-cluster fuzz clean
+.PHONY: all build run test lint interop-deps browser-deps compose-check bench chaos chaos-cluster latency-cluster fuzz clean
 
 all: build
 
@@ -60,6 +61,11 @@ chaos:
 # The chaos run on a 3-node NATS cluster and Redis with Sentinel.
 chaos-cluster:
 	./scripts/chaos-cluster.sh
+
+# Latency on the 3-node NATS cluster and Redis with Sentinel, steady and
+# while the job stream's leader is killed (figures only; no time assertions).
+latency-cluster:
+	./scripts/latency-cluster.sh
 
 fuzz:
 	./scripts/fuzz.sh

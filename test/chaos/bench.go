@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -31,7 +32,14 @@ type LatencyConfig struct {
 	Profile string
 	Groups  int // membership: the groups events change
 	Users   int // membership: shared pool; each group holds about half of it
-	Logf    func(string, ...any)
+	// FailoverAt, when positive, SIGKILLs the NATS node leading the job
+	// stream this long into the offered window (Cluster.KillStreamLeader;
+	// a cluster of several NATS nodes only) and keeps it down FailoverDown
+	// (default 3 s) after another node took over. The result then splits
+	// the events by when they were posted (FailoverResult).
+	FailoverAt   time.Duration
+	FailoverDown time.Duration
+	Logf         func(string, ...any)
 }
 
 // LatencyResult is the outcome of a latency run.
@@ -59,13 +67,144 @@ type LatencyResult struct {
 	CPU      map[string]float64 `json:"cpu_s,omitempty"`
 	CPUWallS float64            `json:"cpu_wall_s"`
 	Cores    int                `json:"cores"`
+	// NotAccepted counts events never answered 200 although retried for
+	// 30 s; FinalState says whether every group whose events were all
+	// accepted reached the members they imply; FailedJobs counts dead
+	// letters (groupsync jobs failed).
+	NotAccepted int  `json:"not_accepted"`
+	FinalState  bool `json:"final_state"`
+	FailedJobs  int  `json:"failed_jobs"`
+	// Failover is set when the run killed the job stream's leader.
+	Failover *FailoverResult `json:"failover,omitempty"`
 }
 
-// Summary is one line.
+// FailoverResult is a latency run with one job stream leader killed: when
+// the steps of the failover happened, in seconds from the kill, and the
+// latency of the events by when they were posted.
+type FailoverResult struct {
+	LeaderFailover
+	// KillAtS is when the leader was killed, in seconds into the offered
+	// window.
+	KillAtS float64 `json:"kill_at_s"`
+	// ElectionS is the failover time: from the SIGKILL until the harness
+	// saw another node lead the job stream (polling every 100 ms).
+	ElectionS float64 `json:"election_s"`
+	// RestartS and CurrentS are when the killed node accepted clients
+	// again and when every replica was current again.
+	RestartS float64 `json:"restart_s"`
+	CurrentS float64 `json:"current_s"`
+	// During holds the events posted from the kill until the election,
+	// and those posted before the kill that were not applied by then.
+	During LatencyClass `json:"during"`
+	// Recovery holds the events posted from the election until every
+	// replica was current again (two of three nodes up, then the killed
+	// one catching up).
+	Recovery LatencyClass `json:"recovery"`
+	// Steady holds every other event: applied before the kill, or posted
+	// once the cluster was whole again.
+	Steady LatencyClass `json:"steady"`
+}
+
+// class returns the class of an event posted at sent and applied at
+// applied.
+func (f *FailoverResult) class(sent, applied time.Time) *LatencyClass {
+	switch {
+	case !sent.Before(f.Killed) && sent.Before(f.Elected), sent.Before(f.Killed) && !applied.Before(f.Killed):
+		return &f.During
+	case !sent.Before(f.Elected) && sent.Before(f.Current):
+		return &f.Recovery
+	default:
+		return &f.Steady
+	}
+}
+
+// LatencyClass is the latency of a set of accepted and applied events, in
+// milliseconds: from the webhook's 200 to the change in Virgil (as the
+// steady figures are measured), from the first delivery (before any 503
+// and retry) to the change in Virgil, and from the first delivery to the
+// 200.
+type LatencyClass struct {
+	Events    int     `json:"events"`
+	P50MS     float64 `json:"p50_ms"`
+	P99MS     float64 `json:"p99_ms"`
+	MaxMS     float64 `json:"max_ms"`
+	PostP50MS float64 `json:"post_p50_ms"`
+	PostP99MS float64 `json:"post_p99_ms"`
+	PostMaxMS float64 `json:"post_max_ms"`
+	AnswerP50 float64 `json:"answer_p50_ms"`
+	AnswerP99 float64 `json:"answer_p99_ms"`
+	AnswerMax float64 `json:"answer_max_ms"`
+	applied   []time.Duration
+	posted    []time.Duration
+	answered  []time.Duration
+}
+
+// add counts one event sent at sent, answered 200 at ok and applied at
+// applied.
+func (l *LatencyClass) add(sent, ok, applied time.Time) {
+	l.Events++
+	l.applied = append(l.applied, max(0, applied.Sub(ok)))
+	l.posted = append(l.posted, max(0, applied.Sub(sent)))
+	l.answered = append(l.answered, ok.Sub(sent))
+}
+
+// done fills in the quantiles.
+func (l *LatencyClass) done() {
+	q := quantiles(l.applied)
+	l.P50MS, l.P99MS, l.MaxMS = q(0.50), q(0.99), q(1)
+	q = quantiles(l.posted)
+	l.PostP50MS, l.PostP99MS, l.PostMaxMS = q(0.50), q(0.99), q(1)
+	q = quantiles(l.answered)
+	l.AnswerP50, l.AnswerP99, l.AnswerMax = q(0.50), q(0.99), q(1)
+}
+
+// String is one line.
+func (l LatencyClass) String() string {
+	return fmt.Sprintf("%d events: 200 -> Virgil p50 %.1f ms, p99 %.1f ms, max %.1f ms; first delivery -> Virgil p50 %.1f ms, p99 %.1f ms, max %.1f ms; first delivery -> 200 p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+		l.Events, l.P50MS, l.P99MS, l.MaxMS, l.PostP50MS, l.PostP99MS, l.PostMaxMS, l.AnswerP50, l.AnswerP99, l.AnswerMax)
+}
+
+// Verdict is nil when every event answered 200 was applied: found in the
+// emulator's history, every group whose events were all accepted in its
+// final state, and no failed job.
+func (r LatencyResult) Verdict() error {
+	var errs []error
+	if r.Unseen > 0 {
+		errs = append(errs, fmt.Errorf("%d events answered 200 were never applied", r.Unseen))
+	}
+	if !r.FinalState {
+		errs = append(errs, errors.New("not every group reached its final state"))
+	}
+	if r.FailedJobs > 0 {
+		errs = append(errs, fmt.Errorf("%d jobs failed", r.FailedJobs))
+	}
+	return errors.Join(errs...)
+}
+
+// Summary is one line, and one more per class of events when the run
+// killed the job stream's leader.
 func (r LatencyResult) Summary() string {
-	return fmt.Sprintf("latency webhook 200 -> Virgil group changed (%s events) at %.0f events/s for %.0fs, %d workers: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms (measured %d of %d accepted, %d unseen); applied %.0f events/s; webhook answer p50 %.1f ms p99 %.1f ms; peak RSS serve %d MiB, worker %d MiB; CPU %s",
-		r.Pattern, r.OfferedRate, r.DurationS, r.Workers, r.P50MS, r.P95MS, r.P99MS, r.MaxMS, r.Measured, r.Accepted, r.Unseen,
-		r.AppliedRate, r.WebhookP50MS, r.WebhookP99MS, r.ServePeakRSSKB/1024, r.WorkerPeakRSS/1024, cpuSummary(r.CPU, r.CPUWallS, r.Cores))
+	return r.summary() + r.failoverSummary()
+}
+
+func (r LatencyResult) failoverSummary() string {
+	f := r.Failover
+	if f == nil {
+		return ""
+	}
+	return fmt.Sprintf("\nfailover: %s (job stream leader) SIGKILLed %.1fs into the window; %s leads %.2fs later; %s back %.1fs and every replica current %.1fs after the kill"+
+		"\n  steady:   %s\n  failover: %s\n  recovery: %s",
+		f.Leader, f.KillAtS, f.NewLeader, f.ElectionS, f.Leader, f.RestartS, f.CurrentS, f.Steady, f.During, f.Recovery)
+}
+
+func (r LatencyResult) summary() string {
+	verdict := "every event answered 200 applied, no failed job"
+	if err := r.Verdict(); err != nil {
+		verdict = "VERDICT FAILED: " + strings.ReplaceAll(err.Error(), "\n", "; ")
+	}
+	return fmt.Sprintf("latency webhook 200 -> Virgil group changed (%s events) at %.0f events/s for %.0fs, %d workers: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms (measured %d of %d accepted, %d unseen, %d never accepted); applied %.0f events/s; webhook answer p50 %.1f ms p99 %.1f ms; peak RSS serve %d MiB, worker %d MiB; CPU %s; %s",
+		r.Pattern, r.OfferedRate, r.DurationS, r.Workers, r.P50MS, r.P95MS, r.P99MS, r.MaxMS, r.Measured, r.Accepted, r.Unseen, r.NotAccepted,
+		r.AppliedRate, r.WebhookP50MS, r.WebhookP99MS, r.ServePeakRSSKB/1024, r.WorkerPeakRSS/1024, cpuSummary(r.CPU, r.CPUWallS, r.Cores), verdict)
 }
 
 // offered is one event the generator posted.
@@ -115,6 +254,15 @@ func RunLatency(ctx context.Context, ccfg ClusterConfig, lc LatencyConfig) (Late
 	if err := c.RegisterUsers(ctx, users); err != nil {
 		return LatencyResult{}, err
 	}
+	if lc.FailoverAt > 0 && c.natsC == nil {
+		return LatencyResult{}, errors.New("latency failover: needs a NATS cluster (-nats-nodes 3)")
+	}
+	if lc.FailoverAt >= lc.Duration {
+		return LatencyResult{}, fmt.Errorf("latency failover at %v: must be inside the offered window of %v", lc.FailoverAt, lc.Duration)
+	}
+	if lc.FailoverDown == 0 {
+		lc.FailoverDown = 3 * time.Second
+	}
 	poster := c.Poster(30 * time.Second)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -158,11 +306,31 @@ func RunLatency(ctx context.Context, ccfg ClusterConfig, lc LatencyConfig) (Late
 	} else {
 		profiled <- nil
 	}
-	sem := make(chan struct{}, 256) // deliveries in flight
+	// Deliveries in flight: enough for the 503s and retries of several
+	// seconds of events while a leader is elected.
+	sem := make(chan struct{}, 4096)
 	var wg sync.WaitGroup
 	interval := time.Duration(float64(time.Second) / lc.Rate)
 	start := time.Now()
 	end := start.Add(lc.Duration)
+	type failoverDone struct {
+		f   LeaderFailover
+		err error
+	}
+	failedOver := make(chan failoverDone, 1)
+	if lc.FailoverAt > 0 {
+		go func() {
+			select {
+			case <-ctx.Done():
+				failedOver <- failoverDone{err: ctx.Err()}
+				return
+			case <-time.After(time.Until(start.Add(lc.FailoverAt))):
+			}
+			logf("latency: SIGKILL the NATS node leading the job stream")
+			f, err := c.KillStreamLeader(ctx, lc.FailoverDown)
+			failedOver <- failoverDone{f, err}
+		}()
+	}
 	for i := 0; time.Now().Before(end); i++ {
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d)
@@ -217,9 +385,28 @@ func RunLatency(ctx context.Context, ccfg ClusterConfig, lc LatencyConfig) (Late
 	if err := <-profiled; err != nil {
 		logf("latency: CPU profile: %v", err)
 	}
+	var failover *LeaderFailover
+	if lc.FailoverAt > 0 {
+		done := <-failedOver
+		if done.err != nil {
+			return LatencyResult{}, fmt.Errorf("latency failover: %w", done.err)
+		}
+		failover = &done.f
+	}
 	logf("latency: offered for %v; waiting for the rest to apply", offeredFor.Round(time.Millisecond))
-	_ = poll(ctx, 3*time.Minute, "every group in its final state", func() error {
+	allAccepted := func(g *latencyGroup) bool {
+		for _, o := range g.events {
+			if !o.e.Accepted {
+				return false
+			}
+		}
+		return true
+	}
+	final := poll(ctx, 3*time.Minute, "every group in its final state", func() error {
 		for _, g := range groups {
+			if !allAccepted(g) {
+				continue // its final state is not what the generator thinks
+			}
 			v, found, err := c.Group(client, g.guid)
 			if err != nil {
 				return err
@@ -235,8 +422,23 @@ func RunLatency(ctx context.Context, ccfg ClusterConfig, lc LatencyConfig) (Late
 		}
 		return nil
 	})
+	if final != nil {
+		logf("latency: %v", final)
+	}
 	res := LatencyResult{Pattern: lc.Pattern, Workers: ccfg.Workers, OfferedRate: lc.Rate, DurationS: offeredFor.Seconds(),
-		Accepted: accepted, CPU: map[string]float64{}, CPUWallS: time.Since(start).Seconds(), Cores: runtime.NumCPU()}
+		Accepted: accepted, CPU: map[string]float64{}, CPUWallS: time.Since(start).Seconds(), Cores: runtime.NumCPU(),
+		FinalState: final == nil}
+	failed, err := c.FailedJobs(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.FailedJobs = len(failed)
+	if failover != nil {
+		f := *failover
+		since := func(t time.Time) float64 { return t.Sub(f.Killed).Seconds() }
+		res.Failover = &FailoverResult{LeaderFailover: f, KillAtS: f.Killed.Sub(start).Seconds(),
+			ElectionS: since(f.Elected), RestartS: since(f.Restarted), CurrentS: since(f.Current)}
+	}
 	for name, d := range c.CPU() {
 		res.CPU[name] = (d - cpu0[name]).Seconds()
 	}
@@ -249,6 +451,7 @@ func RunLatency(ctx context.Context, ccfg ClusterConfig, lc LatencyConfig) (Late
 		}
 		for o, at := range appliedAt(g.events, v.History, c.Identity.User) {
 			if !o.e.Accepted {
+				res.NotAccepted++
 				continue
 			}
 			if v.HistoryDropped > 0 && len(v.History) > 0 && o.sent.Before(v.History[0].At) {
@@ -261,6 +464,9 @@ func RunLatency(ctx context.Context, ccfg ClusterConfig, lc LatencyConfig) (Late
 			}
 			res.Measured++
 			lat = append(lat, max(0, at.Sub(o.e.AcceptedAt)))
+			if f := res.Failover; f != nil {
+				f.class(o.sent, at).add(o.sent, o.e.AcceptedAt, at)
+			}
 			if !at.After(end) {
 				appliedInWindow++
 			}
@@ -271,6 +477,11 @@ func RunLatency(ctx context.Context, ccfg ClusterConfig, lc LatencyConfig) (Late
 	hq := quantiles(hookLat)
 	res.WebhookP50MS, res.WebhookP99MS = hq(0.50), hq(0.99)
 	res.AppliedRate = float64(appliedInWindow) / offeredFor.Seconds()
+	if f := res.Failover; f != nil {
+		f.During.done()
+		f.Recovery.done()
+		f.Steady.done()
+	}
 	if rss, err := c.Serve().PeakRSS(); err == nil {
 		res.ServePeakRSSKB = rss
 	}

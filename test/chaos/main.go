@@ -4,6 +4,7 @@
 //
 //	go run ./test/chaos -duration 5m                  chaos run (default mode)
 //	go run ./test/chaos -mode latency -rate 200 -duration 30s [-pattern create]
+//	go run ./test/chaos -mode latency -nats-nodes 3 -redis-sentinel -serves 2 -failover-at 20s ...
 //	go run ./test/chaos -mode throughput -workers 1,2,4 -events 2000
 //
 // The chaos mode posts CometChat webhooks (with retries, duplicates and
@@ -54,6 +55,8 @@ func main() {
 	natsNodes := flag.Int("nats-nodes", 1, "NATS nodes: 3 runs a JetStream cluster of separate processes with R3 streams")
 	sentinel := flag.Bool("redis-sentinel", false, "Redis as a primary, a replica and three Sentinels")
 	serves := flag.Int("serves", 1, "serve processes (webhooks go to each in turn; a retry goes to the next)")
+	failoverAt := flag.Duration("failover-at", 0, "latency: SIGKILL the NATS node leading the job stream this long into the offered window and report the events posted during the failover apart (needs -nats-nodes 3); 0: no failover")
+	failoverDown := flag.Duration("failover-down", 3*time.Second, "latency: how long the killed NATS node stays down after another took over")
 	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()), "random seed of the generator")
 	flag.Parse()
 
@@ -128,11 +131,15 @@ func main() {
 	case "latency":
 		cfg := base
 		cfg.Dir, cfg.Workers = dir+"/latency", wl[0]
-		res, err := RunLatency(ctx, cfg, LatencyConfig{Rate: *rate, Duration: *duration, Pattern: *pattern, Profile: *profile, Groups: *groups, Users: *users, Logf: logf})
+		res, err := RunLatency(ctx, cfg, LatencyConfig{Rate: *rate, Duration: *duration, Pattern: *pattern, Profile: *profile, Groups: *groups, Users: *users,
+			FailoverAt: *failoverAt, FailoverDown: *failoverDown, Logf: logf})
 		if err != nil {
 			fatal(err)
 		}
 		fmt.Println(res.Summary())
+		if res.Verdict() != nil {
+			code = 1
+		}
 		report = res
 	case "throughput":
 		var all []ThroughputResult

@@ -60,49 +60,70 @@ func (c *Cluster) recordFailover(format string, args ...any) {
 	c.logf("failover: "+format, args...)
 }
 
+// LeaderFailover records one KillStreamLeader: which node led the job
+// stream, which took over, and when each step happened.
+type LeaderFailover struct {
+	Leader    string    `json:"leader"`     // the node SIGKILLed
+	NewLeader string    `json:"new_leader"` // the leader the harness saw next
+	Killed    time.Time `json:"killed"`     // the SIGKILL was sent
+	Elected   time.Time `json:"elected"`    // the harness first saw another leader
+	Restarted time.Time `json:"restarted"`  // the killed node accepted clients again
+	Current   time.Time `json:"current"`    // every replica was current again
+}
+
 // KillStreamLeader SIGKILLs the NATS node that leads the job stream, waits
 // until the stream has elected another leader, keeps the node down for down
-// and starts it again, then waits until every replica is current.
-func (c *Cluster) KillStreamLeader(ctx context.Context, down time.Duration) error {
+// and starts it again, then waits until every replica is current. It
+// returns when each step happened, as far as it got.
+func (c *Cluster) KillStreamLeader(ctx context.Context, down time.Duration) (LeaderFailover, error) {
+	var f LeaderFailover
 	if c.natsC == nil {
-		return errors.New("not a NATS cluster")
+		return f, errors.New("not a NATS cluster")
 	}
 	js, err := jetstream.New(c.nc)
 	if err != nil {
-		return err
+		return f, err
 	}
 	leader, _, err := streamLeader(ctx, js, "GROUPSYNC")
 	if err != nil {
-		return err
+		return f, err
 	}
 	i, err := c.natsC.Index(leader)
 	if err != nil {
-		return err
+		return f, err
 	}
-	start := time.Now()
+	f.Leader, f.Killed = leader, time.Now()
 	c.natsC.Kill(i)
 	err = poll(ctx, 30*time.Second, "a new leader of the job stream", func() error {
 		l, _, err := streamLeader(ctx, js, "GROUPSYNC")
 		if err == nil && l == leader {
 			err = fmt.Errorf("%s still leads", l)
 		}
+		if err == nil {
+			f.NewLeader, f.Elected = l, time.Now()
+		}
 		return err
 	})
 	if err == nil {
-		c.recordFailover("NATS: %s (job stream leader) SIGKILLed, new leader elected in %s", leader, time.Since(start).Round(10*time.Millisecond))
+		c.recordFailover("NATS: %s (job stream leader) SIGKILLed, new leader elected in %s", leader, f.Elected.Sub(f.Killed).Round(10*time.Millisecond))
 		time.Sleep(down)
 	}
 	if serr := c.natsC.Start(i); serr != nil || err != nil {
-		return errors.Join(err, serr)
+		return f, errors.Join(err, serr)
 	}
+	f.Restarted = time.Now()
 	want := min(c.cfg.NATSNodes, 3)
-	return poll(ctx, 60*time.Second, leader+" caught up", func() error {
+	err = poll(ctx, 60*time.Second, leader+" caught up", func() error {
 		_, current, err := streamLeader(ctx, js, "GROUPSYNC")
 		if err == nil && current < want {
 			err = fmt.Errorf("%d of %d replicas current", current, want)
 		}
 		return err
 	})
+	if err == nil {
+		f.Current = time.Now()
+	}
+	return f, err
 }
 
 // KillRedisMaster SIGKILLs the Redis primary; the Sentinels promote the
@@ -149,7 +170,10 @@ func (c *Cluster) KillServe(ctx context.Context, i int, down time.Duration) erro
 func (r *chaosRun) clusterFaults(ctx context.Context) []fault {
 	c := r.c
 	return []fault{
-		{"SIGKILL the NATS node leading the job stream (down 3s)", func() error { return c.KillStreamLeader(ctx, 3*time.Second) }},
+		{"SIGKILL the NATS node leading the job stream (down 3s)", func() error {
+			_, err := c.KillStreamLeader(ctx, 3*time.Second)
+			return err
+		}},
 		{"SIGKILL the Redis primary (Sentinel promotes the replica)", func() error { return r.withStoreLoss(ctx, c.KillRedisMaster) }},
 		{"SIGKILL one serve (down 2s)", func() error { return c.KillServe(ctx, 1, 2*time.Second) }},
 		{"SIGKILL a worker, start another", func() error {
