@@ -308,6 +308,14 @@ func TestRetryAndPurgeChangeTheDeadLetterStream(t *testing.T) {
 	b.expectQueued(t, "job-1")
 	b.expectQueued(t, "job-3")
 
+	// A JSON body, as a script sends it.
+	b.deadLetter(t, "job-6", "g6", "boom")
+	resp = b.do(t, "POST", console.PathRetry, nil, jsonAccept, withHeader(console.HeaderCSRF, b.csrf), withJSONBody(`{"ids": ["job-6"]}`))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(resp.body, `"retried": 1`) {
+		t.Fatalf("POST retry with a JSON body = %d %s, want retried 1", resp.StatusCode, resp.body)
+	}
+	b.expectQueued(t, "job-6")
+
 	// Purge asks first.
 	b.deadLetter(t, "job-4", "g4", "boom")
 	b.deadLetter(t, "job-5", "g5", "boom")

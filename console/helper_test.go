@@ -105,6 +105,15 @@ func withAuth(user, pass string) reqOpt {
 	return func(r *http.Request) { r.SetBasicAuth(user, pass) }
 }
 
+// withJSONBody sends body as the request's JSON body.
+func withJSONBody(body string) reqOpt {
+	return func(r *http.Request) {
+		r.Body = io.NopCloser(strings.NewReader(body))
+		r.ContentLength = int64(len(body))
+		r.Header.Set("Content-Type", "application/json")
+	}
+}
+
 func withHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
 
 // response is an answer read whole.

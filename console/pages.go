@@ -1,8 +1,11 @@
 package console
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -178,20 +181,47 @@ func notice(q url.Values) string {
 	return ""
 }
 
-func (s *Server) handleRetry(w http.ResponseWriter, r *http.Request) {
-	var ids []string
-	if err := r.ParseForm(); err == nil {
-		for _, id := range r.PostForm["id"] {
-			if id = strings.TrimSpace(id); id != "" {
-				ids = append(ids, id)
-			}
+// action is what a retry or purge POST asks: from the form (fields id and
+// confirm), or from a JSON body {"ids": [...], "confirm": true}.
+type action struct {
+	IDs     []string `json:"ids"`
+	Confirm bool     `json:"confirm"`
+}
+
+// readAction reads r's action; a body that is neither is a 400.
+func readAction(r *http.Request) (action, error) {
+	var a action
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
+			return a, fmt.Errorf("the JSON body must be {\"ids\": [...], \"confirm\": true}: %v", err)
+		}
+	} else {
+		if err := r.ParseForm(); err != nil {
+			return a, fmt.Errorf("unreadable form: %v", err)
+		}
+		a.IDs, a.Confirm = r.Form["id"], r.Form.Get("confirm") == "yes"
+	}
+	ids := a.IDs[:0]
+	for _, id := range a.IDs {
+		if id = strings.TrimSpace(id); id != "" {
+			ids = append(ids, id)
 		}
 	}
-	if len(ids) == 0 {
+	a.IDs = ids
+	return a, nil
+}
+
+func (s *Server) handleRetry(w http.ResponseWriter, r *http.Request) {
+	a, err := readAction(r)
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	if len(a.IDs) == 0 {
 		s.fail(w, r, http.StatusBadRequest, "select at least one failed job to retry")
 		return
 	}
-	n, err := s.backend.Retry(r.Context(), ids...)
+	n, err := s.backend.Retry(r.Context(), a.IDs...)
 	if err != nil {
 		s.backendError(w, r, "retry the failed jobs", err)
 		return
@@ -225,7 +255,12 @@ func (s *Server) handlePurgeConfirm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handlePurge(w http.ResponseWriter, r *http.Request) {
-	if r.PostFormValue("confirm") != "yes" {
+	a, err := readAction(r)
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !a.Confirm {
 		jobs, err := s.backend.Failed(r.Context())
 		if err != nil {
 			s.backendError(w, r, "list the failed jobs", err)
