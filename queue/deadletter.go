@@ -259,6 +259,25 @@ func parseDeadLetter(h nats.Header, data []byte, seq uint64) deadLetter {
 	}
 }
 
+// FailedJobBody returns the latest dead letter of job id and its body as it
+// was queued, byte for byte (a job refused at intake has its envelope only).
+// The body is the job's JSON, or the bytes of a malformed message: callers
+// that show it must redact it first. The body's signature is never
+// returned. An unknown id is a *JobNotFoundError (it matches
+// ErrJobNotFound); errors match ErrUnavailable when NATS cannot be reached.
+func (q *Queue) FailedJobBody(ctx context.Context, id string) (FailedJob, []byte, error) {
+	dls, err := q.deadLetters(ctx)
+	if err != nil {
+		return FailedJob{}, nil, err
+	}
+	for i := len(dls) - 1; i >= 0; i-- {
+		if dls[i].ID == id {
+			return dls[i].FailedJob, dls[i].data, nil
+		}
+	}
+	return FailedJob{}, nil, &JobNotFoundError{IDs: []string{id}}
+}
+
 // Retry puts the named dead-lettered jobs back on their partition subjects
 // and removes them from the dead-letter stream, each only after JetStream
 // stored its copy. A job dead-lettered more than once is retried once, from

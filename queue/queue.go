@@ -264,6 +264,9 @@ type Stats struct {
 	Partitions []PartitionStats `json:"partitions"`
 	// DeadLetters is the number of jobs in the dead-letter stream.
 	DeadLetters uint64 `json:"dead_letters"`
+	// Oldest is when the oldest job still in the job stream (waiting or
+	// running) was stored; zero when the stream is empty.
+	Oldest time.Time `json:"oldest,omitzero"`
 }
 
 // Stats reads the current backlog of every partition and the dead-letter
@@ -277,6 +280,11 @@ func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 		return Stats{}, wrap("stats", err)
 	}
 	st.Jobs = s.CachedInfo().State.Msgs
+	if st.Jobs > 0 {
+		// Work-queue retention: settled jobs are gone, so the first stored
+		// message is the oldest job not settled yet.
+		st.Oldest = s.CachedInfo().State.FirstTime
+	}
 	st.Partitions = make([]PartitionStats, q.cfg.Partitions)
 	for p, c := range q.consumers {
 		info, err := c.Info(ctx)

@@ -483,6 +483,13 @@ func TestDeadLetter(t *testing.T) {
 		f.Attempts != 1 || f.Subject != q.Subject(1) || f.Seq != 1 || f.FailedAt.IsZero() {
 		t.Errorf("Failed()[0] = %+v", f)
 	}
+	fj, data, err := q.FailedJobBody(ctx, "doomed")
+	if err != nil || fj != f || !bytes.Equal(data, raw.Data) {
+		t.Errorf("FailedJobBody(doomed) = %+v, %s, %v; want %+v and the job's body", fj, data, err, f)
+	}
+	if _, _, err := q.FailedJobBody(ctx, "nope"); !errors.Is(err, queue.ErrJobNotFound) {
+		t.Errorf("FailedJobBody(nope) error = %v, want ErrJobNotFound", err)
+	}
 	out, err := json.Marshal(f)
 	if err != nil {
 		t.Fatal(err)
@@ -701,7 +708,23 @@ func TestStatsAndPing(t *testing.T) {
 	if fmt.Sprint(st.Partitions) != fmt.Sprint(want) || st.DeadLetters != 1 {
 		t.Errorf("Stats = %+v, want partitions %v and 1 dead letter", st, want)
 	}
+	if st.Oldest.IsZero() || time.Since(st.Oldest) > time.Minute || time.Since(st.Oldest) < 0 {
+		t.Errorf("Stats.Oldest = %v, want the storing time of job s2", st.Oldest)
+	}
 	mustAck(t, d)
+	d = mustNext(t, q, 0)
+	mustAck(t, d)
+	testkit.Eventually(t, 10*time.Second, "empty stream", func() bool {
+		var err error
+		st, err = q.Stats(ctx)
+		if err != nil {
+			t.Fatalf("Stats: %v", err)
+		}
+		return st.Jobs == 0
+	})
+	if !st.Oldest.IsZero() {
+		t.Errorf("Stats.Oldest of an empty stream = %v, want zero", st.Oldest)
+	}
 }
 
 func TestPartitionCountChange(t *testing.T) {

@@ -15,6 +15,9 @@ package redact
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"regexp"
 	"strings"
@@ -191,4 +194,52 @@ func (w *writer) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// ErrNotJSON is returned by JSON for input that is not one JSON value.
+var ErrNotJSON = errors.New("redact: not a JSON value")
+
+// JSON returns the JSON value b re-encoded with the values of secret-looking
+// object keys (names holding "pass", "secret", "token", "key", "sig", "auth",
+// "cred", "jwt", "session", ...) replaced by Mask, whatever their type, and
+// every other string redacted as Text does. Object keys come out sorted.
+// It returns ErrNotJSON, and nothing of b, for input that is not one JSON
+// value, so a caller never shows what it could not redact.
+func JSON(b []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, ErrNotJSON
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, ErrNotJSON
+	}
+	out, err := json.Marshal(jsonValue(v))
+	if err != nil {
+		return nil, fmt.Errorf("redact: encode: %w", err)
+	}
+	return out, nil
+}
+
+func jsonValue(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if secretName(k) {
+				v[k] = Mask
+				continue
+			}
+			v[k] = jsonValue(e)
+		}
+		return v
+	case []any:
+		for i, e := range v {
+			v[i] = jsonValue(e)
+		}
+		return v
+	case string:
+		return Text(v)
+	}
+	return v
 }

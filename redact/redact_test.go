@@ -82,3 +82,30 @@ func TestWriter(t *testing.T) {
 		t.Errorf("wrote %q", buf.String())
 	}
 }
+
+func TestJSON(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"Job", `{"id":"k.1","event":{"guid":"g","members":[{"uid":"bob"}],"members_count":2}}`,
+			`{"event":{"guid":"g","members":[{"uid":"bob"}],"members_count":2},"id":"k.1"}`},
+		{"SecretKeys", `{"appKey":"a","job_key":{"x":1},"Signature":"s","apiToken":7,"password":null,"name":"n"}`,
+			`{"Signature":"REDACTED","apiToken":"REDACTED","appKey":"REDACTED","job_key":"REDACTED","name":"n","password":"REDACTED"}`},
+		{"NestedURL", `[{"url":"nats://u:pw@h:4222"},"redis://:pw@r"]`,
+			`[{"url":"nats://u:REDACTED@h:4222"},"redis://:REDACTED@r"]`},
+		{"BigNumber", `{"n":12345678901234567890}`, `{"n":12345678901234567890}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := redact.JSON([]byte(tt.in))
+			if err != nil || string(got) != tt.want {
+				t.Errorf("JSON(%s) = %s, %v; want %s", tt.in, got, err, tt.want)
+			}
+		})
+	}
+	for _, bad := range []string{"", "not json", `{"a":1} {"b":2}`, `{"password":"pw"`} {
+		if got, err := redact.JSON([]byte(bad)); !errors.Is(err, redact.ErrNotJSON) || got != nil {
+			t.Errorf("JSON(%q) = %q, %v; want nil, ErrNotJSON", bad, got, err)
+		}
+	}
+}

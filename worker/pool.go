@@ -131,6 +131,14 @@ type Config struct {
 	// ReconcilePoll is how often workers look whether a scheduled reconcile
 	// is due (default 15 s, or a quarter of a shorter ReconcileInterval).
 	ReconcilePoll time.Duration
+	// Roster, when set, receives the pool's Heartbeat every RosterInterval:
+	// its id, start, and the jobs it applied, retried and dead-lettered over
+	// the last minute with their lag, for `groupsync explain` and the
+	// console.
+	Roster *Roster
+	// RosterInterval is how often the pool writes its Heartbeat (default
+	// DefaultRosterInterval); the counts cover six intervals.
+	RosterInterval time.Duration
 	// WorkerID names this process in leases (default host-pid-random).
 	WorkerID string
 	// Logger receives the pool's logs. The zero value logs nothing.
@@ -173,6 +181,7 @@ func (c *Config) setDefaults(partitions int, ackWait time.Duration) {
 	def(&c.CheckPoll, DefaultCheckPoll)
 	def(&c.SweepInterval, DefaultSweepInterval)
 	def(&c.LossWindow, DefaultLossWindow)
+	def(&c.RosterInterval, DefaultRosterInterval)
 	if c.ReconcilePoll == 0 {
 		c.ReconcilePoll = DefaultReconcilePoll
 		if c.ReconcileInterval > 0 && c.ReconcileInterval/4 < c.ReconcilePoll {
@@ -212,6 +221,9 @@ func (c *Config) validate() error {
 	if c.LossWindow < 0 || c.ReconcileInterval < 0 || c.ReconcilePoll < 0 {
 		bad("LossWindow %v, ReconcileInterval %v, ReconcilePoll %v: must not be negative", c.LossWindow, c.ReconcileInterval, c.ReconcilePoll)
 	}
+	if c.RosterInterval < 0 {
+		bad("RosterInterval %v: must not be negative", c.RosterInterval)
+	}
 	if c.ReconcileRate < 0 {
 		bad("ReconcileRate %g: must not be negative", c.ReconcileRate)
 	}
@@ -250,6 +262,7 @@ type Pool struct {
 	inFlight   atomic.Int64
 
 	loss lossState
+	act  activity // job outcomes for the roster
 }
 
 // New returns a Pool taking jobs from q, keeping state in store and applying
@@ -328,6 +341,14 @@ func (p *Pool) Run(ctx context.Context) error {
 		defer p.wg.Done()
 		p.checkLoop(fetchCtx)
 	}()
+	if p.cfg.Roster != nil {
+		started := time.Now()
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.rosterLoop(fetchCtx, started)
+		}()
+	}
 	if p.cfg.ReconcileInterval > 0 {
 		p.wg.Add(1)
 		go func() {

@@ -29,6 +29,7 @@ func (p *Pool) settle(ctx context.Context, d *queue.Delivery, lease Lease, res r
 		} else {
 			lag := time.Since(d.Stored)
 			p.metrics.lag.Observe(lag.Seconds())
+			p.act.applied(lag)
 			log.Debug().Dur("took", took).Dur("queued", lag-took).Msg("job applied")
 		}
 		p.metrics.jobs.WithLabelValues(label).Inc()
@@ -64,11 +65,13 @@ func (p *Pool) settle(ctx context.Context, d *queue.Delivery, lease Lease, res r
 		}
 		log.Error().Err(err).Str("reason", reason).Msg("job dead-lettered")
 		p.metrics.jobs.WithLabelValues("dead_lettered").Inc()
+		p.act.failed()
 	default:
 		delay := p.nakDelay(d.NumDelivered, err)
 		log.Warn().Err(err).Dur("retry_in", delay).Msg("job failed, will be redelivered")
 		p.nakDelivery(d, delay, log)
 		p.metrics.jobs.WithLabelValues("retried").Inc()
+		p.act.retried()
 	}
 }
 

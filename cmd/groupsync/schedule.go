@@ -78,6 +78,17 @@ func openMeta(ctx context.Context, nc *nats.Conn, replicas int) (*worker.Meta, e
 	return worker.OpenMeta(ctx, js, "", replicas)
 }
 
+// openRoster opens the bucket where worker pools write their heartbeats
+// (worker.Roster), with the streams' replica count (0: as it is, 1 for a new
+// bucket); readOnly opens it without creating it.
+func openRoster(ctx context.Context, nc *nats.Conn, replicas int, readOnly bool) (*worker.Roster, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return worker.OpenRoster(ctx, js, worker.RosterConfig{Replicas: replicas, ReadOnly: readOnly})
+}
+
 // printReconcileStatus writes the last scheduled reconcile's outcome, as a
 // table or (asJSON) as one JSON object (null when none ran).
 func printReconcileStatus(w io.Writer, st worker.ReconcileStatus, ok, asJSON bool) error {

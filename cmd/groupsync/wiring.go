@@ -348,6 +348,9 @@ func (m *Main) openWorker(ctx context.Context, c WorkerConfig) error {
 	if pc.Meta, err = openMeta(ctx, m.nc, m.Config.Queue.Replicas); err != nil {
 		return err
 	}
+	if pc.Roster, err = openRoster(ctx, m.nc, m.Config.Queue.Replicas, false); err != nil {
+		return err
+	}
 	pool, err := worker.New(pc, m.Queue, m.Store, worker.NewVirgilGroups(owner, c.Identities))
 	if err != nil {
 		return err
