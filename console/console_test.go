@@ -168,18 +168,9 @@ func TestPostsNeedTheCSRFToken(t *testing.T) {
 // otherToken is the CSRF token a console with other credentials gives.
 func otherToken(t *testing.T) string {
 	t.Helper()
-	c, err := console.New(console.Config{Username: testUser, Password: testPass + "-other"}, emptyBackend{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := httptest.NewRequest("GET", "/failed/purge", nil)
-	req.SetBasicAuth(testUser, testPass+"-other")
-	rec := httptest.NewRecorder()
-	c.ServeHTTP(rec, req)
-	if rec.Code != http.StatusOK {
-		t.Fatalf("other console: GET = %d", rec.Code)
-	}
-	return rec.Header().Get(console.HeaderCSRF)
+	b := openParts(t)
+	b.serve(t, func(c *console.Config) { c.Password = testPass + "-other" }, func(c *console.Config) { c.Registerer = nil })
+	return b.csrf
 }
 
 func TestSecurityHeadersOnEveryAnswer(t *testing.T) {

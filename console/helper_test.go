@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,9 +19,13 @@ import (
 
 	"github.com/groupsync/groupsync/console"
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/inspect"
 	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/queue/natstest"
+	"github.com/groupsync/groupsync/virgil"
+	"github.com/groupsync/groupsync/virgil/emulator"
+	"github.com/groupsync/groupsync/worker"
 )
 
 // Credentials and keys of the tests; none may ever show in a page.
@@ -32,33 +37,55 @@ const (
 
 var testJobKey = queue.JobKey("console-test-job-key-0123456789abcdef")
 
-// testBundle is a console over a real queue on an embedded JetStream.
+// testBundle is a console over the real Inspector: an embedded JetStream
+// with the queue (one partition), the audit trail, the KV store, the
+// workers' roster and bookkeeping, and the Virgil emulator read by the real
+// owner.
 type testBundle struct {
-	srv   *console.Server
-	http  *httptest.Server
-	q     *queue.Queue
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	reg   *prometheus.Registry
-	logs  *testkit.Buffer
-	csrf  string
-	queue queue.Config
+	srv    *console.Server
+	http   *httptest.Server
+	q      *queue.Queue
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	audit  *queue.Audit
+	store  *worker.KVStore
+	roster *worker.Roster
+	meta   *worker.Meta
+	owner  *virgil.Owner
+	ids    *groupsync.Identities
+	gen    *virgil.JWTGenerator
+	vurl   string
+	reg    *prometheus.Registry
+	logs   *testkit.Buffer
+	csrf   string
+	queue  queue.Config
+	// user and pass are the console's credentials, which do sends.
+	user, pass string
 }
 
-// setup starts a console over a fresh queue (one partition) and a client
-// for it. mod adjusts the console's Config.
+// setup starts a console over fresh parts and a client for it. mod adjusts
+// the console's Config.
 func setup(t *testing.T, mod ...func(*console.Config)) *testBundle {
+	t.Helper()
+	b := openParts(t)
+	b.serve(t, mod...)
+	return b
+}
+
+// openParts opens the parts an Inspector reads, without a worker pool.
+func openParts(t *testing.T) *testBundle {
 	t.Helper()
 	ns := natstest.Run(t)
 	nc := natstest.Connect(t, ns)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	q, err := queue.Open(ctx, nc, queue.Config{
 		Partitions: 1,
 		FetchWait:  200 * time.Millisecond,
+		AckWait:    5 * time.Second,
 		JobKey:     testJobKey,
 		AppID:      testAppID,
-		Logger:     zerolog.New(zerolog.NewTestWriter(t)),
+		Logger:     quietLogger(t),
 	})
 	if err != nil {
 		t.Fatalf("queue.Open: %v", err)
@@ -69,6 +96,59 @@ func setup(t *testing.T, mod ...func(*console.Config)) *testBundle {
 		t.Fatal(err)
 	}
 	b := &testBundle{q: q, nc: nc, js: js, reg: prometheus.NewRegistry(), logs: &testkit.Buffer{}, queue: q.Config()}
+	if b.audit, err = queue.OpenAudit(ctx, nc, queue.AuditConfig{}); err != nil {
+		t.Fatalf("OpenAudit: %v", err)
+	}
+	if b.store, err = worker.OpenKVStore(ctx, js, worker.KVConfig{}); err != nil {
+		t.Fatalf("OpenKVStore: %v", err)
+	}
+	if b.roster, err = worker.OpenRoster(ctx, js, worker.RosterConfig{}); err != nil {
+		t.Fatalf("OpenRoster: %v", err)
+	}
+	if b.meta, err = worker.OpenMeta(ctx, js, "", 0); err != nil {
+		t.Fatalf("OpenMeta: %v", err)
+	}
+	appKey, err := virgil.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.gen = &virgil.JWTGenerator{AppID: "a1b2c3d4e5f60718293a4b5c6d7e8f90", AppKeyID: "0123456789abcdef0123456789abcdef", AppKey: appKey}
+	emu, err := emulator.New(emulator.Config{AppID: b.gen.AppID, AppKeyID: b.gen.AppKeyID, AppPublicKey: appKey.Public()})
+	if err != nil {
+		t.Fatalf("emulator.New: %v", err)
+	}
+	hs := httptest.NewServer(emu)
+	t.Cleanup(hs.Close)
+	b.vurl = hs.URL
+	ownerKey, err := virgil.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.owner = virgil.NewOwner(b.client(groupsync.DefaultOwnerIdentity), ownerKey, groupsync.DefaultOwnerIdentity, virgil.WithServiceKey(emu.ServiceKey()))
+	if _, err := b.owner.EnsureCard(ctx); err != nil {
+		t.Fatalf("EnsureCard: %v", err)
+	}
+	if b.ids, err = groupsync.NewIdentities([]byte("console-test-identity-secret"), ""); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func quietLogger(t *testing.T) zerolog.Logger {
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+}
+
+func (b *testBundle) client(identity string) *virgil.Client {
+	return virgil.NewClient(b.vurl, b.gen.Source(identity), virgil.WithTimeout(10*time.Second))
+}
+
+// serve starts the console over an Inspector of every part.
+func (b *testBundle) serve(t *testing.T, mod ...func(*console.Config)) {
+	t.Helper()
+	in, err := inspect.New(inspect.Config{Queue: b.q, Audit: b.audit, Store: b.store, Virgil: b.owner, Identities: b.ids, Workers: b.roster, Reconcile: b.meta})
+	if err != nil {
+		t.Fatalf("inspect.New: %v", err)
+	}
 	cfg := console.Config{
 		Username:   testUser,
 		Password:   testPass,
@@ -78,7 +158,8 @@ func setup(t *testing.T, mod ...func(*console.Config)) *testBundle {
 	for _, m := range mod {
 		m(&cfg)
 	}
-	b.srv, err = console.New(cfg, q)
+	b.user, b.pass = cfg.Username, cfg.Password
+	b.srv, err = console.New(cfg, in)
 	if err != nil {
 		t.Fatalf("console.New: %v", err)
 	}
@@ -87,9 +168,77 @@ func setup(t *testing.T, mod ...func(*console.Config)) *testBundle {
 	resp := b.do(t, "GET", "/", nil, jsonAccept)
 	b.csrf = resp.Header.Get(console.HeaderCSRF)
 	if b.csrf == "" {
-		t.Fatalf("GET / carries no %s header", console.HeaderCSRF)
+		t.Fatalf("GET / = %d, carries no %s header", resp.StatusCode, console.HeaderCSRF)
 	}
-	return b
+}
+
+// startPool runs a worker pool on the parts until the test ends.
+func (b *testBundle) startPool(t *testing.T) {
+	t.Helper()
+	p, err := worker.New(worker.Config{
+		JobTimeout: 20 * time.Second, LeaseTTL: 3 * time.Second, RetryInitial: 20 * time.Millisecond, RetryMax: 500 * time.Millisecond,
+		NakBase: 100 * time.Millisecond, NakMax: 2 * time.Second, SweepInterval: -1, Logger: quietLogger(t),
+		Audit: b.audit, Roster: b.roster, RosterInterval: 200 * time.Millisecond, WorkerID: "w-console", Meta: b.meta,
+	}, b.q, b.store, worker.NewVirgilGroups(b.owner, b.ids))
+	if err != nil {
+		t.Fatalf("worker.New: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(context.Background()) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = p.Stop(ctx)
+		<-done
+	})
+}
+
+// register publishes a Virgil card for each uid.
+func (b *testBundle) register(t *testing.T, uids ...string) {
+	t.Helper()
+	for _, uid := range uids {
+		key, err := virgil.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := virgil.NewRawCard(key, b.ids.User(uid), "", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := testContext()
+		_, err = b.client(b.ids.User(uid)).PublishCard(ctx, rc)
+		cancel()
+		if err != nil {
+			t.Fatalf("publish card of %s: %v", uid, err)
+		}
+	}
+}
+
+// publish queues jobs.
+func (b *testBundle) publish(t *testing.T, jobs ...groupsync.Job) {
+	t.Helper()
+	ctx, cancel := testContext()
+	defer cancel()
+	for _, j := range jobs {
+		if _, err := b.q.Publish(ctx, j); err != nil {
+			t.Fatalf("Publish %s: %v", j.ID, err)
+		}
+	}
+}
+
+// waitSettled waits until the job stream is empty.
+func (b *testBundle) waitSettled(t *testing.T) {
+	t.Helper()
+	testkit.EventuallyErr(t, 30*time.Second, "jobs settled", func() error {
+		st, err := b.q.Stats(context.Background())
+		if err != nil {
+			return err
+		}
+		if st.Jobs != 0 {
+			return fmt.Errorf("%d jobs in the stream", st.Jobs)
+		}
+		return nil
+	})
 }
 
 // reqOpt adjusts a request.
@@ -137,7 +286,7 @@ func (b *testBundle) do(t *testing.T, method, path string, form url.Values, opts
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
-	req.SetBasicAuth(testUser, testPass)
+	req.SetBasicAuth(b.user, b.pass)
 	for _, o := range opts {
 		o(req)
 	}
@@ -261,12 +410,3 @@ func (b *testBundle) signatures(t *testing.T) []string {
 func testContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 10*time.Second)
 }
-
-// emptyBackend has no failed job; it serves tests of HTTP concerns only
-// (auth, CSRF), where no queue is needed.
-type emptyBackend struct{}
-
-func (emptyBackend) Failed(context.Context) ([]queue.FailedJob, error) { return nil, nil }
-func (emptyBackend) Retry(context.Context, ...string) (int, error)     { return 0, nil }
-func (emptyBackend) RetryAll(context.Context) (int, error)             { return 0, nil }
-func (emptyBackend) Purge(context.Context) (int, error)                { return 0, nil }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/groupsync/groupsync/inspect"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/redact"
 )
@@ -23,12 +24,18 @@ const (
 	PathRetry       = "/failed/retry"
 	PathRetryAll    = "/failed/retry-all"
 	PathPurge       = "/failed/purge"
+	PathGroups      = "/groups"
 	PathStaticStyle = "/static/console.css"
 )
 
 func (s *Server) routes() {
 	s.handle("GET /{$}", "overview", s.handleOverview)
 	s.handle("GET "+PathFailed, "failed", s.handleFailed)
+	s.handle("GET "+PathFailed+"/{id}", "failed_job", s.handleFailedJob)
+	s.handle("GET "+PathGroups, "groups", s.handleFindGroup)
+	s.handle("GET "+PathGroups+"/{guid}", "group", s.handleGroup)
+	s.handle("GET "+PathGroups+"/{guid}/members", "member", s.handleFindMember)
+	s.handle("GET "+PathGroups+"/{guid}/members/{uid}", "member", s.handleMember)
 	s.handle("POST "+PathRetry, "retry", s.handleRetry)
 	s.handle("POST "+PathRetryAll, "retry_all", s.handleRetryAll)
 	s.handle("GET "+PathPurge, "purge", s.handlePurgeConfirm)
@@ -45,7 +52,7 @@ func (s *Server) routes() {
 // job that cannot be replayed, else 503 (the error is logged).
 func (s *Server) backendError(w http.ResponseWriter, r *http.Request, what string, err error) {
 	switch {
-	case errors.Is(err, queue.ErrJobNotFound):
+	case errors.Is(err, inspect.ErrNotFound), errors.Is(err, queue.ErrJobNotFound):
 		s.fail(w, r, http.StatusNotFound, err.Error())
 	case errors.Is(err, queue.ErrNotReplayable):
 		s.fail(w, r, http.StatusConflict, err.Error()+": repair its group with groupsync reconcile, then purge it")
@@ -55,18 +62,16 @@ func (s *Server) backendError(w http.ResponseWriter, r *http.Request, what strin
 	}
 }
 
-// overviewView is the overview page.
-type overviewView struct {
-	Failed int `json:"failed"`
-}
-
 func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request) {
-	jobs, err := s.backend.Failed(r.Context())
+	ov, err := s.backend.Overview(r.Context())
 	if err != nil {
-		s.backendError(w, r, "list the failed jobs", err)
+		s.backendError(w, r, "read the overview", err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Data: overviewView{Failed: len(jobs)}})
+	if ov.Reconcile != nil {
+		ov.Reconcile.Error = redact.Text(ov.Reconcile.Error)
+	}
+	s.render(w, r, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Data: ov})
 }
 
 // failedFilter narrows the failed jobs listed.
@@ -275,4 +280,69 @@ func (s *Server) handlePurge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.done(w, r, "purged", n)
+}
+
+func (s *Server) handleFailedJob(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	d, err := s.backend.FailedJob(r.Context(), id)
+	if err != nil {
+		s.backendError(w, r, "read the failed job", err)
+		return
+	}
+	d.Error = redact.Text(d.Error)
+	s.render(w, r, http.StatusOK, "failed_job", page{Title: "Failed job", Nav: "failed", Data: d})
+}
+
+// findView is the page that finds a group, or a member of one.
+type findView struct {
+	GUID string `json:"guid,omitempty"`
+}
+
+// handleFindGroup is the target of the form that finds a group: with a
+// guid it redirects to the group's page.
+func (s *Server) handleFindGroup(w http.ResponseWriter, r *http.Request) {
+	guid := strings.TrimSpace(r.URL.Query().Get("guid"))
+	if guid != "" {
+		http.Redirect(w, r, PathGroups+"/"+url.PathEscape(guid), http.StatusSeeOther)
+		return
+	}
+	s.render(w, r, http.StatusOK, "groups", page{Title: "Groups", Nav: "groups", Data: findView{}})
+}
+
+func (s *Server) handleGroup(w http.ResponseWriter, r *http.Request) {
+	g, err := s.backend.Group(r.Context(), r.PathValue("guid"))
+	if err != nil {
+		s.backendError(w, r, "read the group", err)
+		return
+	}
+	for i := range g.Failed {
+		g.Failed[i].Error = redact.Text(g.Failed[i].Error)
+	}
+	g.Virgil.Note = redact.Text(g.Virgil.Note)
+	s.render(w, r, http.StatusOK, "group", page{Title: "Group " + g.GUID, Nav: "groups", Data: g})
+}
+
+// handleFindMember is the target of the form that explains a member: with
+// a uid it redirects to the member's page.
+func (s *Server) handleFindMember(w http.ResponseWriter, r *http.Request) {
+	guid := r.PathValue("guid")
+	uid := strings.TrimSpace(r.URL.Query().Get("uid"))
+	if uid == "" {
+		http.Redirect(w, r, PathGroups+"/"+url.PathEscape(guid)+"#explain", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, PathGroups+"/"+url.PathEscape(guid)+"/members/"+url.PathEscape(uid), http.StatusSeeOther)
+}
+
+func (s *Server) handleMember(w http.ResponseWriter, r *http.Request) {
+	m, err := s.backend.Explain(r.Context(), r.PathValue("guid"), r.PathValue("uid"))
+	if err != nil {
+		s.backendError(w, r, "explain the member", err)
+		return
+	}
+	for i := range m.Failed {
+		m.Failed[i].Error = redact.Text(m.Failed[i].Error)
+	}
+	m.VirgilNote = redact.Text(m.VirgilNote)
+	s.render(w, r, http.StatusOK, "member", page{Title: m.UID + " in " + m.GUID, Nav: "groups", Data: m})
 }

@@ -52,8 +52,25 @@ var funcs = template.FuncMap{
 	"dur": roundDuration,
 	// clean removes secrets from URLs in text (reasons, errors).
 	"clean": redact.Text,
-	"plural": func(n int, one, many string) string {
-		if n == 1 {
+	// pretty indents a JSON body for reading.
+	"pretty": func(b []byte) string {
+		var out bytes.Buffer
+		if err := json.Indent(&out, b, "", "  "); err != nil {
+			return string(b)
+		}
+		return out.String()
+	},
+	// deref is the value of a *bool, false for nil.
+	"deref": func(b *bool) bool { return b != nil && *b },
+	// yesno says yes or no.
+	"yesno": func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	},
+	"plural": func(n any, one, many string) string {
+		if fmt.Sprint(n) == "1" {
 			return one
 		}
 		return many

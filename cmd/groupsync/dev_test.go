@@ -16,6 +16,7 @@ import (
 
 	"github.com/groupsync/groupsync/cometchat/cometchattest"
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/inspect"
 	"github.com/groupsync/groupsync/internal/testkit"
 )
 
@@ -375,6 +376,22 @@ func TestDevConsoleRetriesAFailedJob(t *testing.T) {
 	})
 	if code, _ := d.consoleDo(t, "GET", "/failed?group="+guid, nil, false, &list); code != http.StatusOK || len(list.Jobs) != 0 {
 		t.Errorf("after the retry the console lists %d failed jobs of the group (status %d), want none", len(list.Jobs), code)
+	}
+	// Dev's console reads Virgil as the owner: the group converged.
+	testkit.EventuallyErr(t, 30*time.Second, "the console shows the group converged", func() error {
+		var g inspect.GroupReport
+		if code, _ := d.consoleDo(t, "GET", "/groups/"+guid, nil, false, &g); code != http.StatusOK {
+			return fmt.Errorf("status %d", code)
+		}
+		// Its members have no Virgil card: all 99 are pending.
+		if !g.Virgil.Read || !g.Virgil.Exists || len(g.Store.Pending) != 99 || len(g.Virgil.Missing)+len(g.Virgil.Extra) != 0 || len(g.Failed) != 0 {
+			return fmt.Errorf("virgil exists %v, %d pending, missing %v, extra %v, note %q; %d failed", g.Virgil.Exists, len(g.Store.Pending), g.Virgil.Missing, g.Virgil.Extra, g.Virgil.Note, len(g.Failed))
+		}
+		return nil
+	})
+	var m inspect.MemberReport
+	if code, _ := d.consoleDo(t, "GET", "/groups/"+guid+"/members/member-100", nil, false, &m); code != http.StatusOK || !strings.HasPrefix(m.Sentence, "member-100 is not a participant: kicked by member-000") {
+		t.Errorf("console explains member-100: %d %q", code, m.Sentence)
 	}
 	d.proc.stop(t)
 	if strings.Contains(d.proc.stderr.String(), d.info.Console.Password) {

@@ -15,7 +15,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/groupsync/groupsync/console"
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/inspect"
 	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/queue/natstest"
@@ -71,6 +73,7 @@ func TestServeAndWorkerInProcess(t *testing.T) {
 	sc := base
 	sc.Serve = &webhook.Config{Addr: "127.0.0.1:0", Username: "cometchat", Password: "webhook password",
 		AppID: exampleAppID, Identities: ids, ClientAuth: webhook.ClientAuthTrustHeader, Tokens: webhook.VirgilTokens{Generator: jwt}}
+	sc.Console = &ConsoleConfig{Console: console.Config{Addr: "127.0.0.1:0", Username: "ops", Password: "the console's password"}}
 	serve := mustOpen(t, &Main{Config: sc})
 	httpURL := "http://" + serve.HTTPAddr
 
@@ -107,9 +110,13 @@ func TestServeAndWorkerInProcess(t *testing.T) {
 	})
 
 	checkHistory(t, ns.URL(), "project-falcon")
+	checkServeConsole(t, serve, "project-falcon")
 
 	if err := serve.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+	if _, err := http.Get("http://" + serve.ConsoleAddr + "/"); err == nil {
+		t.Error("the console still answers after Close")
 	}
 	if _, err := http.Get(httpURL + "/healthz"); err == nil {
 		t.Error("the HTTP server still answers after Close")
@@ -246,5 +253,55 @@ func checkHistory(t *testing.T, natsURL, guid string) {
 	}
 	if code := run(ctx, []string{"history"}, getenv, &out, &errb); code != 2 {
 		t.Fatalf("history without a group: exit %d, want 2", code)
+	}
+}
+
+// checkServeConsole checks serve's console: it shows guid's state from the
+// store and says Virgil is not configured (serve holds no owner key); its
+// requests are counted on serve's /metrics.
+func checkServeConsole(t *testing.T, serve *Main, guid string) {
+	t.Helper()
+	base := "http://" + serve.ConsoleAddr
+	get := func(path string, auth bool, v any) int {
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		req.Header.Set("Accept", "application/json")
+		if auth {
+			req.SetBasicAuth("ops", "the console's password")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("console GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		if v != nil && resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+				t.Fatalf("console GET %s: %v", path, err)
+			}
+		}
+		return resp.StatusCode
+	}
+	if code := get("/", false, nil); code != http.StatusUnauthorized {
+		t.Errorf("console without credentials = %d, want 401", code)
+	}
+	var g inspect.GroupReport
+	if code := get("/groups/"+guid, true, &g); code != http.StatusOK {
+		t.Fatalf("console GET /groups/%s = %d", guid, code)
+	}
+	if !g.Store.Read || len(g.Store.Participants)+len(g.Store.Pending) == 0 || g.Virgil.Read || g.Virgil.Note != inspect.NotConfigured || len(g.History) == 0 {
+		t.Errorf("serve's console shows %+v; want the stored members, the history, and Virgil not configured", g)
+	}
+	var ov inspect.Overview
+	if code := get("/", true, &ov); code != http.StatusOK || len(ov.Partitions) != 2 {
+		t.Errorf("console overview = %d %+v, want 2 partitions", code, ov)
+	}
+	resp, err := http.Get("http://" + serve.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	if !strings.Contains(b.String(), `groupsync_console_requests_total{page="group",status="200"} 1`) || !strings.Contains(b.String(), "groupsync_console_failed_logins_total 0") {
+		t.Errorf("serve's /metrics lacks the console's requests")
 	}
 }

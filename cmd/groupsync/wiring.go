@@ -22,6 +22,7 @@ import (
 
 	"github.com/groupsync/groupsync/cometchat"
 	"github.com/groupsync/groupsync/console"
+	"github.com/groupsync/groupsync/inspect"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/queue/natsembed"
 	"github.com/groupsync/groupsync/redact"
@@ -53,6 +54,7 @@ type Main struct {
 
 	log     zerolog.Logger
 	httpReg *prometheus.Registry // the HTTP server's metrics, when serving
+	owner   *virgil.Owner        // the groups' owner, when a worker runs
 	nc      *nats.Conn
 	closers []closer
 	errc    chan error // a part that stopped on its own
@@ -327,6 +329,7 @@ func (m *Main) openWorker(ctx context.Context, c WorkerConfig) error {
 		return fmt.Errorf("owner card: %w", err)
 	}
 	log.Info().Str("owner_identity", c.OwnerIdentity).Str("card_id", cardID).Msg("owner card ready")
+	m.owner = owner
 	reg := processRegistry()
 	reg.MustRegister(m.Queue.Collector())
 	ac := m.Config.Audit
@@ -473,17 +476,43 @@ func (m *Main) openServer(ctx context.Context, cfg webhook.Config) error {
 	return nil
 }
 
-// openConsole starts the web console on the queue (and, as they come, the
-// store and Virgil) of this process. Its metrics join the HTTP server's
-// /metrics.
+// openConsole starts the web console on what this process reaches: the
+// queue, its dead letters and the audit trail (NATS), the workers' roster
+// and the last scheduled reconcile, the group state (the store), and
+// Virgil as the groups' owner only where a worker runs in the process (dev):
+// serve holds no owner key, and its console says Virgil is not configured.
+// Its metrics join the HTTP server's /metrics.
 func (m *Main) openConsole(ctx context.Context, cc ConsoleConfig) error {
+	audit := m.Audit
+	if audit == nil {
+		var err error
+		if audit, err = queue.OpenAudit(ctx, m.nc, queue.AuditConfig{ReadOnly: true}); err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+	}
+	roster, err := openRoster(ctx, m.nc, 0, true)
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	meta, err := openMeta(ctx, m.nc, m.Config.Queue.Replicas)
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	ic := inspect.Config{Queue: m.Queue, Audit: audit, Store: m.Store, Workers: roster, Reconcile: meta}
+	if m.owner != nil && m.Config.Worker != nil {
+		ic.Virgil, ic.Identities = m.owner, m.Config.Worker.Identities
+	}
+	in, err := inspect.New(ic)
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
 	cfg := cc.Console
 	cfg.Logger = m.component("console")
 	cfg.Version = buildVersion()
 	if m.httpReg != nil {
 		cfg.Registerer = m.httpReg
 	}
-	c, err := console.New(cfg, m.Queue)
+	c, err := console.New(cfg, in)
 	if err != nil {
 		return usagef("%v", err)
 	}
