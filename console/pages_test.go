@@ -196,6 +196,9 @@ func TestGroupPages(t *testing.T) {
 		if !strings.Contains(resp.body, `href="/failed/`+url.PathEscape(s.recon.ID)+`"`) {
 			t.Errorf("the group page does not link its failed job")
 		}
+		if !strings.Contains(resp.body, `<input type="hidden" name="id" value="`+s.recon.ID+`">`) || !strings.Contains(resp.body, `id="group-retry"`) {
+			t.Errorf("the group page offers no retry of its failed job")
+		}
 	})
 }
 

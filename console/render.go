@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/redact"
 )
 
@@ -59,6 +60,16 @@ var funcs = template.FuncMap{
 			return string(b)
 		}
 		return out.String()
+	},
+	// replayable counts the jobs Retry can put back.
+	"replayable": func(jobs []queue.FailedJob) int {
+		n := 0
+		for _, j := range jobs {
+			if !j.Refused {
+				n++
+			}
+		}
+		return n
 	},
 	// deref is the value of a *bool, false for nil.
 	"deref": func(b *bool) bool { return b != nil && *b },
