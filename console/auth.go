@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -68,20 +69,43 @@ func (f *failures) fail(client string, now time.Time) {
 	lim.AllowN(now, 1)
 }
 
-// clientIP is the key of r's client: the connection's peer address, or its
-// /64 for IPv6. The console is not meant to sit behind a proxy that
-// forwards for many clients; X-Forwarded-For is not read.
-func clientIP(r *http.Request) string {
+// clientIP is the key of r's client: its address, or its /64 for IPv6.
+// The client is the connection's peer, unless the peer is one of trusted
+// (a reverse proxy): then it is the rightmost X-Forwarded-For entry that is
+// not a trusted proxy.
+func clientIP(r *http.Request, trusted []netip.Prefix) string {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return "peer:" + r.RemoteAddr
 	}
 	a := ap.Addr().Unmap()
+	if isTrusted(a, trusted) {
+		entries := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+		for i := len(entries) - 1; i >= 0; i-- {
+			e, err := netip.ParseAddr(strings.TrimSpace(entries[i]))
+			if err != nil {
+				break
+			}
+			a = e.Unmap()
+			if !isTrusted(a, trusted) {
+				break
+			}
+		}
+	}
 	if a.Is6() {
 		p, _ := a.Prefix(64)
 		return p.String()
 	}
 	return a.String()
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // credentials holds the digests of the console's credentials, so a

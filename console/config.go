@@ -3,6 +3,7 @@ package console
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -59,6 +60,11 @@ type Config struct {
 	// MaxTracked bounds the client IPs whose failures are counted (default
 	// 10000).
 	MaxTracked int
+	// TrustedProxies are the reverse proxies in front of the console: a
+	// request from one of them is counted against the rightmost address of
+	// its X-Forwarded-For that is not a trusted proxy. Empty:
+	// X-Forwarded-For is ignored and the client is the connection's peer.
+	TrustedProxies []netip.Prefix
 	// CSRFKey is the key of the CSRF tokens, at least 32 bytes (default:
 	// random, made by New). Processes serving the same console behind one
 	// address give it the same key.
@@ -113,6 +119,11 @@ func (c Config) validate() error {
 	}
 	if c.MaxTracked < 1 {
 		bad("MaxTracked %d: must be positive", c.MaxTracked)
+	}
+	for _, p := range c.TrustedProxies {
+		if !p.IsValid() {
+			bad("TrustedProxies: invalid prefix %v", p)
+		}
 	}
 	if c.CSRFKey != nil && len(c.CSRFKey) < MinCSRFKeyLen {
 		bad("CSRFKey: %d bytes, want at least %d", len(c.CSRFKey), MinCSRFKeyLen)

@@ -1,8 +1,10 @@
 package console_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -100,6 +102,43 @@ func TestWrongCredentialsAreRateLimitedPerClient(t *testing.T) {
 	}
 	if got := counter(t, b, "groupsync_console_failed_logins_total"); got != 6 {
 		t.Errorf("failed_logins_total = %v, want 6 (refused requests are not tried)", got)
+	}
+}
+
+func TestRateLimitBehindATrustedProxy(t *testing.T) {
+	b := setup(t, func(c *console.Config) {
+		c.FailureBurst = 2
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	})
+	get := func(remote, forwarded string, opt reqOpt) int {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.RemoteAddr = remote
+		req.Header.Set("Accept", "application/json")
+		if forwarded != "" {
+			req.Header.Set("X-Forwarded-For", forwarded)
+		}
+		opt(req)
+		rec := httptest.NewRecorder()
+		b.srv.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	wrong, right := withAuth(testUser, "not-the-password"), withAuth(testUser, testPass)
+	for range 2 {
+		get("10.0.0.1:1", "203.0.113.5, 10.0.0.2", wrong)
+	}
+	if code := get("10.0.0.1:1", "203.0.113.5", wrong); code != http.StatusTooManyRequests {
+		t.Errorf("third failure of the client behind the proxy = %d, want 429", code)
+	}
+	if code := get("10.0.0.1:1", "198.51.100.1", right); code != http.StatusOK {
+		t.Errorf("another client behind the same proxy = %d, want 200", code)
+	}
+	// From a peer that is not a trusted proxy, X-Forwarded-For is ignored:
+	// a forged one does not dodge the limit.
+	for i := range 2 {
+		get("192.0.2.50:1", fmt.Sprintf("198.51.100.%d", 10+i), wrong)
+	}
+	if code := get("192.0.2.50:1", "198.51.100.99", wrong); code != http.StatusTooManyRequests {
+		t.Errorf("forged X-Forwarded-For from an untrusted peer = %d, want 429", code)
 	}
 }
 

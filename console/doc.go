@@ -26,7 +26,8 @@
 //
 // Every request, static files and unknown paths included, needs HTTP Basic
 // auth with Config.Username and Config.Password, compared in constant time
-// (so scripts can use curl -u). A client IP (IPv6: its /64) that sends
+// (so scripts can use curl -u). A client IP (IPv6: its /64; behind
+// Config.TrustedProxies, the address their X-Forwarded-For names) that sends
 // wrong credentials more than Config.FailureBurst times is answered 429
 // with Retry-After until its bucket refills at Config.FailureRate; wrong
 // credentials are otherwise 401. Every POST needs the CSRF token of the
@@ -38,4 +39,14 @@
 // Pages never show a secret: job signatures, keys, tokens and passwords are
 // left out or redacted by the Backend, and reasons pass through redact.
 // Requests are logged without their headers or credentials.
+//
+// # Why net/http
+//
+// The console is a handful of GET pages and three POSTs: the standard
+// library's ServeMux (method and wildcard patterns since Go 1.22) routes
+// them, html/template renders them, http.CrossOriginProtection checks the
+// origin of POSTs, and the whole is one http.Handler that tests drive with
+// httptest. The webhook package's echo would add binding and middleware it
+// does not need; keeping the console on net/http also keeps echo out of
+// its tests and its import list.
 package console

@@ -226,6 +226,7 @@ func (s *Server) outer(next http.Handler) http.Handler {
 				Str("page", ri.page).
 				Int("status", status).
 				Bool("authenticated", ri.auth).
+				Str("client", clientIP(r, s.cfg.TrustedProxies)).
 				Dur("duration", time.Since(start)).
 				Msg("console request")
 		}()
@@ -268,7 +269,7 @@ const maxFormBytes = 1 << 20
 // authenticate checks r's Basic auth; when it fails it answers 401, or 429
 // for a client that failed too often, and reports false.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) bool {
-	client, now := clientIP(r), time.Now()
+	client, now := clientIP(r, s.cfg.TrustedProxies), time.Now()
 	if blocked, wait := s.failures.blocked(client, now); blocked {
 		s.metrics.rateLimited.Inc()
 		w.Header().Set("Retry-After", retryAfter(wait))

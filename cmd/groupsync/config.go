@@ -79,7 +79,7 @@ var options = map[string]option{
 	"client-burst":                 {name: "client-burst", usage: "client API: most requests at once per client IP", def: "100"},
 	"client-uid-rate":              {name: "client-uid-rate", usage: "client API: requests per second per uid whose token is not verified yet; 0: no limit", def: "5"},
 	"client-uid-burst":             {name: "client-uid-burst", usage: "client API: most such requests at once per uid", def: "50"},
-	"client-trusted-proxies":       {name: "client-trusted-proxies", usage: "client API: addresses or CIDR prefixes of reverse proxies whose X-Forwarded-For names the client (empty: X-Forwarded-For is ignored)"},
+	"client-trusted-proxies":       {name: "client-trusted-proxies", usage: "client API and web console: addresses or CIDR prefixes of reverse proxies whose X-Forwarded-For names the client (empty: X-Forwarded-For is ignored)"},
 	"cors-allowed-origins":         {name: "cors-allowed-origins", usage: "client API: browser origins allowed to call it, comma separated: scheme://host[:port], or scheme://host:* for any port (dev adds loopback origins)"},
 	"log-level":                    {name: "log-level", usage: "debug, info, warn or error", def: "info"},
 	"log-format":                   {name: "log-format", usage: "json or console", def: "json"},

@@ -709,6 +709,10 @@ func parseServe(e env, args []string) (Config, error) {
 	if cfg.Console, err = parseConsole(s); err != nil {
 		return cfg, err
 	}
+	if cfg.Console != nil {
+		// The proxies in front of serve are in front of its console too.
+		cfg.Console.Console.TrustedProxies = cfg.Serve.Limits.TrustedProxies
+	}
 	ids, err := parseBackends(s, &cfg, "groupsync-serve")
 	if err != nil {
 		return cfg, err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -74,6 +75,7 @@ func TestEdgesFailClosed(t *testing.T) {
 		{"ServeConsoleWithoutCredentials", append(serveEnv(private), "GROUPSYNC_CONSOLE_ADDR=127.0.0.1:0"), []string{"serve"}, "console-username, console-password not set"},
 		{"ServeConsoleWithoutAddress", append(serveEnv(private), "GROUPSYNC_CONSOLE_USERNAME=ops", "GROUPSYNC_CONSOLE_PASSWORD=a-long-enough-password"), []string{"serve"}, "console-addr not set"},
 		{"ServeConsoleShortPassword", append(serveEnv(private), "GROUPSYNC_CONSOLE_ADDR=127.0.0.1:0", "GROUPSYNC_CONSOLE_USERNAME=ops", "GROUPSYNC_CONSOLE_PASSWORD=short"), []string{"serve"}, "Password: 5 characters"},
+		{"ServeConsolePasswordFileMissing", append(serveEnv(private), "GROUPSYNC_CONSOLE_ADDR=127.0.0.1:0", "GROUPSYNC_CONSOLE_USERNAME=ops", "GROUPSYNC_CONSOLE_PASSWORD_FILE=/nonexistent/console-password"), []string{"serve"}, "read console-password file"},
 		{"DevConsoleOnAllInterfaces", []string{"GROUPSYNC_CONSOLE_ADDR=0.0.0.0:8090"}, []string{"dev", "--data-dir", "/nonexistent/groupsync"}, "console-addr=0.0.0.0:8090"},
 		{"FillThresholdAboveOne", []string{"GROUPSYNC_STREAM_FILL_THRESHOLD=1.5"}, []string{"worker"}, "stream-fill-threshold"},
 	}
@@ -94,6 +96,36 @@ func TestEdgesFailClosed(t *testing.T) {
 // a client API that needs no CometChat key.
 func serveEnv(env []string) []string {
 	return append(slices.Clone(env), "GROUPSYNC_WEBHOOK_USERNAME=cometchat", "GROUPSYNC_WEBHOOK_PASSWORD=webhook-password", "GROUPSYNC_CLIENT_AUTH=trust-header")
+}
+
+// TestServeConsoleSettings: the console is off in serve unless configured;
+// its password may come from a file, and it shares serve's trusted proxies.
+func TestServeConsoleSettings(t *testing.T) {
+	private, _ := appEnv(t, 0o600)
+	parse := func(extra ...string) Config {
+		t.Helper()
+		cfg, err := parseServe(env{getenv: getenvOf(append(serveEnv(private), extra...)), stdout: io.Discard, stderr: io.Discard}, nil)
+		if err != nil {
+			t.Fatalf("parseServe: %v", err)
+		}
+		return cfg
+	}
+	if cfg := parse(); cfg.Console != nil {
+		t.Errorf("serve without console settings runs a console: %+v", cfg.Console)
+	}
+	file := filepath.Join(t.TempDir(), "console-password")
+	if err := os.WriteFile(file, []byte("a password from a file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := parse("GROUPSYNC_CONSOLE_ADDR=127.0.0.1:9000", "GROUPSYNC_CONSOLE_USERNAME=ops", "GROUPSYNC_CONSOLE_PASSWORD_FILE="+file,
+		"GROUPSYNC_CLIENT_TRUSTED_PROXIES=10.0.0.0/8")
+	if cfg.Console == nil {
+		t.Fatal("serve with every console setting runs no console")
+	}
+	c := cfg.Console.Console
+	if c.Addr != "127.0.0.1:9000" || c.Username != "ops" || c.Password != "a password from a file" || len(c.TrustedProxies) != 1 || cfg.Console.AnyPortIfTaken {
+		t.Errorf("console config = %+v, want the settings, the file's password trimmed, the trusted proxy", c)
+	}
 }
 
 func TestLoadOwnerKeyMode(t *testing.T) {
