@@ -404,6 +404,8 @@ func TestFailedJobsFilter(t *testing.T) {
 		{"?q=job-b", []string{"job-b"}},
 		{"?trigger=group_member_added&group=beta", []string{"job-b"}},
 		{"?trigger=group_deleted", []string{}},
+		{"?limit=2", []string{"job-c", "job-b"}},
+		{"?group=alpha&limit=1", []string{"job-c"}},
 	} {
 		var list struct {
 			Jobs []queue.FailedJob `json:"jobs"`
@@ -415,6 +417,22 @@ func TestFailedJobsFilter(t *testing.T) {
 		}
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("GET /failed%s = %v, want %v", tc.query, got, tc.want)
+		}
+	}
+}
+
+func TestFailedJobsLimit(t *testing.T) {
+	b := setup(t)
+	for _, id := range []string{"job-a", "job-b", "job-c"} {
+		b.deadLetter(t, id, "g", "boom")
+	}
+	resp := b.do(t, "GET", "/failed?limit=2", nil)
+	if !strings.Contains(resp.body, "2 of 3 failed jobs shown. Only the newest 2 are listed") {
+		t.Errorf("GET /failed?limit=2 does not say it lists only 2:\n%s", resp.body)
+	}
+	for _, l := range []string{"0", "-1", "x", "10001"} {
+		if resp := b.do(t, "GET", "/failed?limit="+l, nil, jsonAccept); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("GET /failed?limit=%s = %d, want 400", l, resp.StatusCode)
 		}
 	}
 }

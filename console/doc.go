@@ -7,8 +7,9 @@
 //   - GET / is the overview: jobs waiting per partition and the age of the
 //     oldest, failed jobs, jobs applied and retried per minute, the lag from
 //     webhook to Virgil, the workers seen and the scheduled reconcile.
-//   - GET /failed lists the dead-lettered jobs, filtered by text (q), group
-//     and trigger; GET /failed/{id} shows one with its reason, attempts and
+//   - GET /failed lists the dead-lettered jobs, newest first, filtered by
+//     text (q), group and trigger, at most 500 (limit, up to 10000); GET
+//     /failed/{id} shows one with its reason, attempts and
 //     body, secrets redacted. POST /failed/retry retries the jobs named by
 //     the form's id fields (one or several), POST /failed/retry-all every
 //     one, and POST /failed/purge drops them all once its form says

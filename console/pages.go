@@ -104,13 +104,24 @@ func (f failedFilter) match(j queue.FailedJob) bool {
 	return false
 }
 
+// Limits of the failed jobs listed on one page.
+const (
+	// DefaultFailedLimit is how many failed jobs /failed lists at most,
+	// newest first, unless its limit parameter says otherwise.
+	DefaultFailedLimit = 500
+	// MaxFailedLimit is the largest limit /failed takes.
+	MaxFailedLimit = 10000
+)
+
 // failedView is the failed jobs page.
 type failedView struct {
 	Filter failedFilter `json:"filter"`
-	// Total is how many jobs failed, Jobs those the filter lets through,
-	// newest first.
-	Total int               `json:"total"`
-	Jobs  []queue.FailedJob `json:"jobs"`
+	// Total is how many jobs failed, Matched how many the filter lets
+	// through, Jobs the newest Limit of those.
+	Total   int               `json:"total"`
+	Matched int               `json:"matched"`
+	Limit   int               `json:"limit"`
+	Jobs    []queue.FailedJob `json:"jobs"`
 	// Triggers are the triggers of the failed jobs, for the filter's menu.
 	Triggers []string `json:"-"`
 }
@@ -122,19 +133,32 @@ func (s *Server) handleFailed(w http.ResponseWriter, r *http.Request) {
 		Group:   strings.TrimSpace(q.Get("group")),
 		Trigger: strings.TrimSpace(q.Get("trigger")),
 	}
+	limit := DefaultFailedLimit
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > MaxFailedLimit {
+			s.fail(w, r, http.StatusBadRequest, fmt.Sprintf("limit %q: want 1 to %d", l, MaxFailedLimit))
+			return
+		}
+		limit = n
+	}
 	all, err := s.backend.Failed(r.Context())
 	if err != nil {
 		s.backendError(w, r, "list the failed jobs", err)
 		return
 	}
-	v := failedView{Filter: f, Total: len(all), Jobs: []queue.FailedJob{}}
+	v := failedView{Filter: f, Total: len(all), Limit: limit, Jobs: []queue.FailedJob{}}
 	for i := len(all) - 1; i >= 0; i-- {
 		j := all[i]
-		j.Error = redact.Text(j.Error)
 		if j.Trigger != "" && !slices.Contains(v.Triggers, j.Trigger) {
 			v.Triggers = append(v.Triggers, j.Trigger)
 		}
-		if f.match(j) {
+		if !f.match(j) {
+			continue
+		}
+		v.Matched++
+		if len(v.Jobs) < limit {
+			j.Error = redact.Text(j.Error)
 			v.Jobs = append(v.Jobs, j)
 		}
 	}
