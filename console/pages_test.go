@@ -100,6 +100,7 @@ func TestGroupPages(t *testing.T) {
 			`<table id="participants">`, `href="/groups/team/members/alice"`, `href="/groups/team/members/dave"`,
 			`no Virgil card yet`, `<ol class="timeline" id="history"`, `<strong>remove</strong> <a href="/groups/team/members/carol">carol</a>`,
 			`<label for="explain-uid">`, `action="/groups/team/members"`, s.ids.Group("team"),
+			`<p class="notice" id="virgil-status">In step:`,
 		} {
 			if !strings.Contains(resp.body, want) {
 				t.Errorf("GET /groups/team lacks %q", want)
@@ -198,6 +199,9 @@ func TestGroupPages(t *testing.T) {
 		}
 		if !strings.Contains(resp.body, `<input type="hidden" name="id" value="`+s.recon.ID+`">`) || !strings.Contains(resp.body, `id="group-retry"`) {
 			t.Errorf("the group page offers no retry of its failed job")
+		}
+		if !strings.Contains(resp.body, `<p class="warn" id="virgil-status">Virgil holds no such group: see its failed jobs below.</p>`) {
+			t.Errorf("the page of a group Virgil does not hold does not say so")
 		}
 	})
 }
