@@ -275,7 +275,9 @@ func (a *Audit) History(ctx context.Context, guid string, limit int) ([]AuditRec
 	ring := make([]AuditRecord, 0, min(uint64(limit), total))
 	var read uint64
 	for read < total {
-		batch, err := c.Fetch(256, jetstream.FetchMaxWait(time.Second))
+		// Ask for no more than remain: a fetch returns once it has as many
+		// messages as it asked for, or at its MaxWait.
+		batch, err := c.Fetch(int(min(256, total-read)), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			return nil, wrap("audit history", err)
 		}
