@@ -171,7 +171,7 @@ func TestGroupPages(t *testing.T) {
 		var ov inspect.Overview
 		testkit.EventuallyErr(t, 10*time.Second, "the worker's heartbeat", func() error {
 			s.getJSON(t, "/", &ov)
-			if len(ov.Workers) != 1 || !ov.Workers[0].Live || ov.Activity == nil || ov.Activity.Applied < 1 {
+			if len(ov.Workers) != 1 || !ov.Workers[0].Live || ov.Activity == nil || ov.Activity.Applied < 1 || ov.Waiting != 0 {
 				return fmt.Errorf("overview %+v", ov)
 			}
 			return nil
@@ -202,6 +202,25 @@ func TestGroupPages(t *testing.T) {
 		}
 		if !strings.Contains(resp.body, `<p class="warn" id="virgil-status">Virgil holds no such group: see its failed jobs below.</p>`) {
 			t.Errorf("the page of a group Virgil does not hold does not say so")
+		}
+	})
+
+	// Last: it changes the group behind groupsync's back.
+	t.Run("OutOfStep", func(t *testing.T) {
+		ctx, cancel := testContext()
+		defer cancel()
+		if err := s.owner.Remove(ctx, s.ids.Group("team"), []string{s.ids.User("bob")}); err != nil {
+			t.Fatalf("remove bob in Virgil: %v", err)
+		}
+		resp := s.do(t, "GET", "/groups/team", nil)
+		if !strings.Contains(resp.body, `<p class="error" id="virgil-status">Out of step:`) ||
+			!strings.Contains(resp.body, `<dt>Missing in Virgil</dt><dd class="status-bad"><a href="/groups/team/members/bob">bob</a></dd>`) {
+			t.Errorf("the group page does not show bob missing in Virgil:\n%s", resp.body)
+		}
+		var m inspect.MemberReport
+		s.getJSON(t, "/groups/team/members/bob", &m)
+		if !strings.HasPrefix(m.Sentence, "bob is a participant") || !strings.HasSuffix(m.Sentence, "yet Virgil does not list them: look for a failed job, or run groupsync reconcile") {
+			t.Errorf("explain bob = %q, want a participant Virgil does not list", m.Sentence)
 		}
 	})
 }
