@@ -10,6 +10,7 @@
 //	groupsync jobs failed|retry|purge   inspect and replay dead-lettered jobs
 //	groupsync reconcile GUID...|--all   bring Virgil groups in line with CometChat (--status: the last scheduled run)
 //	groupsync history GUID   the changes applied to a group's Virgil group
+//	groupsync explain GUID [UID]   a group in the store and in Virgil; why a member is or is not in it
 //	groupsync version        print the version
 //
 // Every flag also reads a GROUPSYNC_* environment variable; secrets come only
@@ -65,6 +66,7 @@ func commands() map[string]command {
 		"jobs":      {"jobs failed|retry ID...|--all|purge: dead-lettered jobs", runJobs},
 		"reconcile": {"reconcile GUID...|--all|--status: bring Virgil groups in line with CometChat, or show the last scheduled run", runReconcile},
 		"history":   {"history GUID: the changes applied to a group's Virgil group (audit trail)", runHistory},
+		"explain":   {"explain GUID [UID]: the group in the store and in Virgil, its last and failed jobs; why a member is or is not in it", runExplain},
 		"version":   {"print the version", runVersion},
 	}
 }
@@ -113,7 +115,7 @@ func printHelp(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "usage: groupsync [command] [flags]")
 	fmt.Fprintln(w)
-	for _, n := range []string{"dev", "serve", "worker", "emulator", "owner", "jobs", "reconcile", "history", "version"} {
+	for _, n := range []string{"dev", "serve", "worker", "emulator", "owner", "jobs", "reconcile", "history", "explain", "version"} {
 		fmt.Fprintf(w, "  %-10s %s\n", n, commands()[n].summary)
 	}
 	fmt.Fprintln(w)
