@@ -10,9 +10,6 @@ import (
 	"github.com/groupsync/groupsync/virgil"
 )
 
-// vectorDir holds the read-only golden vectors made by the official libraries.
-const vectorDir = "../testdata/virgil"
-
 type keyVector struct {
 	Identity     string `json:"identity"`
 	SeedHex      string `json:"seed_hex"`

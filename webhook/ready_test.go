@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/groupsync/groupsync/internal/testkit"
 )
 
 func TestCachedCheck(t *testing.T) {
@@ -67,10 +69,14 @@ func TestCachedCheck(t *testing.T) {
 			_ = c.run(ctx)
 		}()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for calls.Load() < 3 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	t.Cleanup(func() {
+		select {
+		case <-block:
+		default:
+			close(block) // the wait below failed: let the probes end
+		}
+	})
+	testkit.Eventually(t, 10*time.Second, "a probe calls the check", func() bool { return calls.Load() >= 3 })
 	close(block)
 	wg.Wait()
 	if n := calls.Load(); n != 3 {

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/queue/natstest"
 	"github.com/groupsync/groupsync/worker"
 	"github.com/groupsync/groupsync/worker/redistest"
@@ -163,20 +164,16 @@ func testLeaseExpires(t *testing.T, s worker.Store) {
 	a := worker.Lease{Seq: 2, Delivery: 1, Worker: "a"}
 	b := worker.Lease{Seq: 2, Delivery: 2, Worker: "b"}
 	mustAcquire(t, s, "job-2", a, 150*time.Millisecond, worker.LeaseAcquired)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.EventuallyErr(t, 10*time.Second, "b takes over a's lease after its TTL", func() error {
 		got, err := s.Acquire(testCtx(t), "job-2", b, time.Minute)
 		if err != nil {
 			t.Fatalf("Acquire: %v", err)
 		}
-		if got == worker.LeaseAcquired {
-			break
+		if got != worker.LeaseAcquired {
+			return fmt.Errorf("Acquire = %v", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lease of a never took over after its TTL: %v", got)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := s.Extend(testCtx(t), "job-2", a, time.Minute); !errors.Is(err, worker.ErrLeaseLost) {
 		t.Fatalf("Extend of an expired, taken lease = %v, want ErrLeaseLost", err)
 	}
@@ -187,16 +184,12 @@ func testStaleWorkerCannotComplete(t *testing.T, s worker.Store) {
 	stale := worker.Lease{Seq: 3, Delivery: 1, Worker: "stale"}
 	fresh := worker.Lease{Seq: 3, Delivery: 2, Worker: "fresh"}
 	mustAcquire(t, s, "job-3", stale, 100*time.Millisecond, worker.LeaseAcquired)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if got, _ := s.Acquire(ctx, "job-3", fresh, time.Minute); got == worker.LeaseAcquired {
-			break
+	testkit.EventuallyErr(t, 10*time.Second, "the fresh worker takes the lease", func() error {
+		if got, err := s.Acquire(ctx, "job-3", fresh, time.Minute); got != worker.LeaseAcquired {
+			return fmt.Errorf("Acquire = %v, %v", got, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("fresh worker never took the lease")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	staleState := groupsync.GroupState{GUID: "g-stale", Lifecycle: groupsync.LifecycleDeleted}
 	err := s.Commit(ctx, worker.Commit{JobID: "job-3", Lease: stale, GUID: "g-stale", State: staleState})
 	if !errors.Is(err, worker.ErrLeaseLost) {

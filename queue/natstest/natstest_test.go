@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/queue/natstest"
 )
 
@@ -37,13 +38,7 @@ func TestRestartKeepsURLAndStreams(t *testing.T) {
 	if srv.URL() != url {
 		t.Errorf("URL after Restart = %s, want %s", srv.URL(), url)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for nc.Status() != nats.CONNECTED {
-		if time.Now().After(deadline) {
-			t.Fatalf("client did not reconnect: %v", nc.Status())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, "the client reconnects", func() bool { return nc.Status() == nats.CONNECTED })
 	s, err := js.Stream(ctx, "T")
 	if err != nil {
 		t.Fatalf("Stream after Restart: %v", err)

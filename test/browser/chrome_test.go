@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/groupsync/groupsync/internal/testkit"
 )
 
 // The E3Kit browser versions under test: the one CometChat's E2EE sample
@@ -145,7 +147,7 @@ func bufferBundle(t *testing.T) []byte {
 type browser struct {
 	root   context.Context // the first tab; the browser lives as long as it
 	cancel context.CancelFunc
-	log    *syncBuffer // console output and errors of every page
+	log    *testkit.Buffer // console output and errors of every page
 }
 
 // startBrowser starts Chromium with a temporary profile folder. It runs
@@ -161,7 +163,7 @@ func startBrowser(t *testing.T, path string) *browser {
 		opts = append(opts, chromedp.NoSandbox)
 	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	b := &browser{log: &syncBuffer{}}
+	b := &browser{log: &testkit.Buffer{}}
 	root, cancelRoot := chromedp.NewContext(allocCtx, chromedp.WithErrorf(func(format string, args ...any) {
 		fmt.Fprintf(b.log, "chromedp: "+format+"\n", args...)
 	}))

@@ -2,7 +2,6 @@ package browser
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,10 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/groupsync/groupsync/internal/testkit"
 )
 
 // devInfo is the part of <data-dir>/dev.json the test reads.
@@ -34,27 +34,9 @@ type devInfo struct {
 type dev struct {
 	info   devInfo
 	cmd    *exec.Cmd
-	log    *syncBuffer
+	log    *testkit.Buffer
 	exited chan struct{}
 	err    error
-}
-
-// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // buildGroupsync builds the binary into dir and returns its path.
@@ -80,7 +62,7 @@ func startDev(t *testing.T, bin string) *dev {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	d := &dev{cmd: cmd, log: &syncBuffer{}, exited: make(chan struct{})}
+	d := &dev{cmd: cmd, log: &testkit.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = d.log, d.log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start groupsync dev: %v", err)
@@ -90,7 +72,7 @@ func startDev(t *testing.T, bin string) *dev {
 		close(d.exited)
 	}()
 	t.Cleanup(func() { d.stop(t) })
-	eventually(t, 60*time.Second, "groupsync dev writes dev.json", func() error {
+	testkit.EventuallyErr(t, 60*time.Second, "groupsync dev writes dev.json", func() error {
 		select {
 		case <-d.exited:
 			return fmt.Errorf("groupsync dev exited: %v\n%s", d.err, d.log.String())
@@ -102,7 +84,7 @@ func startDev(t *testing.T, bin string) *dev {
 		}
 		return json.Unmarshal(b, &d.info)
 	})
-	eventually(t, 30*time.Second, "groupsync dev is ready", func() error {
+	testkit.EventuallyErr(t, 30*time.Second, "groupsync dev is ready", func() error {
 		resp, err := http.Get(d.info.HTTPURL + "/readyz")
 		if err != nil {
 			return err
@@ -220,7 +202,7 @@ func (d *dev) waitGroup(t *testing.T, groupID string, identities ...string) grou
 	t.Helper()
 	want := append([]string{d.info.OwnerIdentity}, identities...)
 	var v groupView
-	eventually(t, 30*time.Second, "group "+groupID+" has participants "+strings.Join(want, ","), func() error {
+	testkit.EventuallyErr(t, 30*time.Second, "group "+groupID+" has participants "+strings.Join(want, ","), func() error {
 		resp, err := http.Get(d.info.VirgilAPIURL + "/_emulator/groups/" + groupID + "?owner=" + d.info.OwnerIdentity)
 		if err != nil {
 			return err
@@ -256,25 +238,4 @@ func sameSet(a, b []string) bool {
 		seen[s]--
 	}
 	return true
-}
-
-// eventually polls cond every 100 ms until it returns nil; it fails the
-// test with cond's last error once timeout has passed.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: still failing after %v: %v", what, timeout, err)
-		case <-tick.C:
-		}
-	}
 }

@@ -13,8 +13,6 @@ import (
 	"github.com/groupsync/groupsync/virgil/emulator"
 )
 
-const vectorDir = "../../testdata/virgil"
-
 type jwtVectors struct {
 	AppID        string `json:"app_id"`
 	AppKeyID     string `json:"app_key_id"`
