@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -115,31 +116,43 @@ func TestMetrics(t *testing.T) {
 	e.publish(job(g.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice")))
 	e.waitMembers(g.guid, "alice")
 	e.waitSettled()
-	want := map[string]bool{
-		"groupsync_worker_jobs_total/result=applied":    false,
-		"groupsync_worker_virgil_steps_total/op=create": false,
-		"groupsync_worker_job_duration_seconds":         false,
-		"groupsync_worker_job_lag_seconds":              false,
-	}
+	// The pool counts a job after acknowledging it, so the counts may lag
+	// the empty queue by a moment.
+	eventually(t, 10*time.Second, func() (bool, string) {
+		missing := missingMetrics(t, reg,
+			"groupsync_worker_jobs_total/result=applied",
+			"groupsync_worker_virgil_steps_total/op=create",
+			"groupsync_worker_job_duration_seconds",
+			"groupsync_worker_job_lag_seconds")
+		return len(missing) == 0, fmt.Sprintf("metrics not recorded: %v", missing)
+	})
+}
+
+// missingMetrics returns which of names (a metric's name, then /label=value
+// for each label) reg has not recorded at least once.
+func missingMetrics(tb testing.TB, reg *prometheus.Registry, names ...string) []string {
+	tb.Helper()
 	families, err := reg.Gather()
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	seen := map[string]bool{}
 	for _, f := range families {
 		for _, m := range f.GetMetric() {
 			name := f.GetName()
 			for _, l := range m.GetLabel() {
 				name += "/" + l.GetName() + "=" + l.GetValue()
 			}
-			n := m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
-			if _, ok := want[name]; ok && n >= 1 {
-				want[name] = true
+			if m.GetCounter().GetValue()+float64(m.GetHistogram().GetSampleCount()) >= 1 {
+				seen[name] = true
 			}
 		}
 	}
-	for name, seen := range want {
-		if !seen {
-			t.Errorf("metric %s not recorded", name)
+	var missing []string
+	for _, name := range names {
+		if !seen[name] {
+			missing = append(missing, name)
 		}
 	}
+	return missing
 }
