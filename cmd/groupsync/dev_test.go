@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,10 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/groupsync/groupsync/cometchat/cometchattest"
 	"github.com/groupsync/groupsync/groupsync"
 	"github.com/groupsync/groupsync/inspect"
 	"github.com/groupsync/groupsync/internal/testkit"
+	"github.com/groupsync/groupsync/queue"
 )
 
 // devInstance is a running `groupsync dev` and what its dev.json says.
@@ -38,7 +43,13 @@ func startDev(t *testing.T, dir string, binary bool, env ...string) *devInstance
 	if binary {
 		start = startBinary
 	}
-	p := start(t, env, args...)
+	return awaitDev(t, start(t, env, args...), dir)
+}
+
+// awaitDev waits until the dev process p has written dir/dev.json, failing
+// the test if p exits first.
+func awaitDev(t *testing.T, p *process, dir string) *devInstance {
+	t.Helper()
 	d := &devInstance{proc: p, dir: dir}
 	testkit.EventuallyErr(t, 60*time.Second, "dev.json written", func() error {
 		select {
@@ -113,13 +124,7 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 			t.Errorf("dev.json %s url %q is not a bound loopback address", name, u)
 		}
 	}
-	testkit.EventuallyErr(t, 30*time.Second, "/readyz", func() error {
-		code, err := getJSON(d.info.HTTPURL+"/readyz", nil)
-		if err == nil && code != http.StatusOK {
-			err = fmt.Errorf("status %d", code)
-		}
-		return err
-	})
+	waitReady(t, d.info.HTTPURL, nil, nil)
 
 	checkDevCORS(t, d)
 
@@ -161,6 +166,10 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 	// that changes nothing: no new epoch.
 	if code, out := d2.postWebhook(t, body); code != http.StatusOK {
 		t.Fatalf("repeated webhook answered %d %s", code, out)
+	}
+	waitJobsSettled(t, d2.info.NATSURL)
+	if again, code, err := d2.group(groupID); err != nil || code != http.StatusOK || len(again.Epochs) != len(v.Epochs) {
+		t.Errorf("after the repeated webhook the group has epochs %v (status %d, %v), want %v", again.Epochs, code, err, v.Epochs)
 	}
 	d2.proc.stop(t)
 	for _, secret := range []string{d.info.Webhook.Password, d.info.Virgil.AppKey, readDevSecrets(t, dir).JobKey, d.info.Console.Password} {
@@ -449,8 +458,16 @@ func TestReconcileCreatesGroupsThatExistedBefore(t *testing.T) {
 		})
 	}
 	// Running it again is safe: nothing fails and no group changes epoch.
+	before, _, err := d.group(ids.Group("legacy-group-one"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if code, _, stderr := runInProcess(t, env, "reconcile", "legacy-group-one"); code != 0 {
 		t.Fatalf("second reconcile: exit %d: %s", code, stderr)
+	}
+	waitJobsSettled(t, d.info.NATSURL)
+	if after, _, err := d.group(ids.Group("legacy-group-one")); err != nil || len(after.Epochs) != len(before.Epochs) {
+		t.Errorf("the second reconcile changed the group's epochs from %v to %v (%v)", before.Epochs, after.Epochs, err)
 	}
 	code, stdout, _ = runInProcess(t, env, "jobs", "failed", "--json")
 	if code != 0 || strings.TrimSpace(stdout) != "[]" {
@@ -506,4 +523,32 @@ func checkDevCORS(t *testing.T, d *devInstance) {
 	if resp.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("dev answers https://evil.example with Allow-Origin %q", resp.Header.Get("Access-Control-Allow-Origin"))
 	}
+}
+
+// waitJobsSettled waits until the job stream of the NATS at natsURL holds no
+// job: every job queued so far has been applied (and acknowledged) or
+// dead-lettered, so its effects can be checked.
+func waitJobsSettled(t *testing.T, natsURL string) {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", natsURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.EventuallyErr(t, 60*time.Second, "every queued job settles", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, queue.DefaultStream)
+		if err != nil {
+			return err
+		}
+		if n := s.CachedInfo().State.Msgs; n != 0 {
+			return fmt.Errorf("%d jobs in the stream", n)
+		}
+		return nil
+	})
 }

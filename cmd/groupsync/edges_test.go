@@ -211,19 +211,7 @@ func TestDevRefusesCardsWithoutVirgilSignature(t *testing.T) {
 	p := startInProcess(t, []string{"GROUPSYNC_VIRGIL_SERVICE_KEY=" + other.Public().MarshalSPKIBase64()},
 		"dev", "--data-dir", dir, "--http-addr", "0.0.0.0:0", "--dev-insecure-listen-anywhere",
 		"--emulator-addr", "127.0.0.1:0", "--nats-port", "-1", "--partitions", "4")
-	d := &devInstance{proc: p, dir: dir}
-	testkit.EventuallyErr(t, 60*time.Second, "dev.json written", func() error {
-		select {
-		case <-p.exited:
-			return fmt.Errorf("dev exited: %v\nstderr:\n%s", p.err, p.stderr.String())
-		default:
-		}
-		b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(b, &d.info)
-	})
+	d := awaitDev(t, p, dir)
 	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("data dir mode = %v, %v, want 0700", fi.Mode().Perm(), err)
 	}

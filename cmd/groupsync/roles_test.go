@@ -37,53 +37,122 @@ func mustOpen(tb testing.TB, m *Main) *Main {
 	return m
 }
 
-// TestServeAndWorkerInProcess runs the emulator, serve and worker roles as
-// three Mains in the test process, on free ports, against an embedded NATS.
-// Their configs are built by hand, without flags.
-func TestServeAndWorkerInProcess(t *testing.T) {
+// testOwner is the owner identity of the in-process role tests.
+const testOwner = groupsync.DefaultOwnerIdentity
+
+// roleSetup is what the tests that run roles as Mains in the test process
+// share: an embedded NATS, the emulator role on a free port, a Virgil
+// application, identities, an owner key, and the Config every role starts
+// from (built by hand, without flags).
+type roleSetup struct {
+	t        *testing.T
+	nats     *natstest.Server
+	jwt      *virgil.JWTGenerator
+	emu      *Main
+	ids      *groupsync.Identities
+	ownerKey *virgil.PrivateKey
+	base     Config
+}
+
+// newRoleSetup starts NATS and the emulator role; jobKey signs the jobs of
+// the roles started from it (32 bytes or more).
+func newRoleSetup(t *testing.T, jobKey string) *roleSetup {
+	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t))
-	ns := natstest.Run(t)
+	r := &roleSetup{t: t, nats: natstest.Run(t), jwt: testJWT(t), ids: mustIdentities(t, "identity secret of the test", testOwner)}
+	r.emu = mustOpen(t, &Main{Config: Config{Logger: log,
+		Emulator: &EmulatorConfig{Addr: "127.0.0.1:0", Emulator: emulatorConfig(r.jwt, "", nil, true, log)}}})
+	var err error
+	if r.ownerKey, err = virgil.GenerateKey(); err != nil {
+		t.Fatal(err)
+	}
+	r.base = Config{
+		Logger:          log,
+		ShutdownTimeout: 10 * time.Second,
+		NATS:            NATSConfig{URL: r.nats.URL(), Name: "test"},
+		Queue:           queue.Config{Partitions: 2, JobKey: queue.JobKey(jobKey), AppID: exampleAppID},
+		Virgil:          VirgilConfig{APIURL: r.emu.VirgilURL, JWT: r.jwt},
+	}
+	return r
+}
+
+// worker opens a worker role; edit, when not nil, changes its config first.
+func (r *roleSetup) worker(edit func(*WorkerConfig)) *Main {
+	r.t.Helper()
+	c := r.base
+	c.Worker = &WorkerConfig{OwnerIdentity: testOwner, OwnerKey: r.ownerKey, ServiceKey: r.emu.Emulator.ServiceKey(), Identities: r.ids}
+	if edit != nil {
+		edit(c.Worker)
+	}
+	return mustOpen(r.t, &Main{Config: c})
+}
+
+// serve opens a serve role whose webhook takes username and password; edit,
+// when given, changes its config first.
+func (r *roleSetup) serve(username, password string, edit ...func(*Config)) *Main {
+	r.t.Helper()
+	c := r.base
+	c.Serve = serveConfig(r.ids, r.jwt, username, password)
+	for _, e := range edit {
+		e(&c)
+	}
+	return mustOpen(r.t, &Main{Config: c})
+}
+
+// group returns what the emulator shows of guid's Virgil group, and the
+// status it answered with.
+func (r *roleSetup) group(guid string) (groupView, int, error) {
+	var v groupView
+	code, err := getJSON(r.emu.VirgilURL+"/_emulator/groups/"+r.ids.Group(guid)+"?owner="+testOwner, &v)
+	return v, code, err
+}
+
+// testJWT makes a Virgil application for a test.
+func testJWT(t *testing.T) *virgil.JWTGenerator {
+	t.Helper()
 	appKey, err := virgil.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwt := &virgil.JWTGenerator{AppID: "app-id", AppKeyID: "app-key-id", AppKey: appKey}
-	emu := mustOpen(t, &Main{Config: Config{Logger: log,
-		Emulator: &EmulatorConfig{Addr: "127.0.0.1:0", Emulator: emulatorConfig(jwt, "", nil, true, log)}}})
+	return &virgil.JWTGenerator{AppID: "app-id", AppKeyID: "app-key-id", AppKey: appKey}
+}
 
-	const owner = "2137f9ef75295ea"
-	ids, err := groupsync.NewIdentities([]byte("identity secret of the test"), owner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ownerKey, err := virgil.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := Config{
-		Logger:          log,
-		ShutdownTimeout: 10 * time.Second,
-		NATS:            NATSConfig{URL: ns.URL(), Name: "test"},
-		Queue:           queue.Config{Partitions: 2, JobKey: queue.JobKey("the job key of the roles test, 32+ bytes"), AppID: exampleAppID},
-		Virgil:          VirgilConfig{APIURL: emu.VirgilURL, JWT: jwt},
-	}
-	wc := base
-	wc.Worker = &WorkerConfig{OwnerIdentity: owner, OwnerKey: ownerKey, ServiceKey: emu.Emulator.ServiceKey(), Identities: ids}
-	mustOpen(t, &Main{Config: wc})
-	sc := base
-	sc.Serve = &webhook.Config{Addr: "127.0.0.1:0", Username: "cometchat", Password: "webhook password",
-		AppID: exampleAppID, Identities: ids, ClientAuth: webhook.ClientAuthTrustHeader, Tokens: webhook.VirgilTokens{Generator: jwt}}
-	sc.Console = &ConsoleConfig{Console: console.Config{Addr: "127.0.0.1:0", Username: "ops", Password: "the console's password"}}
-	serve := mustOpen(t, &Main{Config: sc})
+// serveConfig is a serve role on a free port that trusts the uid header.
+func serveConfig(ids *groupsync.Identities, jwt *virgil.JWTGenerator, username, password string) *webhook.Config {
+	return &webhook.Config{Addr: "127.0.0.1:0", Username: username, Password: password, AppID: exampleAppID,
+		Identities: ids, ClientAuth: webhook.ClientAuthTrustHeader, Tokens: webhook.VirgilTokens{Generator: jwt}}
+}
+
+// waitReady waits until the HTTP server at httpURL answers /readyz with 200
+// and, when body is not nil, decodes the answer into it and accepts it only
+// when ok (if not nil) says so.
+func waitReady(t *testing.T, httpURL string, body any, ok func() error) {
+	t.Helper()
+	testkit.EventuallyErr(t, 30*time.Second, "/readyz", func() error {
+		code, err := getJSON(httpURL+"/readyz", body)
+		switch {
+		case err != nil:
+			return err
+		case code != http.StatusOK:
+			return fmt.Errorf("status %d", code)
+		case ok != nil:
+			return ok()
+		}
+		return nil
+	})
+}
+
+// TestServeAndWorkerInProcess runs the emulator, serve and worker roles as
+// three Mains in the test process, on free ports, against an embedded NATS.
+func TestServeAndWorkerInProcess(t *testing.T) {
+	r := newRoleSetup(t, "the job key of the roles test, 32+ bytes")
+	r.worker(nil)
+	serve := r.serve("cometchat", "webhook password", func(c *Config) {
+		c.Console = &ConsoleConfig{Console: console.Config{Addr: "127.0.0.1:0", Username: "ops", Password: "the console's password"}}
+	})
 	httpURL := "http://" + serve.HTTPAddr
 
-	testkit.EventuallyErr(t, 30*time.Second, "/readyz", func() error {
-		code, err := getJSON(httpURL+"/readyz", nil)
-		if err == nil && code != http.StatusOK {
-			err = fmt.Errorf("status %d", code)
-		}
-		return err
-	})
+	waitReady(t, httpURL, nil, nil)
 	body, err := os.ReadFile("../../testdata/cometchat/group_created.json")
 	if err != nil {
 		t.Fatal(err)
@@ -99,17 +168,15 @@ func TestServeAndWorkerInProcess(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("webhook answered %d", resp.StatusCode)
 	}
-	groupID := ids.Group("project-falcon")
 	testkit.EventuallyErr(t, 30*time.Second, "the worker creates the group", func() error {
-		var v groupView
-		code, err := getJSON(emu.VirgilURL+"/_emulator/groups/"+groupID+"?owner="+owner, &v)
-		if err == nil && (code != http.StatusOK || !slices.Contains(v.Participants, owner)) {
+		v, code, err := r.group("project-falcon")
+		if err == nil && (code != http.StatusOK || !slices.Contains(v.Participants, testOwner)) {
 			err = fmt.Errorf("status %d, view %+v", code, v)
 		}
 		return err
 	})
 
-	checkHistory(t, ns.URL(), "project-falcon")
+	checkHistory(t, r.nats.URL(), "project-falcon")
 	checkServeConsole(t, serve, "project-falcon")
 
 	if err := serve.Close(); err != nil {
@@ -126,17 +193,12 @@ func TestServeAndWorkerInProcess(t *testing.T) {
 // TestReadyzFailsWhenVirgilIsDown checks that readiness asks Virgil through
 // the virgil client: a serve role pointed at a closed port is not ready.
 func TestReadyzFailsWhenVirgilIsDown(t *testing.T) {
-	log := zerolog.New(zerolog.NewTestWriter(t))
-	ns := natstest.Run(t)
-	appKey, _ := virgil.GenerateKey()
-	jwt := &virgil.JWTGenerator{AppID: "app-id", AppKeyID: "app-key-id", AppKey: appKey}
-	ids, _ := groupsync.NewIdentities([]byte("identity secret of the test"), "")
+	jwt := testJWT(t)
 	serve := mustOpen(t, &Main{Config: Config{
-		Logger: log,
-		NATS:   NATSConfig{URL: ns.URL()},
+		Logger: zerolog.New(zerolog.NewTestWriter(t)),
+		NATS:   NATSConfig{URL: natstest.Run(t).URL()},
 		Virgil: VirgilConfig{APIURL: "http://127.0.0.1:1", JWT: jwt},
-		Serve: &webhook.Config{Addr: "127.0.0.1:0", Username: "u", Password: "p", AppID: exampleAppID,
-			Identities: ids, ClientAuth: webhook.ClientAuthTrustHeader, Tokens: webhook.VirgilTokens{Generator: jwt}},
+		Serve:  serveConfig(mustIdentities(t, "identity secret of the test", ""), jwt, "u", "p"),
 	}})
 	resp, err := http.Get("http://" + serve.HTTPAddr + "/readyz")
 	if err != nil {
