@@ -12,18 +12,26 @@ import (
 	"github.com/groupsync/groupsync/virgil/interop"
 )
 
-// TestOfficialE3KitMembersFollowTheGroup: official E3Kit clients (Node)
-// load the groups the pool keeps, read each other, lose access when kicked,
-// and a member who registers late joins through UserSeen.
-func TestOfficialE3KitMembersFollowTheGroup(t *testing.T) {
+// newE3KitEnv returns a new env and the official E3Kit client (Node) on its
+// emulator, with tokens of its application. It skips the test in -short
+// mode.
+func newE3KitEnv(t *testing.T) (*env, *interop.Driver) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("E3Kit interop skipped in -short mode")
 	}
 	e := newEnv(t, envOptions{})
-	d := interop.Start(t, interop.Config{
+	return e, interop.Start(t, interop.Config{
 		APIURL: e.url,
 		App:    &interop.App{AppID: e.gen.AppID, AppKeyID: e.gen.AppKeyID, AppKey: e.gen.AppKey.MarshalPKCS8Base64()},
 	})
+}
+
+// TestOfficialE3KitMembersFollowTheGroup: official E3Kit clients (Node)
+// load the groups the pool keeps, read each other, lose access when kicked,
+// and a member who registers late joins through UserSeen.
+func TestOfficialE3KitMembersFollowTheGroup(t *testing.T) {
+	e, d := newE3KitEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	must := func(err error) {
@@ -99,14 +107,7 @@ func TestOfficialE3KitMembersFollowTheGroup(t *testing.T) {
 // carol decrypts what alice encrypts in the group's newest epoch, after each
 // removal she cannot.
 func TestOfficialE3KitMemberAddedBack(t *testing.T) {
-	if testing.Short() {
-		t.Skip("E3Kit interop skipped in -short mode")
-	}
-	e := newEnv(t, envOptions{})
-	d := interop.Start(t, interop.Config{
-		APIURL: e.url,
-		App:    &interop.App{AppID: e.gen.AppID, AppKeyID: e.gen.AppKeyID, AppKey: e.gen.AppKey.MarshalPKCS8Base64()},
-	})
+	e, d := newE3KitEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	must := func(err error) {

@@ -17,11 +17,10 @@ import (
 )
 
 const (
-	vectorDir = "../../testdata/virgil"
-	owner     = "2137f9ef75295ea"
-	alice     = "alice-uid"
-	bob       = "bob-uid"
-	carol     = "carol-uid"
+	owner = "2137f9ef75295ea"
+	alice = "alice-uid"
+	bob   = "bob-uid"
+	carol = "carol-uid"
 )
 
 type jwtVectors struct {
@@ -118,28 +117,71 @@ func sameList(tb testing.TB, what string, got, want []string) {
 	}
 }
 
+// vectorApp is the Virgil application of the vectors (jwt.json), served
+// by a fresh emulator over HTTP, with the vectors' keys (keys.json).
+type vectorApp struct {
+	emu  *emulator.Emulator
+	url  string
+	gen  *virgil.JWTGenerator
+	app  jwtVectors
+	keys keysFile
+}
+
+// startVectorApp starts the emulator of the vector application.
+func startVectorApp(t *testing.T) *vectorApp {
+	t.Helper()
+	a := &vectorApp{}
+	testkit.LoadVector(t, "jwt.json", &a.app)
+	testkit.LoadVector(t, "keys.json", &a.keys)
+	pub, err := virgil.ParsePublicKeyBase64(a.app.AppPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appKey, err := virgil.ParsePrivateKeyBase64(a.app.AppKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.gen = &virgil.JWTGenerator{AppID: a.app.AppID, AppKeyID: a.app.AppKeyID, AppKey: appKey}
+	if a.emu, err = emulator.New(emulator.Config{AppID: a.app.AppID, AppKeyID: a.app.AppKeyID, AppPublicKey: pub}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.emu)
+	t.Cleanup(srv.Close)
+	a.url = srv.URL
+	return a
+}
+
+// driver starts the official E3Kit client against a's emulator, with
+// tokens signed by the application key.
+func (a *vectorApp) driver(t *testing.T) *interop.Driver {
+	t.Helper()
+	return interop.Start(t, interop.Config{
+		APIURL: a.url,
+		App:    &interop.App{AppID: a.app.AppID, AppKeyID: a.app.AppKeyID, AppKey: a.app.AppKey},
+	})
+}
+
+// goOwner returns the project's virgil.Owner for the owner identity, with
+// the vectors' owner key and its card published.
+func (a *vectorApp) goOwner(ctx context.Context, t *testing.T) *virgil.Owner {
+	t.Helper()
+	ownerKey, err := virgil.ParsePrivateKeyBase64(a.keys.Keys["owner"].PKCS8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := virgil.NewOwner(virgil.NewClient(a.url, a.gen.Source(owner)), ownerKey, owner,
+		virgil.WithServiceKey(a.emu.ServiceKey()))
+	if _, err := o.EnsureCard(ctx); err != nil {
+		t.Fatalf("owner card: %v", err)
+	}
+	return o
+}
+
 // setup starts the emulator for the vector application and the driver.
 func setup(t *testing.T) (*emulator.Emulator, *interop.Driver, keysFile) {
 	t.Helper()
-	var jv jwtVectors
-	testkit.LoadVector(t, "jwt.json", &jv)
-	pub, err := virgil.ParsePublicKeyBase64(jv.AppPublic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	emu, err := emulator.New(emulator.Config{AppID: jv.AppID, AppKeyID: jv.AppKeyID, AppPublicKey: pub})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(srv.Close)
-	d := interop.Start(t, interop.Config{
-		APIURL: srv.URL,
-		App:    &interop.App{AppID: jv.AppID, AppKeyID: jv.AppKeyID, AppKey: jv.AppKey},
-	})
-	var kf keysFile
-	testkit.LoadVector(t, "keys.json", &kf)
-	return emu, d, kf
+	a := startVectorApp(t)
+	return a.emu, a.driver(t), a.keys
 }
 
 // TestE3KitGroupFlow runs the flow of vectors/e3kit-group-capture.json with

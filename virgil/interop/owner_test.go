@@ -2,15 +2,11 @@ package interop_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"reflect"
 	"sort"
 	"testing"
 	"time"
 
-	"github.com/groupsync/groupsync/internal/testkit"
-	"github.com/groupsync/groupsync/virgil"
-	"github.com/groupsync/groupsync/virgil/emulator"
 	"github.com/groupsync/groupsync/virgil/interop"
 )
 
@@ -18,24 +14,8 @@ import (
 // while official E3Kit clients are the members: they must load the group,
 // read its history and follow every change.
 func TestGoOwnerWithE3KitMembers(t *testing.T) {
-	var jv jwtVectors
-	testkit.LoadVector(t, "jwt.json", &jv)
-	var kf keysFile
-	testkit.LoadVector(t, "keys.json", &kf)
-	pub, err := virgil.ParsePublicKeyBase64(jv.AppPublic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	emu, err := emulator.New(emulator.Config{AppID: jv.AppID, AppKeyID: jv.AppKeyID, AppPublicKey: pub})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(srv.Close)
-	d := interop.Start(t, interop.Config{
-		APIURL: srv.URL,
-		App:    &interop.App{AppID: jv.AppID, AppKeyID: jv.AppKeyID, AppKey: jv.AppKey},
-	})
+	app := startVectorApp(t)
+	d := app.driver(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	must := func(err error) {
@@ -44,16 +24,7 @@ func TestGoOwnerWithE3KitMembers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	appKey, err := virgil.ParsePrivateKeyBase64(jv.AppKey)
-	must(err)
-	ownerKey, err := virgil.ParsePrivateKeyBase64(kf.Keys["owner"].PKCS8)
-	must(err)
-	gen := &virgil.JWTGenerator{AppID: jv.AppID, AppKeyID: jv.AppKeyID, AppKey: appKey}
-	o := virgil.NewOwner(virgil.NewClient(srv.URL, gen.Source(owner)), ownerKey, owner,
-		virgil.WithServiceKey(emu.ServiceKey()))
-	if _, err := o.EnsureCard(ctx); err != nil {
-		t.Fatal(err)
-	}
+	o := app.goOwner(ctx, t)
 	for _, id := range []string{alice, bob, carol} {
 		must(d.Register(ctx, id))
 	}

@@ -2,15 +2,12 @@ package interop_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"slices"
 	"sort"
 	"testing"
 	"time"
 
-	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
-	"github.com/groupsync/groupsync/virgil/emulator"
 	"github.com/groupsync/groupsync/virgil/interop"
 )
 
@@ -21,24 +18,8 @@ import (
 // rotation, write and read new ones, and follow the changes the owner makes
 // with the new key.
 func TestOwnerRotateWithE3KitMembers(t *testing.T) {
-	var jv jwtVectors
-	testkit.LoadVector(t, "jwt.json", &jv)
-	var kf keysFile
-	testkit.LoadVector(t, "keys.json", &kf)
-	pub, err := virgil.ParsePublicKeyBase64(jv.AppPublic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	emu, err := emulator.New(emulator.Config{AppID: jv.AppID, AppKeyID: jv.AppKeyID, AppPublicKey: pub})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(srv.Close)
-	d := interop.Start(t, interop.Config{
-		APIURL: srv.URL,
-		App:    &interop.App{AppID: jv.AppID, AppKeyID: jv.AppKeyID, AppKey: jv.AppKey},
-	})
+	app := startVectorApp(t)
+	d := app.driver(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	must := func(step string, err error) {
@@ -47,15 +28,7 @@ func TestOwnerRotateWithE3KitMembers(t *testing.T) {
 			t.Fatalf("%s: %v", step, err)
 		}
 	}
-	appKey, err := virgil.ParsePrivateKeyBase64(jv.AppKey)
-	must("app key", err)
-	ownerKey, err := virgil.ParsePrivateKeyBase64(kf.Keys["owner"].PKCS8)
-	must("owner key", err)
-	gen := &virgil.JWTGenerator{AppID: jv.AppID, AppKeyID: jv.AppKeyID, AppKey: appKey}
-	client := virgil.NewClient(srv.URL, gen.Source(owner))
-	o := virgil.NewOwner(client, ownerKey, owner, virgil.WithServiceKey(emu.ServiceKey()))
-	_, err = o.EnsureCard(ctx)
-	must("owner card", err)
+	o := app.goOwner(ctx, t)
 	for _, id := range []string{alice, bob, carol} {
 		must("register "+id, d.Register(ctx, id))
 	}
@@ -84,7 +57,7 @@ func TestOwnerRotateWithE3KitMembers(t *testing.T) {
 
 	// Before: group A has two epochs (carol was removed), group B one.
 	const groupA, groupB = "rotated-group-0001", "rotated-group-0002"
-	_, err = o.CreateGroup(ctx, groupA, []string{alice, bob, carol})
+	_, err := o.CreateGroup(ctx, groupA, []string{alice, bob, carol})
 	must("create A", err)
 	_, err = o.CreateGroup(ctx, groupB, []string{bob, carol})
 	must("create B", err)

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/groupsync/groupsync/internal/testkit"
-	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/virgil/emulator"
 	"github.com/groupsync/groupsync/virgil/interop"
 )
@@ -20,24 +18,8 @@ import (
 // of groupsync's GET /v1/virgil-jwt) and checks that service failures
 // injected by the emulator reach the caller as E3Kit errors with the status.
 func TestTokenURLAndFaults(t *testing.T) {
-	var jv jwtVectors
-	testkit.LoadVector(t, "jwt.json", &jv)
-	pub, err := virgil.ParsePublicKeyBase64(jv.AppPublic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	appKey, err := virgil.ParsePrivateKeyBase64(jv.AppKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	emu, err := emulator.New(emulator.Config{AppID: jv.AppID, AppKeyID: jv.AppKeyID, AppPublicKey: pub})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(emu)
-	t.Cleanup(api.Close)
-
-	gen := &virgil.JWTGenerator{AppID: jv.AppID, AppKeyID: jv.AppKeyID, AppKey: appKey}
+	app := startVectorApp(t)
+	emu, gen := app.emu, app.gen
 	var served atomic.Int64
 	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer test-session" {
@@ -57,7 +39,7 @@ func TestTokenURLAndFaults(t *testing.T) {
 	t.Cleanup(tokens.Close)
 
 	d := interop.Start(t, interop.Config{
-		APIURL: api.URL, TokenURL: tokens.URL,
+		APIURL: app.url, TokenURL: tokens.URL,
 		TokenHeaders: map[string]string{"Authorization": "Bearer test-session"},
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
