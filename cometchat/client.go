@@ -166,14 +166,18 @@ func New(cfg Config) (*Client, error) {
 // baseURL works out the base URL of cfg (without "/v3").
 func baseURL(cfg Config) (*url.URL, error) {
 	if cfg.BaseURL == "" {
-		if !validHostLabel(cfg.AppID) {
-			if cfg.AppID == "" {
-				return nil, errors.New("cometchat: an app id or a base URL is required")
-			}
-			return nil, fmt.Errorf("cometchat: app id %q: want letters, digits and '-' only", cfg.AppID)
+		var errs []error
+		switch {
+		case cfg.AppID == "":
+			errs = append(errs, errors.New("cometchat: an app id or a base URL is required"))
+		case !validHostLabel(cfg.AppID):
+			errs = append(errs, fmt.Errorf("cometchat: app id %q: want letters, digits and '-' only", cfg.AppID))
 		}
 		if !validHostLabel(cfg.Region) {
-			return nil, fmt.Errorf("cometchat: region %q: want a region such as us, eu or in", cfg.Region)
+			errs = append(errs, fmt.Errorf("cometchat: region %q: want a region such as us, eu or in", cfg.Region))
+		}
+		if len(errs) > 0 {
+			return nil, errors.Join(errs...)
 		}
 		return &url.URL{Scheme: "https", Host: cfg.AppID + ".api-" + cfg.Region + ".cometchat.io"}, nil
 	}

@@ -62,6 +62,17 @@ func TestBaseURL(t *testing.T) {
 	}
 }
 
+// TestNewReportsEveryInvalidSetting: a config with several mistakes is
+// refused with all of them, as the other packages' configs are.
+func TestNewReportsEveryInvalidSetting(t *testing.T) {
+	_, err := cometchat.New(cometchat.Config{AppID: "a/b", Region: "us.evil.example"})
+	for _, want := range []string{"API key", "app id", "region"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New with no key, a bad app id and a bad region = %v, which does not name the %s", err, want)
+		}
+	}
+}
+
 // TestBaseURLWithV3SameRequests: the old spelling with /v3 and the new one
 // without reach the same endpoints.
 func TestBaseURLWithV3SameRequests(t *testing.T) {

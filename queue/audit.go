@@ -67,21 +67,27 @@ func (c AuditConfig) withDefaults() AuditConfig {
 	return c
 }
 
+// validate reports every invalid field of a defaulted AuditConfig, joined.
 func (c AuditConfig) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.Stream == "" || containsAny(c.Stream, " \t\r\n.*>/\\") {
-		return invalidf("queue: audit config: Stream %q: a stream name cannot be empty or contain whitespace, '.', '*', '>', '/' or '\\'", c.Stream)
+		bad("Stream %q: a stream name cannot be empty or contain whitespace, '.', '*', '>', '/' or '\\'", c.Stream)
 	}
 	if err := checkSubject(c.SubjectPrefix); err != nil {
-		return invalidf("queue: audit config: SubjectPrefix %q: %v", c.SubjectPrefix, err)
+		bad("SubjectPrefix %q: %v", c.SubjectPrefix, err)
 	}
 	if c.MaxAge < time.Minute {
-		return invalidf("queue: audit config: MaxAge %v: want at least a minute", c.MaxAge)
+		bad("MaxAge %v: want at least a minute", c.MaxAge)
 	}
 	if c.Replicas < 0 || c.Replicas > 5 {
-		return invalidf("queue: audit config: Replicas %d: want 1 to 5 (0: keep)", c.Replicas)
+		bad("Replicas %d: want 1 to 5 (0: keep)", c.Replicas)
 	}
 	if c.Timeout < 0 {
-		return invalidf("queue: audit config: Timeout %v: must be positive", c.Timeout)
+		bad("Timeout %v: must be positive", c.Timeout)
+	}
+	if len(errs) > 0 {
+		return invalidf("queue: audit config: %v", errors.Join(errs...))
 	}
 	return nil
 }

@@ -185,7 +185,7 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// validate reports the first invalid field of a defaulted Config.
+// validate reports every invalid field of a defaulted Config, joined.
 func (c Config) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -220,9 +220,7 @@ func (c Config) validate() error {
 	if c.Replicas < 0 || c.Replicas > 5 {
 		bad("Replicas %d: want 1 to 5 (0: keep)", c.Replicas)
 	}
-	if err := c.validateKeys(); err != nil {
-		errs = append(errs, errors.New(strings.TrimPrefix(err.Error(), "queue: config: ")))
-	}
+	errs = append(errs, c.validateKeys()...)
 	for _, d := range []struct {
 		field string
 		d     time.Duration

@@ -123,34 +123,35 @@ func (c ConnectConfig) Validate() error {
 }
 
 // validate checks c without I/O other than opening the files it names,
-// and returns the cleaned server list.
+// and returns the cleaned server list. It reports every invalid setting,
+// joined.
 func (c ConnectConfig) validate() ([]string, error) {
-	bad := func(format string, args ...any) error {
-		return invalidf("queue: nats: %s", fmt.Sprintf(format, args...))
-	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	urls := splitURLs(c.URL)
 	if len(urls) == 0 {
-		return nil, bad("no server URL")
+		bad("no server URL")
 	}
 	for _, raw := range urls {
 		u, err := url.Parse(raw)
 		if err != nil {
-			return nil, bad("server URL %s: %v", redact.URL(raw), redact.Error(errors.Unwrap(err)))
+			bad("server URL %s: %v", redact.URL(raw), redact.Error(errors.Unwrap(err)))
+			continue
 		}
 		switch u.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return nil, bad("server URL %s: scheme %q, want nats, tls, ws or wss", redact.URL(raw), u.Scheme)
+			bad("server URL %s: scheme %q, want nats, tls, ws or wss", redact.URL(raw), u.Scheme)
 		}
 		if u.Host == "" {
-			return nil, bad("server URL %s has no host", redact.URL(raw))
+			bad("server URL %s has no host", redact.URL(raw))
 		}
 	}
 	if m := c.authMethod(); strings.Contains(m, "+") {
-		return nil, bad("more than one way to authenticate (%s); give one", m)
+		bad("more than one way to authenticate (%s); give one", m)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		return nil, bad("a TLS client certificate needs both its certificate and key files")
+		bad("a TLS client certificate needs both its certificate and key files")
 	}
 	for _, f := range []struct{ what, path string }{
 		{"creds file", c.CredsFile},
@@ -164,9 +165,13 @@ func (c ConnectConfig) validate() ([]string, error) {
 		}
 		fh, err := os.Open(f.path)
 		if err != nil {
-			return nil, bad("%s: %v", f.what, err)
+			bad("%s: %v", f.what, err)
+			continue
 		}
 		fh.Close()
+	}
+	if len(errs) > 0 {
+		return nil, invalidf("queue: nats: %v", errors.Join(errs...))
 	}
 	return urls, nil
 }

@@ -143,6 +143,29 @@ func TestOpenReportsEveryInvalidField(t *testing.T) {
 			t.Errorf("Open(%+v) = %v, which does not name %s", cfg, err, field)
 		}
 	}
+
+	// The job keys, the audit trail's config and the NATS connection's
+	// are checked the same way.
+	keys := queue.Config{JobKey: queue.JobKey("short"), PreviousJobKey: queue.JobKey("shorter")}
+	_, err = queue.Open(context.Background(), nil, keys)
+	wantAll(t, "Open with short keys", err, "JobKey has 5 bytes", "PreviousJobKey has 7 bytes")
+	_, err = queue.OpenAudit(context.Background(), nil, queue.AuditConfig{Stream: "A.B", MaxAge: time.Second, Replicas: 6})
+	wantAll(t, "OpenAudit", err, "Stream", "MaxAge", "Replicas")
+	_, err = queue.Connect(queue.ConnectConfig{URL: "http://nats:4222", Token: "tok", CredsFile: "/nonexistent/x.creds"})
+	wantAll(t, "Connect", err, "scheme", "more than one way", "creds file")
+}
+
+// wantAll checks that err is a config error naming every one of wants.
+func wantAll(t *testing.T, what string, err error, wants ...string) {
+	t.Helper()
+	if !errors.Is(err, queue.ErrInvalidConfig) {
+		t.Fatalf("%s = %v, want ErrInvalidConfig", what, err)
+	}
+	for _, w := range wants {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%s = %v, which does not name %s", what, err, w)
+		}
+	}
 }
 
 func TestPartition(t *testing.T) {

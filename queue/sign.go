@@ -115,18 +115,20 @@ func (q *Queue) CheckJobAuth() error {
 	return nil
 }
 
-// validateKeys checks the job keys of a defaulted Config.
-func (c Config) validateKeys() error {
+// validateKeys returns what is wrong with the job keys of a defaulted
+// Config.
+func (c Config) validateKeys() []error {
+	var errs []error
 	if len(c.JobKey) > 0 && len(c.JobKey) < MinJobKeyLen {
-		return invalidf("queue: config: JobKey has %d bytes, want at least %d", len(c.JobKey), MinJobKeyLen)
+		errs = append(errs, fmt.Errorf("JobKey has %d bytes, want at least %d", len(c.JobKey), MinJobKeyLen))
 	}
 	if len(c.PreviousJobKey) > 0 {
 		if len(c.JobKey) == 0 {
-			return invalidf("queue: config: PreviousJobKey without JobKey")
+			errs = append(errs, errors.New("PreviousJobKey without JobKey"))
 		}
 		if len(c.PreviousJobKey) < MinJobKeyLen {
-			return invalidf("queue: config: PreviousJobKey has %d bytes, want at least %d", len(c.PreviousJobKey), MinJobKeyLen)
+			errs = append(errs, fmt.Errorf("PreviousJobKey has %d bytes, want at least %d", len(c.PreviousJobKey), MinJobKeyLen))
 		}
 	}
-	return nil
+	return errs
 }
