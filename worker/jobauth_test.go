@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/groupsync/groupsync/groupsync"
@@ -16,32 +15,6 @@ import (
 	"github.com/groupsync/groupsync/queue/natstest"
 	"github.com/groupsync/groupsync/worker"
 )
-
-// rawPublish stores j on its partition as anyone with access to NATS could,
-// signed with sig (unsigned when empty).
-func (e *env) rawPublish(j groupsync.Job, sig string) {
-	e.tb.Helper()
-	js, err := jetstream.New(e.nc)
-	if err != nil {
-		e.tb.Fatal(err)
-	}
-	b, err := json.Marshal(j)
-	if err != nil {
-		e.tb.Fatal(err)
-	}
-	if sig == "sign" {
-		sig = testJobKey.Sign(b)
-	}
-	msg := &nats.Msg{Subject: fmt.Sprintf("%s.%d", e.q.Config().SubjectPrefix, queue.Partition(j.Event.GUID, e.q.Partitions())), Data: b, Header: nats.Header{}}
-	if sig != "" {
-		msg.Header.Set(queue.HeaderSignature, sig)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(j.ID)); err != nil {
-		e.tb.Fatalf("raw publish of %s: %v", j.ID, err)
-	}
-}
 
 // TestUnauthenticatedJobChangesNothing is the attack of issue 11: a job
 // published straight to NATS re-added a kicked member. Without the job key,
@@ -64,15 +37,15 @@ func TestUnauthenticatedJobChangesNothing(t *testing.T) {
 	calls := counting.total()
 
 	readd := job(g.ev(groupsync.TriggerMemberAdded, groupsync.ActionAdd, T+20, "bob"))
-	e.rawPublish(readd, "")
+	e.publishRaw(readd, "", readd.ID)
 	wrongKey := queue.JobKey("a-key-the-attacker-made-0123456789abcdef")
 	forged := job(g.ev(groupsync.TriggerMemberAdded, groupsync.ActionAdd, T+21, "bob"))
 	b, _ := json.Marshal(forged)
-	e.rawPublish(forged, wrongKey.Sign(b))
+	e.publishRaw(forged, wrongKey.Sign(b), forged.ID)
 	foreign := g.ev(groupsync.TriggerMemberAdded, groupsync.ActionAdd, T+22, "bob")
 	foreign.AppID = "another-cometchat-app"
 	foreignJob := job(foreign)
-	e.rawPublish(foreignJob, "sign")
+	e.publishRaw(foreignJob, "sign", foreignJob.ID)
 	e.waitSettled()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
