@@ -616,22 +616,21 @@ func (r *redisServer) start() error {
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	r.cmd, r.done = cmd, done
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
+	return poll(context.Background(), 15*time.Second, "redis-server answers PING", func() error {
 		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), time.Second)
-		if err == nil {
-			_, _ = conn.Write([]byte("PING\r\n"))
-			buf := make([]byte, 7)
-			_ = conn.SetReadDeadline(time.Now().Add(time.Second))
-			n, _ := io.ReadFull(conn, buf)
-			conn.Close()
-			if string(buf[:n]) == "+PONG\r\n" {
-				return nil
-			}
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return errors.New("redis-server did not answer PING")
+		defer conn.Close()
+		_, _ = conn.Write([]byte("PING\r\n"))
+		buf := make([]byte, 7)
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		n, _ := io.ReadFull(conn, buf)
+		if string(buf[:n]) != "+PONG\r\n" {
+			return fmt.Errorf("answered %q", buf[:n])
+		}
+		return nil
+	})
 }
 
 func (r *redisServer) kill() {

@@ -191,18 +191,21 @@ func (h *redisHA) KillMaster() (time.Duration, error) {
 	}
 	start := time.Now()
 	old.kill()
-	deadline := start.Add(60 * time.Second)
-	for {
+	err = poll(context.Background(), 60*time.Second, "the Sentinels promote the replica", func() error {
 		m, err := h.master()
-		if err == nil && m != old {
-			if redisRole(m.addr()) == "master" {
-				break
-			}
+		switch {
+		case err != nil:
+			return err
+		case m == old:
+			return errors.New("the killed server is still the primary")
 		}
-		if time.Now().After(deadline) {
-			return 0, errors.New("the Sentinels did not promote the replica within 60s")
+		if role := redisRole(m.addr()); role != "master" {
+			return fmt.Errorf("the new primary %s is %q", m.addr(), role)
 		}
-		time.Sleep(100 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	took := time.Since(start)
 	// Back as an empty server: no --replicaof, the Sentinels reconfigure it.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/virgil"
 )
 
@@ -111,16 +112,13 @@ func TestOwnerRotate(t *testing.T) {
 // waitChecked waits until the check finds every event applied.
 func waitChecked(t *testing.T, c *Cluster, events []*Event) {
 	t.Helper()
-	err := poll(context.Background(), time.Minute, "events applied", func() error {
+	testkit.EventuallyErr(t, time.Minute, "events applied", func() error {
 		rep, err := c.Check(context.Background(), events)
 		if err == nil && (rep.Lost != 0 || rep.Diverged != 0) {
 			err = errors.New(rep.Summary())
 		}
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func readKey(t *testing.T, path string) *virgil.PrivateKey {
