@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,9 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/groupsync/groupsync/cometchat/cometchattest"
 	"github.com/groupsync/groupsync/groupsync"
@@ -167,7 +163,7 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 	if code, out := d2.postWebhook(t, body); code != http.StatusOK {
 		t.Fatalf("repeated webhook answered %d %s", code, out)
 	}
-	waitJobsSettled(t, d2.info.NATSURL)
+	testkit.WaitStreamEmpty(t, time.Minute, d2.info.NATSURL, queue.DefaultStream)
 	if again, code, err := d2.group(groupID); err != nil || code != http.StatusOK || len(again.Epochs) != len(v.Epochs) {
 		t.Errorf("after the repeated webhook the group has epochs %v (status %d, %v), want %v", again.Epochs, code, err, v.Epochs)
 	}
@@ -465,7 +461,7 @@ func TestReconcileCreatesGroupsThatExistedBefore(t *testing.T) {
 	if code, _, stderr := runInProcess(t, env, "reconcile", "legacy-group-one"); code != 0 {
 		t.Fatalf("second reconcile: exit %d: %s", code, stderr)
 	}
-	waitJobsSettled(t, d.info.NATSURL)
+	testkit.WaitStreamEmpty(t, time.Minute, d.info.NATSURL, queue.DefaultStream)
 	if after, _, err := d.group(ids.Group("legacy-group-one")); err != nil || len(after.Epochs) != len(before.Epochs) {
 		t.Errorf("the second reconcile changed the group's epochs from %v to %v (%v)", before.Epochs, after.Epochs, err)
 	}
@@ -523,32 +519,4 @@ func checkDevCORS(t *testing.T, d *devInstance) {
 	if resp.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("dev answers https://evil.example with Allow-Origin %q", resp.Header.Get("Access-Control-Allow-Origin"))
 	}
-}
-
-// waitJobsSettled waits until the job stream of the NATS at natsURL holds no
-// job: every job queued so far has been applied (and acknowledged) or
-// dead-lettered, so its effects can be checked.
-func waitJobsSettled(t *testing.T, natsURL string) {
-	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatalf("connect to %s: %v", natsURL, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testkit.EventuallyErr(t, 60*time.Second, "every queued job settles", func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s, err := js.Stream(ctx, queue.DefaultStream)
-		if err != nil {
-			return err
-		}
-		if n := s.CachedInfo().State.Msgs; n != 0 {
-			return fmt.Errorf("%d jobs in the stream", n)
-		}
-		return nil
-	})
 }

@@ -1,5 +1,6 @@
 // Package testkit holds the helpers the tests of every package share:
-// polling against a deadline instead of sleeping (Eventually), a buffer that
+// polling against a deadline instead of sleeping (Eventually), waiting until
+// a JetStream stream holds no message (WaitStreamEmpty), a buffer that
 // collects log output from several goroutines (Buffer), and the loader of the
 // Virgil vectors in testdata/virgil (LoadVector).
 //
@@ -8,13 +9,18 @@ package testkit
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // pollInterval is how often Eventually asks again.
@@ -47,6 +53,36 @@ func EventuallyErr(tb testing.TB, timeout time.Duration, what string, cond func(
 		}
 		time.Sleep(pollInterval)
 	}
+}
+
+// WaitStreamEmpty waits until the JetStream stream of the NATS server at
+// natsURL holds no message, failing tb after timeout. On groupsync's job
+// stream (work-queue retention) that means every job queued so far has been
+// applied and acknowledged, or dead-lettered: what a job does after its
+// visible change (revoking access, the audit record, the done mark) is done.
+func WaitStreamEmpty(tb testing.TB, timeout time.Duration, natsURL, stream string) {
+	tb.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		tb.Fatalf("testkit: connect to %s: %v", natsURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatalf("testkit: %v", err)
+	}
+	EventuallyErr(tb, timeout, "stream "+stream+" empties", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			return err
+		}
+		if n := s.CachedInfo().State.Msgs; n != 0 {
+			return fmt.Errorf("%d messages left", n)
+		}
+		return nil
+	})
 }
 
 // Buffer collects output, such as a logger's, for assertions. It is safe

@@ -1,6 +1,7 @@
 package testkit_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -8,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/groupsync/groupsync/internal/testkit"
+	"github.com/groupsync/groupsync/queue/natstest"
 )
 
 // fatalTB records a Fatalf and stops the helper the way testing does, by
@@ -78,6 +82,33 @@ func TestBufferConcurrentWriters(t *testing.T) {
 	if n := len(b.String()); n != 800 {
 		t.Errorf("Buffer holds %d bytes, want 800", n)
 	}
+}
+
+func TestWaitStreamEmpty(t *testing.T) {
+	srv := natstest.Run(t)
+	nc := natstest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitStreamEmpty(t, 5*time.Second, srv.URL(), "T")
+	if _, err := js.Publish(ctx, "t", []byte("job")); err != nil {
+		t.Fatal(err)
+	}
+	if msg := run(t, func(tb testing.TB) { testkit.WaitStreamEmpty(tb, 100*time.Millisecond, srv.URL(), "T") }); !strings.Contains(msg, "1 messages left") {
+		t.Errorf("WaitStreamEmpty on a stream with a message = %q, want a failure saying so", msg)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		_ = s.Purge(context.Background())
+	}()
+	testkit.WaitStreamEmpty(t, 5*time.Second, srv.URL(), "T")
 }
 
 func TestLoadVector(t *testing.T) {

@@ -15,12 +15,14 @@ import (
 	"time"
 
 	"github.com/groupsync/groupsync/internal/testkit"
+	"github.com/groupsync/groupsync/queue"
 )
 
 // devInfo is the part of <data-dir>/dev.json the test reads.
 type devInfo struct {
 	HTTPURL        string `json:"http_url"`
 	VirgilAPIURL   string `json:"virgil_api_url"`
+	NATSURL        string `json:"nats_url"`
 	CometChatAppID string `json:"cometchat_app_id"`
 	OwnerIdentity  string `json:"owner_identity"`
 	Webhook        struct {
@@ -197,7 +199,9 @@ type groupView struct {
 }
 
 // waitGroup polls the emulator until the group's newest epoch lists exactly
-// the owner and the given identities.
+// the owner and the given identities, then waits until every queued job has
+// settled: a removal writes the new epoch first and revokes the removed
+// members' access to the older ones after it.
 func (d *dev) waitGroup(t *testing.T, groupID string, identities ...string) groupView {
 	t.Helper()
 	want := append([]string{d.info.OwnerIdentity}, identities...)
@@ -220,6 +224,7 @@ func (d *dev) waitGroup(t *testing.T, groupID string, identities ...string) grou
 		}
 		return nil
 	})
+	testkit.WaitStreamEmpty(t, 30*time.Second, d.info.NATSURL, queue.DefaultStream)
 	return v
 }
 
