@@ -190,7 +190,7 @@ var printClusterRatio = flag.Bool("webhook.cluster-ratio", false, "measure webho
 
 // clusterRounds is how many times TestPrintClusterThroughputRatio measures
 // each side, alternating, so that both see the same machine.
-const clusterRounds = 3
+const clusterRounds = 5
 
 // TestPrintClusterThroughputRatio measures intake on a deployment that
 // outgrew one machine: a 3-node JetStream cluster (embedded servers, file
