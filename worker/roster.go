@@ -195,8 +195,11 @@ func (a *activity) fill(hb *Heartbeat, started, now time.Time, interval time.Dur
 // expire after the bucket's TTL. It is safe for concurrent use by any number
 // of processes; each pool writes only its own key.
 type Roster struct {
-	kv     jetstream.KeyValue // nil: a read-only roster whose bucket does not exist
+	js     jetstream.JetStream
 	bucket string
+
+	mu sync.Mutex
+	kv jetstream.KeyValue // nil: a read-only roster whose bucket did not exist yet
 }
 
 // RosterConfig configures OpenRoster. Zero fields take the defaults named in
@@ -211,7 +214,9 @@ type RosterConfig struct {
 	// TTL is how long a heartbeat is kept (default DefaultRosterTTL).
 	TTL time.Duration
 	// ReadOnly opens the roster to read it without creating or changing the
-	// bucket: a missing bucket reads as no workers.
+	// bucket: a missing bucket reads as no workers until a worker creates
+	// it (a reader that starts before the workers sees them once they
+	// run).
 	ReadOnly bool
 }
 
@@ -232,10 +237,10 @@ func OpenRoster(ctx context.Context, js jetstream.JetStream, cfg RosterConfig) (
 		st, serr := kv.Status(ctx)
 		bs, ok := st.(*jetstream.KeyValueBucketStatus)
 		if cfg.ReadOnly || serr == nil && (cfg.Replicas == 0 || ok && bs.StreamInfo().Config.Replicas == cfg.Replicas) {
-			return &Roster{kv: kv, bucket: cfg.Bucket}, nil
+			return &Roster{js: js, kv: kv, bucket: cfg.Bucket}, nil
 		}
 	case errors.Is(err, jetstream.ErrBucketNotFound) && cfg.ReadOnly:
-		return &Roster{bucket: cfg.Bucket}, nil
+		return &Roster{js: js, bucket: cfg.Bucket}, nil
 	case !errors.Is(err, jetstream.ErrBucketNotFound):
 		return nil, fmt.Errorf("worker: open kv bucket %s: %w", cfg.Bucket, err)
 	}
@@ -247,7 +252,26 @@ func OpenRoster(ctx context.Context, js jetstream.JetStream, cfg RosterConfig) (
 	if err != nil {
 		return nil, fmt.Errorf("worker: open kv bucket %s: %w", cfg.Bucket, err)
 	}
-	return &Roster{kv: kv, bucket: cfg.Bucket}, nil
+	return &Roster{js: js, kv: kv, bucket: cfg.Bucket}, nil
+}
+
+// bucketKV returns the bucket, looking it up again when a read-only roster
+// opened before it existed; nil when it still does not exist.
+func (r *Roster) bucketKV(ctx context.Context) (jetstream.KeyValue, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.kv != nil {
+		return r.kv, nil
+	}
+	kv, err := r.js.KeyValue(ctx, r.bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("worker: open kv bucket %s: %w", r.bucket, err)
+	}
+	r.kv = kv
+	return kv, nil
 }
 
 // rosterKey is the key of a worker: its id in base64url, since ids may hold
@@ -258,14 +282,18 @@ func rosterKey(worker string) string {
 
 // Put writes hb under its worker's key.
 func (r *Roster) Put(ctx context.Context, hb Heartbeat) error {
-	if r.kv == nil {
-		return fmt.Errorf("worker: roster %s opened read-only before its bucket existed", r.bucket)
+	kv, err := r.bucketKV(ctx)
+	if err != nil {
+		return err
+	}
+	if kv == nil {
+		return fmt.Errorf("worker: roster %s: the bucket does not exist (opened read-only)", r.bucket)
 	}
 	b, err := json.Marshal(hb)
 	if err != nil {
 		return fmt.Errorf("worker: roster: encode heartbeat: %w", err)
 	}
-	if _, err := r.kv.Put(ctx, rosterKey(hb.Worker), b); err != nil {
+	if _, err := kv.Put(ctx, rosterKey(hb.Worker), b); err != nil {
 		return fmt.Errorf("worker: roster put %s: %w", hb.Worker, err)
 	}
 	return nil
@@ -275,15 +303,16 @@ func (r *Roster) Put(ctx context.Context, hb Heartbeat) error {
 // the bucket's TTL, sorted by worker id. A heartbeat that does not decode is
 // an error: the bucket is groupsync's own.
 func (r *Roster) Heartbeats(ctx context.Context) ([]Heartbeat, error) {
-	if r.kv == nil {
-		return nil, nil
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 	}
-	w, err := r.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	kv, err := r.bucketKV(ctx)
+	if err != nil || kv == nil {
+		return nil, err
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("worker: roster list: %w", err)
 	}
