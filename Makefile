@@ -6,6 +6,7 @@
 #   make chaos-cluster   chaos run on a 3-node NATS cluster and Redis with Sentinel
 #   make latency-cluster end-to-end latency on that cluster, steady and during a leader failover
 #   make fuzz    every Fuzz target in turn, FUZZTIME each (default 30s)
+#   make screenshots  the web console's screenshots in docs/images, taken by its browser test
 
 GO        ?= go
 PKGS      := ./...
@@ -13,7 +14,7 @@ INTEROP   := virgil/interop
 BROWSER   := test/browser
 TESTFLAGS ?= -race -count=1 -timeout 14m
 
-.PHONY: all build run test lint interop-deps browser-deps compose-check bench chaos chaos-cluster latency-cluster fuzz clean
+.PHONY: all build run test lint interop-deps browser-deps compose-check bench chaos chaos-cluster latency-cluster fuzz screenshots clean
 
 all: build
 
@@ -69,6 +70,10 @@ latency-cluster:
 
 fuzz:
 	./scripts/fuzz.sh
+
+# The browser test of the web console saves its pages as it goes through them.
+screenshots: browser-deps
+	$(GO) test -count=1 -run '^TestConsole$$' ./$(BROWSER) -browser.screenshots=$(CURDIR)/docs/images
 
 clean:
 	rm -rf bin bench-results

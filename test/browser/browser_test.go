@@ -150,7 +150,7 @@ func TestE3KitBrowsers(t *testing.T) {
 	}
 	chromium := chromiumPath(t)
 	dists := bundles(t)
-	d := startDev(t, buildGroupsync(t, t.TempDir()))
+	d := startDev(t, groupsyncBinary(t))
 	site := servePages(t, dists)
 	if origin(t, site.URL) == origin(t, d.info.HTTPURL) || origin(t, site.URL) == origin(t, d.info.VirgilAPIURL) {
 		t.Fatalf("the page's origin %s must differ from groupsync's %s and the Virgil emulator's %s", site.URL, d.info.HTTPURL, d.info.VirgilAPIURL)

@@ -3,6 +3,7 @@ package browser
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +32,11 @@ type devInfo struct {
 		Username string `json:"username"`
 		Password string `json:"password"`
 	} `json:"webhook"`
+	Console struct {
+		URL      string `json:"url"`
+		Username string `json:"username"`
+		Password string `json:"password"`
+	} `json:"console"`
 }
 
 // dev is a running `groupsync dev` on free ports with a temporary data dir.
@@ -41,16 +48,45 @@ type dev struct {
 	err    error
 }
 
-// buildGroupsync builds the binary into dir and returns its path.
-func buildGroupsync(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "groupsync")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/groupsync")
-	cmd.Dir = "../.."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build groupsync: %v\n%s", err, out)
+// built is the groupsync binary the tests of the package share, built once
+// into binDir (TestMain makes and removes it).
+var (
+	binDir   string
+	build    sync.Once
+	built    string
+	buildErr error
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "groupsync-browser-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	return bin
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// groupsyncBinary builds the binary on the first call and returns its path.
+func groupsyncBinary(t *testing.T) string {
+	t.Helper()
+	build.Do(func() {
+		bin := filepath.Join(binDir, "groupsync")
+		cmd := exec.Command("go", "build", "-o", bin, "./cmd/groupsync")
+		cmd.Dir = "../.."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build groupsync: %v\n%s", err, out)
+			return
+		}
+		built = bin
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return built
 }
 
 // startDev starts `groupsync dev` and waits for its dev.json and /readyz.
@@ -58,7 +94,7 @@ func startDev(t *testing.T, bin string) *dev {
 	t.Helper()
 	dir := t.TempDir()
 	cmd := exec.Command(bin, "dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0",
-		"--emulator-addr", "127.0.0.1:0", "--nats-port", "-1", "--partitions", "4", "--log-level", "warn")
+		"--emulator-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0", "--nats-port", "-1", "--partitions", "4", "--log-level", "warn")
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "GROUPSYNC_") {
 			cmd.Env = append(cmd.Env, kv)
@@ -117,8 +153,10 @@ func (d *dev) stop(t *testing.T) {
 	}
 	if t.Failed() {
 		log := d.log.String()
-		if d.info.Webhook.Password != "" {
-			log = strings.ReplaceAll(log, d.info.Webhook.Password, "REDACTED")
+		for _, secret := range []string{d.info.Webhook.Password, d.info.Console.Password} {
+			if secret != "" {
+				log = strings.ReplaceAll(log, secret, "REDACTED")
+			}
 		}
 		t.Logf("groupsync dev log:\n%s", log)
 	}
