@@ -105,9 +105,10 @@ type CardChange struct {
 
 // Group reports what the store, Virgil, the audit trail and the dead
 // letters hold about group guid. Virgil is read only when configured; a
-// failed read is reported in VirgilGroup.Note, not returned. A group none of
-// them knows is an error matching ErrNotFound; errors of the other parts are
-// returned wrapped.
+// failed read is reported in VirgilGroup.Note, not returned, unless nothing
+// else knows the group (Virgil might: the error is returned). A group none
+// of them knows is an error matching ErrNotFound; errors of the other parts
+// are returned wrapped.
 func (in *Inspector) Group(ctx context.Context, guid string) (GroupReport, error) {
 	g, err := in.gather(ctx, guid, in.cfg.HistoryLimit)
 	if err != nil {
@@ -160,8 +161,13 @@ func (in *Inspector) gather(ctx context.Context, guid string, limit int) (gather
 		}
 	}
 	known = known || len(r.Failed) > 0
-	g.vstate = in.readVirgil(ctx, guid, g.state, hist, &r.Virgil)
+	var verr error
+	g.vstate, verr = in.readVirgil(ctx, guid, g.state, hist, &r.Virgil)
 	known = known || g.vstate != nil && g.vstate.Exists
+	if !known && verr != nil {
+		// Virgil may hold the group: it cannot be called unknown.
+		return gathered{}, fmt.Errorf("inspect: group %s: nothing in the store, the audit trail or the failed jobs, and Virgil could not be read: %w", guid, verr)
+	}
 	if !known {
 		return gathered{}, fmt.Errorf("inspect: group %s: nothing in the store, the audit trail, Virgil or the failed jobs: %w", guid, ErrNotFound)
 	}
@@ -198,18 +204,20 @@ func storedGroup(st groupsync.GroupState) StoredGroup {
 }
 
 // readVirgil fills v with the group as Virgil holds it and returns the raw
-// state; nil when Virgil was not read (v.Note says why).
-func (in *Inspector) readVirgil(ctx context.Context, guid string, st groupsync.GroupState, hist []queue.AuditRecord, v *VirgilGroup) *virgil.GroupState {
+// state; nil when Virgil was not read (v.Note says why), with the error of
+// a failed read.
+func (in *Inspector) readVirgil(ctx context.Context, guid string, st groupsync.GroupState, hist []queue.AuditRecord, v *VirgilGroup) (*virgil.GroupState, error) {
 	if in.cfg.Virgil == nil {
 		v.Note = NotConfigured
-		return nil
+		return nil, nil
 	}
 	ids := in.cfg.Identities
 	v.GroupID = ids.Group(guid)
 	vs, err := in.cfg.Virgil.State(ctx, v.GroupID)
 	if err != nil {
-		v.Note = "read failed: " + redact.Text(err.Error())
-		return nil
+		err = redact.Error(err)
+		v.Note = "read failed: " + err.Error()
+		return nil, err
 	}
 	v.Read, v.Exists, v.Epochs, v.Latest = true, vs.Exists, vs.Epochs, vs.Latest
 	v.Participants = []string{}
@@ -276,7 +284,7 @@ func (in *Inspector) readVirgil(ctx context.Context, guid string, st groupsync.G
 			}
 		}
 	}
-	return &vs
+	return &vs, nil
 }
 
 // MemberReport explains one user's place in a group.

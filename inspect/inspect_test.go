@@ -36,19 +36,20 @@ var jobKey = queue.JobKey("inspect-test-job-key-0123456789abcdef")
 // queue, the audit trail, the JetStream KV store and the roster, the Virgil
 // emulator over HTTP with the real virgil.Owner, and a running pool.
 type env struct {
-	t      *testing.T
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	q      *queue.Queue
-	audit  *queue.Audit
-	store  *worker.KVStore
-	roster *worker.Roster
-	meta   *worker.Meta
-	emu    *emulator.Emulator
-	url    string
-	gen    *virgil.JWTGenerator
-	owner  *virgil.Owner
-	ids    *groupsync.Identities
+	t        *testing.T
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	q        *queue.Queue
+	audit    *queue.Audit
+	store    *worker.KVStore
+	roster   *worker.Roster
+	meta     *worker.Meta
+	emu      *emulator.Emulator
+	url      string
+	gen      *virgil.JWTGenerator
+	owner    *virgil.Owner
+	ownerKey *virgil.PrivateKey
+	ids      *groupsync.Identities
 
 	mu    sync.Mutex
 	cards map[string]string // uid -> card id
@@ -104,6 +105,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.ownerKey = ownerKey
 	e.owner = virgil.NewOwner(e.client(ownerID), ownerKey, ownerID, virgil.WithServiceKey(e.emu.ServiceKey()))
 	if _, err := e.owner.EnsureCard(ctx); err != nil {
 		t.Fatalf("EnsureCard: %v", err)
@@ -399,6 +401,25 @@ func TestInspect(t *testing.T) {
 		r, err := in.Explain(ctx, "team", "bob")
 		if err != nil || !strings.Contains(r.Sentence, "yet Virgil does not list them") {
 			t.Errorf("Explain(team, bob) with a wrong mapping = %q, %v", r.Sentence, err)
+		}
+	})
+
+	// A Virgil that cannot be read is said so; and a group nothing else
+	// knows is then not called unknown, since Virgil might hold it.
+	t.Run("VirgilDown", func(t *testing.T) {
+		down := virgil.NewOwner(virgil.NewClient("http://127.0.0.1:1", s.gen.Source(ownerID), virgil.WithTimeout(time.Second)),
+			s.ownerKey, ownerID, virgil.WithServiceKey(s.emu.ServiceKey()))
+		in := s.inspector(func(c *inspect.Config) { c.Virgil = down })
+		g, err := in.Group(ctx, "team")
+		if err != nil || g.Virgil.Read || !strings.HasPrefix(g.Virgil.Note, "read failed: ") || len(g.Store.Participants) != 2 {
+			t.Errorf("Group(team) with Virgil down = %+v, %v; want the store and Virgil read failed", g, err)
+		}
+		r, err := in.Explain(ctx, "team", "bob")
+		if err != nil || r.InVirgil != nil || !strings.HasPrefix(r.VirgilNote, "read failed: ") {
+			t.Errorf("Explain(team, bob) with Virgil down = %+v, %v", r, err)
+		}
+		if _, err := in.Group(ctx, "nobody"); err == nil || errors.Is(err, inspect.ErrNotFound) {
+			t.Errorf("Group(nobody) with Virgil down: %v, want an error that is not ErrNotFound", err)
 		}
 	})
 
