@@ -25,8 +25,8 @@ type Cluster struct {
 
 // RunCluster starts n clustered nats-servers with JetStream (cluster name
 // "groupsync-test", server names "n1", "n2", …), each with routes to the
-// others, and waits until JetStream has elected a meta leader and answers
-// requests. opts apply to every node. The nodes are shut down when the test
+// others, and waits until JetStream has elected a meta leader that has
+// heard from every node and answers requests. opts apply to every node. The nodes are shut down when the test
 // ends.
 func RunCluster(tb testing.TB, n int, opts ...Option) *Cluster {
 	tb.Helper()
@@ -74,8 +74,9 @@ func (c *Cluster) URLs() string {
 	return strings.Join(urls, ",")
 }
 
-// WaitReady waits until the running nodes see a JetStream meta leader and a
-// client request to JetStream succeeds, failing tb after 30 seconds.
+// WaitReady waits until the running nodes see a JetStream meta leader, the
+// leader has heard from every running node, and a client request to
+// JetStream succeeds, failing tb after 30 seconds.
 func (c *Cluster) WaitReady(tb testing.TB) {
 	tb.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -90,14 +91,24 @@ func (c *Cluster) WaitReady(tb testing.TB) {
 }
 
 func (c *Cluster) ready() error {
-	leader := false
+	var leader *server.Server
+	running := 0
 	for _, s := range c.Servers {
-		if srv := s.NATS(); srv != nil && srv.JetStreamIsLeader() {
-			leader = true
+		if srv := s.NATS(); srv != nil {
+			running++
+			if srv.JetStreamIsLeader() {
+				leader = srv
+			}
 		}
 	}
-	if !leader {
+	if leader == nil {
 		return fmt.Errorf("no meta leader")
+	}
+	// Streams are placed on the peers the leader has heard from: until it
+	// has heard from every running node, asking for as many replicas as
+	// nodes fails with "no suitable peers for placement".
+	if n := len(leader.JetStreamClusterPeers()); n < running {
+		return fmt.Errorf("the meta leader sees %d of the %d running servers", n, running)
 	}
 	nc, err := nats.Connect(c.URLs(), nats.Timeout(time.Second))
 	if err != nil {
