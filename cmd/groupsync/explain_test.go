@@ -12,13 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/groupsync/groupsync/groupsync"
 	"github.com/groupsync/groupsync/inspect"
 	"github.com/groupsync/groupsync/internal/testkit"
-	"github.com/groupsync/groupsync/queue"
-	"github.com/groupsync/groupsync/queue/natstest"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/worker"
 )
@@ -28,32 +24,9 @@ import (
 // reconcile job fail, then runs `groupsync explain` as an operator would,
 // with the worker's Virgil settings and without them.
 func TestExplain(t *testing.T) {
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	ns := natstest.Run(t)
-	appKey, err := virgil.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwt := &virgil.JWTGenerator{AppID: "a1b2c3d4e5f60718293a4b5c6d7e8f90", AppKeyID: "0123456789abcdef0123456789abcdef", AppKey: appKey}
-	emu := mustOpen(t, &Main{Config: Config{Logger: log,
-		Emulator: &EmulatorConfig{Addr: "127.0.0.1:0", Emulator: emulatorConfig(jwt, "", nil, false, log)}}})
-	const secret = "identity secret of the explain test"
-	ids, err := groupsync.NewIdentities([]byte(secret), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ownerKey, err := virgil.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	jobKey := "the job key of the explain test, 32+ bytes"
-	wm := mustOpen(t, &Main{Config: Config{
-		Logger: log, ShutdownTimeout: 10 * time.Second,
-		NATS:   NATSConfig{URL: ns.URL(), Name: "test"},
-		Queue:  queue.Config{Partitions: 2, JobKey: queue.JobKey(jobKey), AppID: exampleAppID},
-		Virgil: VirgilConfig{APIURL: emu.VirgilURL, JWT: jwt},
-		Worker: &WorkerConfig{OwnerIdentity: groupsync.DefaultOwnerIdentity, OwnerKey: ownerKey, ServiceKey: emu.Emulator.ServiceKey(), Identities: ids},
-	}})
+	r := newRoleSetup(t, "the job key of the explain test, 32+ bytes")
+	wm := r.worker(nil)
+	emu, jwt, ids, ns := r.emu, r.jwt, r.ids, r.nats
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -99,7 +72,7 @@ func TestExplain(t *testing.T) {
 	})
 
 	keyFile := filepath.Join(t.TempDir(), "owner.key")
-	if err := os.WriteFile(keyFile, []byte(ownerKey.MarshalPKCS8Base64()), 0o600); err != nil {
+	if err := os.WriteFile(keyFile, []byte(r.ownerKey.MarshalPKCS8Base64()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	bare := []string{"GROUPSYNC_NATS_URL=" + ns.URL(), "GROUPSYNC_PARTITIONS=2"}
@@ -107,9 +80,9 @@ func TestExplain(t *testing.T) {
 		"GROUPSYNC_VIRGIL_API_URL="+emu.VirgilURL,
 		"GROUPSYNC_VIRGIL_APP_ID="+jwt.AppID,
 		"GROUPSYNC_VIRGIL_APP_KEY_ID="+jwt.AppKeyID,
-		"GROUPSYNC_VIRGIL_APP_KEY="+appKey.MarshalPKCS8Base64(),
+		"GROUPSYNC_VIRGIL_APP_KEY="+jwt.AppKey.MarshalPKCS8Base64(),
 		"GROUPSYNC_VIRGIL_SERVICE_KEY="+emu.Emulator.ServiceKey().MarshalSPKIBase64(),
-		"GROUPSYNC_IDENTITY_SECRET="+secret,
+		"GROUPSYNC_IDENTITY_SECRET="+testIdentitySecret,
 		"GROUPSYNC_OWNER_KEY_FILE="+keyFile,
 	)
 	explain := func(env []string, args ...string) (int, string, string) {

@@ -37,8 +37,12 @@ func mustOpen(tb testing.TB, m *Main) *Main {
 	return m
 }
 
-// testOwner is the owner identity of the in-process role tests.
-const testOwner = groupsync.DefaultOwnerIdentity
+// testOwner is the owner identity of the in-process role tests, and
+// testIdentitySecret their identity secret.
+const (
+	testOwner          = groupsync.DefaultOwnerIdentity
+	testIdentitySecret = "identity secret of the test"
+)
 
 // roleSetup is what the tests that run roles as Mains in the test process
 // share: an embedded NATS, the emulator role on a free port, a Virgil
@@ -59,7 +63,7 @@ type roleSetup struct {
 func newRoleSetup(t *testing.T, jobKey string) *roleSetup {
 	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t))
-	r := &roleSetup{t: t, nats: natstest.Run(t), jwt: testJWT(t), ids: mustIdentities(t, "identity secret of the test", testOwner)}
+	r := &roleSetup{t: t, nats: natstest.Run(t), jwt: testJWT(t), ids: mustIdentities(t, testIdentitySecret, testOwner)}
 	r.emu = mustOpen(t, &Main{Config: Config{Logger: log,
 		Emulator: &EmulatorConfig{Addr: "127.0.0.1:0", Emulator: emulatorConfig(r.jwt, "", nil, true, log)}}})
 	var err error
@@ -107,14 +111,15 @@ func (r *roleSetup) group(guid string) (groupView, int, error) {
 	return v, code, err
 }
 
-// testJWT makes a Virgil application for a test.
+// testJWT makes a Virgil application for a test, with ids the command's
+// settings accept too.
 func testJWT(t *testing.T) *virgil.JWTGenerator {
 	t.Helper()
 	appKey, err := virgil.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &virgil.JWTGenerator{AppID: "app-id", AppKeyID: "app-key-id", AppKey: appKey}
+	return &virgil.JWTGenerator{AppID: "a1b2c3d4e5f60718293a4b5c6d7e8f90", AppKeyID: "0123456789abcdef0123456789abcdef", AppKey: appKey}
 }
 
 // serveConfig is a serve role on a free port that trusts the uid header.
