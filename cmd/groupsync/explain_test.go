@@ -15,6 +15,7 @@ import (
 	"github.com/groupsync/groupsync/groupsync"
 	"github.com/groupsync/groupsync/inspect"
 	"github.com/groupsync/groupsync/internal/testkit"
+	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/virgil"
 	"github.com/groupsync/groupsync/worker"
 )
@@ -85,10 +86,21 @@ func TestExplain(t *testing.T) {
 		"GROUPSYNC_IDENTITY_SECRET="+testIdentitySecret,
 		"GROUPSYNC_OWNER_KEY_FILE="+keyFile,
 	)
+	// No output may show a secret: the App Key, the owner key, the job
+	// key, the identity secret or a job's signature.
+	secrets := []string{jwt.AppKey.MarshalPKCS8Base64(), r.ownerKey.MarshalPKCS8Base64(), string(r.base.Queue.JobKey), testIdentitySecret}
 	explain := func(env []string, args ...string) (int, string, string) {
 		t.Helper()
 		var out, errb bytes.Buffer
 		code := run(ctx, append([]string{"explain"}, args...), getenvOf(env), &out, &errb)
+		for _, sec := range secrets {
+			if strings.Contains(out.String()+errb.String(), sec) {
+				t.Errorf("explain %v shows a secret", args)
+			}
+		}
+		if strings.Contains(out.String(), queue.HeaderSignature) {
+			t.Errorf("explain %v shows a job signature", args)
+		}
 		return code, out.String(), errb.String()
 	}
 	at := time.Unix(created+30, 0).UTC().Format(time.RFC3339)
