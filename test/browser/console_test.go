@@ -78,13 +78,19 @@ func (c *consoleTab) do(t *testing.T, what string, actions ...chromedp.Action[ch
 // form's button) and returns the status of the page loaded.
 func (c *consoleTab) load(t *testing.T, what string, actions ...chromedp.Action[chromedp.Void]) int64 {
 	t.Helper()
+	return c.loadResponse(t, what, actions...).Status
+}
+
+// loadResponse is load returning the page's whole response.
+func (c *consoleTab) loadResponse(t *testing.T, what string, actions ...chromedp.Action[chromedp.Void]) *network.Response {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(c.ctx, opTimeout)
 	defer cancel()
 	resp, err := chromedp.RunResponse(ctx, actions...)
 	if err != nil {
 		t.Fatalf("console: %s: %v", what, err)
 	}
-	return resp.Status
+	return resp
 }
 
 // refused requires the console to refuse the page at path to a browser
@@ -106,11 +112,23 @@ func (c *consoleTab) refused(t *testing.T, path string) {
 }
 
 // open loads the console's page at path and requires want as its status.
-func (c *consoleTab) open(t *testing.T, path string, want int64) {
+func (c *consoleTab) open(t *testing.T, path string, want int64) *network.Response {
 	t.Helper()
-	if got := c.load(t, "open "+path, chromedp.Navigate(c.base+path)); got != want {
-		t.Fatalf("console: %s answered %d, want %d; the page says: %s", path, got, want, c.body(t))
+	resp := c.loadResponse(t, "open "+path, chromedp.Navigate(c.base+path))
+	if resp.Status != want {
+		t.Fatalf("console: %s answered %d, want %d; the page says: %s", path, resp.Status, want, c.body(t))
 	}
+	return resp
+}
+
+// header is the value of a response header, whatever the case of its name.
+func header(resp *network.Response, name string) string {
+	for k, v := range resp.Headers {
+		if strings.EqualFold(k, name) {
+			return fmt.Sprint(v)
+		}
+	}
+	return ""
 }
 
 // eval evaluates a JavaScript expression in the page. DevTools evaluates it
@@ -223,7 +241,11 @@ func TestConsole(t *testing.T) {
 	c := openConsole(t, b, d)
 	c.refused(t, "/")
 	c.login(t, d.info.Console.Username, d.info.Console.Password)
-	c.open(t, "/", http.StatusOK)
+	// The pages work without JavaScript: their Content Security Policy
+	// lets no script run, and the test below only clicks and types.
+	if csp := header(c.open(t, "/", http.StatusOK), "Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script-src") {
+		t.Errorf("the console's Content Security Policy %q lets scripts run", csp)
+	}
 
 	// The failed jobs page, filtered by the group as an operator would, lists
 	// the job with its reason.
