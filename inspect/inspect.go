@@ -110,16 +110,21 @@ type Inspector struct {
 }
 
 // New returns an Inspector reading cfg's parts. It fails without a Queue or
-// an Audit, and with Virgil but no Identities.
+// an Audit, with Virgil but no Identities, and with a negative HistoryLimit
+// or StaleAfter, reporting every one of these, joined.
 func New(cfg Config) (*Inspector, error) {
+	var errs []error
 	if cfg.Queue == nil || cfg.Audit == nil {
-		return nil, errors.New("inspect: config: Queue and Audit are required")
+		errs = append(errs, errors.New("Queue and Audit are required"))
 	}
 	if cfg.Virgil != nil && cfg.Identities == nil {
-		return nil, errors.New("inspect: config: Virgil needs Identities to map uids and guids")
+		errs = append(errs, errors.New("Virgil needs Identities to map uids and guids"))
 	}
 	if cfg.HistoryLimit < 0 || cfg.StaleAfter < 0 {
-		return nil, fmt.Errorf("inspect: config: HistoryLimit %d, StaleAfter %v: must not be negative", cfg.HistoryLimit, cfg.StaleAfter)
+		errs = append(errs, fmt.Errorf("HistoryLimit %d, StaleAfter %v: must not be negative", cfg.HistoryLimit, cfg.StaleAfter))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("inspect: config: %w", errors.Join(errs...))
 	}
 	if cfg.HistoryLimit == 0 {
 		cfg.HistoryLimit = DefaultHistoryLimit

@@ -551,4 +551,11 @@ func TestNewRefusesIncompleteConfig(t *testing.T) {
 	if _, err := inspect.New(inspect.Config{Queue: &queue.Queue{}, Audit: &queue.Audit{}, Virgil: &virgil.Owner{}, Identities: ids}); err != nil {
 		t.Errorf("New(complete) = %v", err)
 	}
+	// Every mistake is reported, as the other packages' configs do.
+	_, err = inspect.New(inspect.Config{Virgil: &virgil.Owner{}, StaleAfter: -time.Second})
+	for _, want := range []string{"Queue and Audit", "Identities", "StaleAfter"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New with three mistakes = %v, which does not name %s", err, want)
+		}
+	}
 }
