@@ -105,6 +105,9 @@ func (p *Pool) audit(ctx context.Context, d *queue.Delivery, plan groupsync.Plan
 	recs := auditRecords(d.Job, d.StreamSeq, plan, next, p.cfg.WorkerID, epoch, time.Now())
 	err := p.retry(ctx, log, "audit append", func() error { return p.cfg.Audit.Append(ctx, recs) })
 	if err != nil {
+		p.metrics.audits.WithLabelValues("failed").Inc()
 		log.Error().Err(err).Int("records", len(recs)).Msg("appending the job's changes to the audit trail failed")
+		return
 	}
+	p.metrics.audits.WithLabelValues("appended").Inc()
 }

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/groupsync/groupsync/groupsync"
 	"github.com/groupsync/groupsync/queue"
 )
@@ -73,4 +76,50 @@ func TestAuditTrailRecordsAppliedChanges(t *testing.T) {
 	if other, err := audit.History(ctx, "another-group", 0); err != nil || len(other) != 0 {
 		t.Fatalf("history of another group = %v, %v; want none", other, err)
 	}
+}
+
+// TestAuditAppendFailureIsCounted: when the audit trail cannot take a
+// record (its stream is gone), the change stays applied and the failure is
+// counted, so an alert can see a trail with holes; a working trail counts
+// its appends.
+func TestAuditAppendFailureIsCounted(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	audit, err := queue.OpenAudit(ctx, e.nc, queue.AuditConfig{})
+	if err != nil {
+		t.Fatalf("OpenAudit: %v", err)
+	}
+	e.register("alice", "bob")
+	reg := prometheus.NewRegistry()
+	cfg := e.poolConfig()
+	cfg.Audit = audit
+	cfg.Registerer = reg
+	e.startPool(cfg, nil, nil, nil)
+
+	ok := evt{guid: "audited-group", created: 1_718_000_000}
+	e.publish(job(ok.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice")))
+	e.waitMembers(ok.guid, "alice")
+	eventually(t, 10*time.Second, func() (bool, string) {
+		missing := missingMetrics(t, reg, "groupsync_worker_audit_appends_total/result=appended")
+		return len(missing) == 0, fmt.Sprintf("metrics not recorded: %v", missing)
+	})
+	if missing := missingMetrics(t, reg, "groupsync_worker_audit_appends_total/result=failed"); len(missing) == 0 {
+		t.Fatal("a working audit trail counted a failed append")
+	}
+
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, queue.DefaultAuditStream); err != nil {
+		t.Fatalf("delete the audit stream: %v", err)
+	}
+	lost := evt{guid: "unaudited-group", created: 1_718_000_000}
+	e.publish(job(lost.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "bob")))
+	e.waitMembers(lost.guid, "bob")
+	eventually(t, 30*time.Second, func() (bool, string) {
+		missing := missingMetrics(t, reg, "groupsync_worker_audit_appends_total/result=failed")
+		return len(missing) == 0, fmt.Sprintf("metrics not recorded: %v", missing)
+	})
 }

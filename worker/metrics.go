@@ -20,6 +20,7 @@ type metrics struct {
 	losses   prometheus.Counter
 	confirms *prometheus.CounterVec
 	runs     *prometheus.CounterVec
+	audits   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -70,11 +71,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "groupsync", Subsystem: "reconcile", Name: "runs_total",
 			Help: "Scheduled reconcile runs this process led, by result: finished, failed.",
 		}, []string{"result"}),
+		audits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "groupsync", Subsystem: "worker", Name: "audit_appends_total",
+			Help: "Appends of applied changes to the audit trail, by result: appended, failed (the change is applied but missing from the trail).",
+		}, []string{"result"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.jobs, m.steps, m.checks, m.retries, m.duration, m.lag, m.inFlight, m.drift, m.losses, m.confirms, m.runs} {
+	for _, c := range []prometheus.Collector{m.jobs, m.steps, m.checks, m.retries, m.duration, m.lag, m.inFlight, m.drift, m.losses, m.confirms, m.runs, m.audits} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
