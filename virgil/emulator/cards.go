@@ -121,8 +121,8 @@ func (e *Emulator) searchCards(r *request) (response, *Error) {
 	if len(req.Identities) == 0 {
 		return response{}, apiErr(http.StatusBadRequest, CodeEmptyIdentities, "identities must not be empty")
 	}
-	if len(req.Identities) > maxSearchIdentities {
-		return response{}, apiErr(http.StatusBadRequest, CodeEmptyIdentities, "at most %d identities per search", maxSearchIdentities)
+	if len(req.Identities) > e.cfg.MaxSearchIdentities {
+		return response{}, apiErr(http.StatusBadRequest, CodeEmptyIdentities, "at most %d identities per search", e.cfg.MaxSearchIdentities)
 	}
 	want := make(map[string]bool, len(req.Identities))
 	for _, id := range req.Identities {

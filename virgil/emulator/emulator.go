@@ -70,10 +70,11 @@ const (
 // DefaultMaxBodyBytes bounds request bodies when Config.MaxBodyBytes is zero.
 const DefaultMaxBodyBytes = 1 << 20
 
-// maxSearchIdentities bounds the identities of one search: E3Kit never
-// sends more than 50, so the emulator refuses more, as the strictest known
-// client implies the service may.
-const maxSearchIdentities = virgil.MaxSearchIdentities
+// DefaultMaxSearchIdentities bounds the identities of one search when
+// Config.MaxSearchIdentities is zero: E3Kit's findUsers never sends more
+// than 50, so the emulator refuses more, as the strictest known client
+// implies the service may.
+const DefaultMaxSearchIdentities = virgil.MaxSearchIdentities
 
 // Error is an error answer of the emulator: an HTTP status and a Virgil
 // error code, sent as JSON {"code","message"}.
@@ -119,6 +120,12 @@ type Config struct {
 	Logger zerolog.Logger
 	// MaxBodyBytes bounds request bodies (default DefaultMaxBodyBytes).
 	MaxBodyBytes int64
+	// MaxSearchIdentities bounds the identities of one card search (default
+	// DefaultMaxSearchIdentities). Only a measurement of the official
+	// E3Kit owner raises it: E3Kit's owner-side group.remove searches every
+	// remaining participant at once, which the default refuses for groups
+	// past 50 (docs/virgil-protocol.md).
+	MaxSearchIdentities int
 	// DebugAPI turns on the /_emulator/ inspection and fault endpoints,
 	// which answer without a token: for tests, dev mode and chaos runs
 	// only. Off by default.
@@ -184,6 +191,9 @@ func New(cfg Config) (*Emulator, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxSearchIdentities <= 0 {
+		cfg.MaxSearchIdentities = DefaultMaxSearchIdentities
 	}
 	keys := map[string]*virgil.PublicKey{cfg.AppKeyID: cfg.AppPublicKey}
 	for kid, k := range cfg.MoreAppKeys {
