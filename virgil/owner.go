@@ -98,6 +98,7 @@ type Owner struct {
 	now        func() time.Time
 	parallel   int
 	verified   *memo[[32]byte, bool] // digests of cards whose service signature verified
+	seen       *epochNotes           // newest epoch per group, as last read or written
 }
 
 // OwnerOption configures an Owner.
@@ -131,7 +132,7 @@ func NewOwner(c *Client, key *PrivateKey, identity string, opts ...OwnerOption) 
 	if identity == "" {
 		identity = DefaultOwnerIdentity
 	}
-	o := &Owner{client: c, key: key, identity: identity, now: time.Now, parallel: DefaultParallelism, verified: &memo[[32]byte, bool]{}}
+	o := &Owner{client: c, key: key, identity: identity, now: time.Now, parallel: DefaultParallelism, verified: &memo[[32]byte, bool]{}, seen: &epochNotes{}}
 	for _, opt := range opts {
 		opt(o)
 	}
@@ -401,6 +402,9 @@ func (o *Owner) push(ctx context.Context, path string, msg *EpochMessage, identi
 		Root: GroupSessionsRoot, Path: path, Key: strconv.FormatUint(uint64(msg.Epoch), 10),
 		Identities: identities, Meta: meta, Value: value, PreviousHash: previous,
 	})
+	if err == nil {
+		o.seen.wrote(path, msg.Epoch, o.now())
+	}
 	return err
 }
 
@@ -427,6 +431,7 @@ func (o *Owner) state(ctx context.Context, groupID, path string) (GroupState, *t
 			return st, nil, err
 		}
 		if len(epochs) == 0 {
+			o.seen.read(path, 0, false, o.now())
 			return st, nil, nil
 		}
 		latest := epochs[len(epochs)-1]
@@ -438,6 +443,7 @@ func (o *Owner) state(ctx context.Context, groupID, path string) (GroupState, *t
 			continue // deleted meanwhile: list again
 		}
 		st.Exists, st.Epochs, st.Latest, st.Participants = true, epochs, latest, t.identities
+		o.seen.read(path, latest, true, o.now())
 		return st, t, nil
 	}
 	return st, nil, fmt.Errorf("virgil: group %s keeps changing", path)
@@ -717,5 +723,6 @@ func (o *Owner) Delete(ctx context.Context, groupID string) error {
 	if _, err := o.client.KeyknoxReset(ctx, KeyknoxReset{Root: GroupSessionsRoot, Path: path}); err != nil {
 		return fmt.Errorf("virgil: delete group %q: %w", groupID, err)
 	}
+	o.seen.read(path, 0, false, o.now())
 	return nil
 }

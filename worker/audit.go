@@ -22,12 +22,17 @@ type Auditor interface {
 // epoch (*VirgilGroups); the audit records carry it when they can.
 type Epochs interface {
 	// Epoch returns the newest epoch of guid; exists is false when the
-	// group does not exist in Virgil.
-	Epoch(ctx context.Context, guid string) (epoch uint32, exists bool, err error)
+	// group does not exist in Virgil. A port that read or wrote the group
+	// at or after since (the job's own steps, under its lease) answers
+	// from that without asking Virgil again.
+	Epoch(ctx context.Context, guid string, since time.Time) (epoch uint32, exists bool, err error)
 }
 
 // Epoch implements Epochs.
-func (g *VirgilGroups) Epoch(ctx context.Context, guid string) (uint32, bool, error) {
+func (g *VirgilGroups) Epoch(ctx context.Context, guid string, since time.Time) (uint32, bool, error) {
+	if epoch, exists, ok := g.owner.KnownEpoch(g.ids.Group(guid), since); ok {
+		return epoch, exists, nil
+	}
 	st, err := g.owner.State(ctx, g.ids.Group(guid))
 	if err != nil {
 		return 0, false, classify("read state of", guid, err)
@@ -90,13 +95,13 @@ func eventTime(ev groupsync.Event) int64 {
 // audit appends the changes of a committed job to the audit trail. The
 // changes are applied and committed by then, so a failure is logged, not
 // retried by redelivery.
-func (p *Pool) audit(ctx context.Context, d *queue.Delivery, plan groupsync.Plan, next groupsync.GroupState, log zerolog.Logger) {
+func (p *Pool) audit(ctx context.Context, d *queue.Delivery, plan groupsync.Plan, next groupsync.GroupState, since time.Time, log zerolog.Logger) {
 	if p.cfg.Audit == nil || len(plan.Steps) == 0 {
 		return
 	}
 	var epoch *uint32
 	if e, ok := p.v.(Epochs); ok {
-		if n, exists, err := e.Epoch(ctx, d.Job.Event.GUID); err == nil && exists {
+		if n, exists, err := e.Epoch(ctx, d.Job.Event.GUID, since); err == nil && exists {
 			epoch = &n
 		} else if err != nil {
 			log.Warn().Err(err).Msg("reading the group's epoch for the audit trail failed")

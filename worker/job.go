@@ -170,6 +170,7 @@ func (p *Pool) apply(ctx context.Context, d *queue.Delivery, lease Lease, log ze
 			return err
 		}
 		log.Debug().Interface("steps", plan.Steps).Strs("stale", plan.Stale).Str("ignored", plan.Ignored).Msg("plan")
+		executed := time.Now()
 		if err := p.execute(ctx, guid, plan, &next, log); err != nil {
 			return err
 		}
@@ -181,7 +182,7 @@ func (p *Pool) apply(ctx context.Context, d *queue.Delivery, lease Lease, log ze
 			continue
 		}
 		if err == nil {
-			p.audit(ctx, d, plan, next, log)
+			p.audit(ctx, d, plan, next, executed, log)
 			p.recordDrift(ctx, job.ID, drift, log)
 		}
 		return err
