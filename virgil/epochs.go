@@ -6,7 +6,8 @@ import (
 )
 
 // maxEpochNotes bounds the epochs an Owner remembers; past it, notes older
-// than epochNoteTTL are dropped.
+// than epochNoteTTL are dropped, and all of them when that leaves more than
+// half, so a write scans the notes at most once per maxEpochNotes/2 writes.
 const (
 	maxEpochNotes = 4096
 	epochNoteTTL  = time.Minute
@@ -30,7 +31,9 @@ type epochNotes struct {
 
 // read records the state a read found.
 func (n *epochNotes) read(path string, epoch uint32, exists bool, at time.Time) {
-	n.put(path, epochNote{epoch: epoch, exists: exists, at: at})
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.putLocked(path, epochNote{epoch: epoch, exists: exists, at: at})
 }
 
 // wrote records a pushed epoch: the newest stays the highest pushed since
@@ -44,12 +47,6 @@ func (n *epochNotes) wrote(path string, epoch uint32, at time.Time) {
 	n.putLocked(path, epochNote{epoch: epoch, exists: true, at: at})
 }
 
-func (n *epochNotes) put(path string, note epochNote) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.putLocked(path, note)
-}
-
 func (n *epochNotes) putLocked(path string, note epochNote) {
 	if n.notes == nil {
 		n.notes = make(map[string]epochNote)
@@ -59,6 +56,12 @@ func (n *epochNotes) putLocked(path string, note epochNote) {
 			if note.at.Sub(old.at) > epochNoteTTL {
 				delete(n.notes, p)
 			}
+		}
+		if len(n.notes) >= maxEpochNotes/2 {
+			// Busy with many groups at once: start afresh rather than scan
+			// again at every write. A forgotten note only costs its caller
+			// one read of the group (KnownEpoch's ok is false).
+			clear(n.notes)
 		}
 	}
 	n.notes[path] = note
