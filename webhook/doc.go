@@ -5,8 +5,9 @@
 //
 //   - POST /webhooks/cometchat receives CometChat "Webhooks" (v2) bodies. It
 //     checks Basic auth in constant time (401), the media type
-//     (application/json, compared case-insensitively; 415), the size (413),
-//     the body (400, naming the missing field), the app id and, when
+//     (application/json, compared case-insensitively; 415), the size (413,
+//     counted as outcome "too_large" and logged as a warning with the limit
+//     and the peer's address, never the body), the body (400, naming the missing field), the app id and, when
 //     configured, the webhook id (403). A trigger groupsync does not handle
 //     gets 200 {"ignored": trigger}. Otherwise the body becomes a
 //     groupsync.Job, handed to the Enqueuer; the answer is 200

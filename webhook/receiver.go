@@ -80,6 +80,13 @@ func (s *Server) handleWebhook(c echo.Context) error {
 	}
 	tooLarge := func() error {
 		count(outcomeTooLarge)
+		// One line per refusal, without the body: its size is all that
+		// is known of it (the peer passed Basic auth to get this far).
+		ev := s.log.Warn().Int64("max_body_bytes", s.cfg.MaxBodyBytes).Str("remote_addr", r.RemoteAddr)
+		if r.ContentLength > 0 {
+			ev = ev.Int64("content_length", r.ContentLength)
+		}
+		ev.Msg("webhook body over the size limit refused (413)")
 		return c.JSON(http.StatusRequestEntityTooLarge, errorBody{Error: fmt.Sprintf("body larger than %d bytes", s.cfg.MaxBodyBytes)})
 	}
 	if r.ContentLength > s.cfg.MaxBodyBytes {

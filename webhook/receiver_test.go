@@ -205,6 +205,82 @@ func TestWebhookRejects(t *testing.T) {
 	}
 }
 
+// TestWebhookOversizeCountedAndLogged: a body one byte over the default
+// limit (1 MiB) is answered 413, whether it declares its length or is
+// chunked, and each refusal is counted (outcome too_large) and logged once
+// as a warning with the limit and the peer's address, never the body. A
+// body of exactly the limit is taken.
+func TestWebhookOversizeCountedAndLogged(t *testing.T) {
+	_, b := setup(t)
+	const marker = "BODY-CONTENT-MUST-NOT-BE-LOGGED"
+	sized := func(n int) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(readExample(t, "group_created.json"), &m); err != nil {
+			t.Fatal(err)
+		}
+		m["padding"] = marker
+		base, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m["padding"] = marker + strings.Repeat("x", n-len(base))
+		out, err := json.Marshal(m)
+		if err != nil || len(out) != n {
+			t.Fatalf("body of %d bytes, want %d (%v)", len(out), n, err)
+		}
+		return out
+	}
+	if r := post(t, b.url, sized(webhook.DefaultMaxBodyBytes)); r.status != http.StatusOK {
+		t.Fatalf("POST of exactly %d bytes = %d %s, want 200", webhook.DefaultMaxBodyBytes, r.status, r.raw)
+	}
+	over := sized(webhook.DefaultMaxBodyBytes + 1)
+	declared := webhookRequest(t, b.url, over)
+	chunked := webhookRequest(t, b.url, over)
+	chunked.ContentLength = -1
+	chunked.Body = io.NopCloser(bytes.NewReader(over))
+	for _, req := range []*http.Request{declared, chunked} {
+		if r := do(t, req); r.status != http.StatusRequestEntityTooLarge {
+			t.Fatalf("POST of %d bytes (content length %d) = %d %s, want 413", len(over), req.ContentLength, r.status, r.raw)
+		}
+	}
+	metrics := do(t, mustRequest(t, http.MethodGet, b.url+webhook.PathMetrics))
+	if want := `groupsync_webhook_requests_total{outcome="too_large",trigger="none"} 2`; !strings.Contains(metrics.raw, want) {
+		t.Errorf("metrics lack %q", want)
+	}
+	logs := b.logs.String()
+	var warnings []string
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "over the size limit") {
+			warnings = append(warnings, line)
+		}
+	}
+	if len(warnings) != 2 {
+		t.Fatalf("%d size-limit warnings logged, want 2:\n%s", len(warnings), logs)
+	}
+	for _, w := range warnings {
+		if !strings.Contains(w, `"level":"warn"`) || !strings.Contains(w, fmt.Sprintf(`"max_body_bytes":%d`, webhook.DefaultMaxBodyBytes)) ||
+			!strings.Contains(w, `"remote_addr":"127.0.0.1:`) {
+			t.Errorf("warning %s: want level warn, the limit and the remote address", w)
+		}
+	}
+	if !strings.Contains(warnings[0], fmt.Sprintf(`"content_length":%d`, len(over))) {
+		t.Errorf("warning %s: want the declared content length", warnings[0])
+	}
+	if strings.Contains(logs, marker) {
+		t.Errorf("the log holds body content:\n%s", logs)
+	}
+}
+
+// mustRequest builds a request without a body.
+func mustRequest(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
 func TestWebhookIgnoresUnknownTrigger(t *testing.T) {
 	_, b := setup(t)
 	for _, trigger := range []string{"before_message", "after_message", string(groupsync.TriggerReconcile), string(groupsync.TriggerCardCheck)} {
