@@ -39,6 +39,12 @@ const (
 	// OpReAdd gives Step.UIDs the group's tickets again under their current
 	// card.
 	OpReAdd Op = "readd"
+	// OpRetain keeps Step.UIDs and the owner as the only participants: every
+	// other participant the Virgil group holds is removed, whether or not the
+	// stored state knows them (a change applied to Virgil whose state was
+	// then lost). It never adds anyone. A group missing in Virgil has nobody
+	// to remove.
+	OpRetain Op = "retain"
 )
 
 // Step is one change of a Plan, in terms of CometChat uids.
@@ -112,6 +118,9 @@ type Groups interface {
 	Remove(ctx context.Context, guid string, uids []string) error
 	// Delete deletes the group. A missing group succeeds.
 	Delete(ctx context.Context, guid string) error
+	// Retain removes every participant but the owner and uids (as Remove
+	// does) and returns how many it removed. A missing group succeeds.
+	Retain(ctx context.Context, guid string, uids []string) (removed int, err error)
 }
 
 // Added is the outcome of Groups.Create and Groups.Add.

@@ -30,10 +30,17 @@ type Drift struct {
 	// Deleted reports a group the state held as existing that CometChat no
 	// longer has (a lost deletion webhook).
 	Deleted bool
+	// Unknown counts the participants the Virgil group held that neither
+	// CometChat nor the state named, removed by the plan's OpRetain step (a
+	// change applied to Virgil whose stored state was then lost). Planning
+	// cannot know them; whoever runs the plan fills it in.
+	Unknown int
 }
 
 // Empty reports whether nothing drifted.
-func (d Drift) Empty() bool { return len(d.Missing) == 0 && len(d.Extra) == 0 && !d.Deleted }
+func (d Drift) Empty() bool {
+	return len(d.Missing) == 0 && len(d.Extra) == 0 && !d.Deleted && d.Unknown == 0
+}
 
 // Reconcile returns the state after bringing the group in line with snap,
 // read for the job with stream sequence seq, the Plan of Virgil changes that
@@ -44,9 +51,11 @@ func (d Drift) Empty() bool { return len(d.Missing) == 0 && len(d.Extra) == 0 &&
 // snapshot is added (a convergent add: members who already are participants
 // cost nothing) and every other user the state knows, in or out, is removed
 // (removing a non-participant costs nothing either), each decided at snap.At
-// like an event of that time; the plan always has at least
-// one step, so a group without members besides the owner is created too. A
-// group the state holds as deleted but CometChat has again starts afresh.
+// like an event of that time; a group without members besides the owner is
+// created too. The plan ends with an OpRetain of the members the new state
+// holds, so that participants nobody told the state about (a change applied
+// to Virgil whose stored state was lost) leave as well. A group the state
+// holds as deleted but CometChat has again starts afresh.
 func Reconcile(state GroupState, snap Snapshot, seq uint64) (GroupState, Plan, Drift) {
 	base := state
 	if base.Lifecycle == LifecycleDeleted && snap.Exists {
@@ -114,5 +123,16 @@ func Reconcile(state GroupState, snap Snapshot, seq uint64) (GroupState, Plan, D
 		// Make sure the group exists even without members besides the owner.
 		out.Steps = []Step{{Op: OpAdd}}
 	}
+	// Virgil may hold participants the state does not know at all: only
+	// the members the new state holds stay (a later event's add included;
+	// a later kick already removed its member).
+	var keep []string
+	for uid, m := range next.Members {
+		if m.In {
+			keep = append(keep, uid)
+		}
+	}
+	sort.Strings(keep)
+	out.Steps = append(out.Steps, Step{Op: OpRetain, UIDs: keep})
 	return next, out, drift
 }

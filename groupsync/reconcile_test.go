@@ -17,6 +17,7 @@ func TestReconcilePlans(t *testing.T) {
 	steps := func(s ...groupsync.Step) groupsync.Plan { return groupsync.Plan{GUID: guid, Steps: s} }
 	add := func(uids ...string) groupsync.Step { return groupsync.Step{Op: groupsync.OpAdd, UIDs: uids} }
 	remove := func(uids ...string) groupsync.Step { return groupsync.Step{Op: groupsync.OpRemove, UIDs: uids} }
+	retain := func(uids ...string) groupsync.Step { return groupsync.Step{Op: groupsync.OpRetain, UIDs: uids} }
 	tests := []struct {
 		name   string
 		events []groupsync.Event // applied before the reconcile, sequences 1, 2, ...
@@ -26,25 +27,25 @@ func TestReconcilePlans(t *testing.T) {
 		in     []string // members in the final state
 	}{
 		{"UnknownGroupCreatedWithItsMembers", nil, snap(1500, "bob", "alice"),
-			steps(add("alice", "bob")), groupsync.Drift{Missing: []string{"alice", "bob"}}, []string{"alice", "bob"}},
+			steps(add("alice", "bob"), retain("alice", "bob")), groupsync.Drift{Missing: []string{"alice", "bob"}}, []string{"alice", "bob"}},
 		{"NoMembersStillMakesSureTheGroupExists", nil, snap(1500),
-			steps(add()), groupsync.Drift{}, nil},
+			steps(add(), retain()), groupsync.Drift{}, nil},
 		{"InLineAddsConvergently", []groupsync.Event{created}, snap(1500, "alice", "bob"),
-			steps(add("alice", "bob")), groupsync.Drift{}, []string{"alice", "bob"}},
+			steps(add("alice", "bob"), retain("alice", "bob")), groupsync.Drift{}, []string{"alice", "bob"}},
 		{"LostKickRemoves", []groupsync.Event{created}, snap(1500, "alice"),
-			steps(add("alice"), remove("bob")), groupsync.Drift{Extra: []string{"bob"}}, []string{"alice"}},
+			steps(add("alice"), remove("bob"), retain("alice")), groupsync.Drift{Extra: []string{"bob"}}, []string{"alice"}},
 		{"KnownOutUserRemovedAgain", []groupsync.Event{created, ev(groupsync.ActionRemove, 1100, "bob")}, snap(1500, "alice"),
-			steps(add("alice"), remove("bob")), groupsync.Drift{}, []string{"alice"}},
+			steps(add("alice"), remove("bob"), retain("alice")), groupsync.Drift{}, []string{"alice"}},
 		{"LostAddAdds", []groupsync.Event{created}, snap(1500, "alice", "bob", "carol"),
-			steps(add("alice", "bob", "carol")), groupsync.Drift{Missing: []string{"carol"}}, []string{"alice", "bob", "carol"}},
+			steps(add("alice", "bob", "carol"), retain("alice", "bob", "carol")), groupsync.Drift{Missing: []string{"carol"}}, []string{"alice", "bob", "carol"}},
 		{"LostAddOfKickedMember", []groupsync.Event{created, ev(groupsync.ActionRemove, 1100, "bob")}, snap(1500, "alice", "bob"),
-			steps(add("alice", "bob")), groupsync.Drift{Missing: []string{"bob"}}, []string{"alice", "bob"}},
+			steps(add("alice", "bob"), retain("alice", "bob")), groupsync.Drift{Missing: []string{"bob"}}, []string{"alice", "bob"}},
 		{"KickAfterTheSnapshotWins", []groupsync.Event{created, ev(groupsync.ActionRemove, 2000, "bob")}, snap(1500, "alice", "bob"),
-			steps(add("alice")), groupsync.Drift{}, []string{"alice"}},
+			steps(add("alice"), retain("alice")), groupsync.Drift{}, []string{"alice"}},
 		{"AddAfterTheSnapshotWins", []groupsync.Event{created, ev(groupsync.ActionAdd, 2000, "carol")}, snap(1500, "alice", "bob"),
-			steps(add("alice", "bob")), groupsync.Drift{}, []string{"alice", "bob", "carol"}},
+			steps(add("alice", "bob"), retain("alice", "bob", "carol")), groupsync.Drift{}, []string{"alice", "bob", "carol"}},
 		{"DuplicateMembersCountOnce", nil, snap(1500, "bob", "bob", "", "alice"),
-			steps(add("alice", "bob")), groupsync.Drift{Missing: []string{"alice", "bob"}}, []string{"alice", "bob"}},
+			steps(add("alice", "bob"), retain("alice", "bob")), groupsync.Drift{Missing: []string{"alice", "bob"}}, []string{"alice", "bob"}},
 		{"GroupGoneIsDeleted", []groupsync.Event{created}, gone,
 			steps(groupsync.Step{Op: groupsync.OpDelete}), groupsync.Drift{Deleted: true}, nil},
 		{"UnknownGroupGoneIsDeletedWithoutDrift", nil, gone,
@@ -52,7 +53,7 @@ func TestReconcilePlans(t *testing.T) {
 		{"DeletedGroupGoneChangesNothing", []groupsync.Event{created, ev(groupsync.ActionDelete, 1300)}, gone,
 			steps(), groupsync.Drift{}, nil},
 		{"DeletedGroupBackStartsAfresh", []groupsync.Event{created, ev(groupsync.ActionDelete, 1300)}, snap(1500, "carol"),
-			steps(add("carol")), groupsync.Drift{Missing: []string{"carol"}}, []string{"carol"}},
+			steps(add("carol"), retain("carol")), groupsync.Drift{Missing: []string{"carol"}}, []string{"carol"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -111,8 +111,12 @@ type AuditRecord struct {
 	// UID is the CometChat user the change concerns, "" for the whole group.
 	UID string `json:"uid,omitempty"`
 	// Action is the change applied to Virgil: create, add, ensure, remove,
-	// delete or readd (groupsync.Op).
+	// delete, readd or retain (groupsync.Op).
 	Action string `json:"action"`
+	// Unknown counts, for a retain, the participants it removed that no
+	// CometChat uid the job knew names (Virgil identities cannot be mapped
+	// back to uids).
+	Unknown int `json:"unknown,omitempty"`
 	// Pending reports a member an add left out (no valid Virgil card yet):
 	// the change did not give them the group's tickets.
 	Pending bool `json:"pending,omitempty"`

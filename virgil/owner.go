@@ -714,6 +714,38 @@ func (o *Owner) Remove(ctx context.Context, groupID string, members []string) er
 	return nil
 }
 
+// Retain removes every participant of the group but the owner and keep, as
+// Remove does, and returns the identities it removed (nil when the group
+// already held no one else). It never adds anyone: members of keep who are
+// not participants stay out. A missing group has nobody to remove and
+// succeeds.
+func (o *Owner) Retain(ctx context.Context, groupID string, keep []string) ([]string, error) {
+	keep, err := o.normalize(keep)
+	if err != nil {
+		return nil, fmt.Errorf("virgil: retain in group %q: %w", groupID, err)
+	}
+	st, err := o.State(ctx, groupID)
+	if err != nil {
+		return nil, err
+	}
+	var gone []string
+	for _, p := range st.Participants {
+		if p != o.identity && !slices.Contains(keep, p) {
+			gone = append(gone, p)
+		}
+	}
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	if err := o.Remove(ctx, groupID, gone); err != nil {
+		if errors.Is(err, ErrGroupNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return gone, nil
+}
+
 // Delete deletes every epoch of the group. Deleting a missing group succeeds.
 func (o *Owner) Delete(ctx context.Context, groupID string) error {
 	path, err := SessionPath(groupID)

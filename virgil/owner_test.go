@@ -672,3 +672,45 @@ func TestServiceKeyFor(t *testing.T) {
 		})
 	}
 }
+
+func TestOwnerRetain(t *testing.T) {
+	ob := setupOwner(t)
+	ctx := context.Background()
+	const group = "cometchat-guid-retained-7"
+	alice, bob, carol := ob.register(t, "alice-uid"), ob.register(t, "bob-uid"), ob.register(t, "carol-uid")
+	dave := ob.register(t, "dave-uid")
+	if _, err := ob.owner.CreateGroup(ctx, group, []string{"alice-uid", "bob-uid", "carol-uid"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Only alice (and dave, who is no participant) are to stay: bob and
+	// carol leave, dave is not added.
+	gone, err := ob.owner.Retain(ctx, group, []string{"alice-uid", "dave-uid"})
+	if err != nil || !sameSet(gone, []string{"bob-uid", "carol-uid"}) {
+		t.Fatalf("Retain = %v, %v; want [bob-uid carol-uid]", gone, err)
+	}
+	expectView(t, alice, group, []string{ownerID, "alice-uid"}, 0, 1)
+	expectLoadError(t, bob, group, errNoAccess)
+	expectLoadError(t, carol, group, errNoAccess)
+	expectLoadError(t, dave, group, errNoAccess)
+
+	// Nobody else left: no new epoch.
+	if gone, err := ob.owner.Retain(ctx, group, []string{"alice-uid"}); err != nil || gone != nil {
+		t.Fatalf("Retain again = %v, %v; want nothing removed", gone, err)
+	}
+	if st, _ := ob.owner.State(ctx, group); !slices.Equal(st.Epochs, []uint32{0, 1}) {
+		t.Errorf("repeated Retain: epochs %v, want [0 1]", st.Epochs)
+	}
+	// Keeping nobody removes everyone but the owner.
+	if gone, err := ob.owner.Retain(ctx, group, nil); err != nil || !slices.Equal(gone, []string{"alice-uid"}) {
+		t.Fatalf("Retain(nobody) = %v, %v; want [alice-uid]", gone, err)
+	}
+	expectLoadError(t, alice, group, errNoAccess)
+
+	if gone, err := ob.owner.Retain(ctx, "cometchat-guid-never-made", []string{"alice-uid"}); err != nil || gone != nil {
+		t.Errorf("Retain(missing group) = %v, %v; want nothing, no error", gone, err)
+	}
+	if _, err := ob.owner.Retain(ctx, group, []string{""}); !errors.Is(err, virgil.ErrInvalidIdentity) {
+		t.Errorf("Retain(invalid identity) = %v, want ErrInvalidIdentity", err)
+	}
+}

@@ -42,8 +42,9 @@ func (g *VirgilGroups) Epoch(ctx context.Context, guid string, since time.Time) 
 
 // auditRecords lists the changes plan applied, one record per member and
 // step (none for a step without members but a delete), with the pending
-// members of next marked.
-func auditRecords(job groupsync.Job, seq uint64, plan groupsync.Plan, next groupsync.GroupState, worker string, epoch *uint32, at time.Time) []queue.AuditRecord {
+// members of next marked; a retain step is one record, and only when it
+// removed participants (unknown of them).
+func auditRecords(job groupsync.Job, seq uint64, plan groupsync.Plan, next groupsync.GroupState, worker string, epoch *uint32, at time.Time, unknown int) []queue.AuditRecord {
 	base := queue.AuditRecord{
 		GUID: job.Event.GUID, Trigger: string(job.Event.Trigger), By: job.Event.By,
 		JobID: job.ID, StreamSeq: seq, Epoch: epoch, Worker: worker, AppliedAt: at.UTC(),
@@ -53,6 +54,14 @@ func auditRecords(job groupsync.Job, seq uint64, plan groupsync.Plan, next group
 	}
 	var recs []queue.AuditRecord
 	for _, s := range plan.Steps {
+		if s.Op == groupsync.OpRetain {
+			if unknown > 0 {
+				r := base
+				r.Action, r.Unknown = string(s.Op), unknown
+				recs = append(recs, r)
+			}
+			continue
+		}
 		if len(s.UIDs) == 0 {
 			if s.Op == groupsync.OpDelete || s.Op == groupsync.OpCreate {
 				r := base
@@ -95,7 +104,7 @@ func eventTime(ev groupsync.Event) int64 {
 // audit appends the changes of a committed job to the audit trail. The
 // changes are applied and committed by then, so a failure is logged, not
 // retried by redelivery.
-func (p *Pool) audit(ctx context.Context, d *queue.Delivery, plan groupsync.Plan, next groupsync.GroupState, since time.Time, log zerolog.Logger) {
+func (p *Pool) audit(ctx context.Context, d *queue.Delivery, plan groupsync.Plan, next groupsync.GroupState, since time.Time, unknown int, log zerolog.Logger) {
 	if p.cfg.Audit == nil || len(plan.Steps) == 0 {
 		return
 	}
@@ -107,7 +116,7 @@ func (p *Pool) audit(ctx context.Context, d *queue.Delivery, plan groupsync.Plan
 			log.Warn().Err(err).Msg("reading the group's epoch for the audit trail failed")
 		}
 	}
-	recs := auditRecords(d.Job, d.StreamSeq, plan, next, p.cfg.WorkerID, epoch, time.Now())
+	recs := auditRecords(d.Job, d.StreamSeq, plan, next, p.cfg.WorkerID, epoch, time.Now(), unknown)
 	err := p.retry(ctx, log, "audit append", func() error { return p.cfg.Audit.Append(ctx, recs) })
 	if err != nil {
 		p.metrics.audits.WithLabelValues("failed").Inc()

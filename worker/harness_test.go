@@ -389,7 +389,7 @@ func (g evt) ev(trig groupsync.Trigger, act groupsync.Action, at int64, uids ...
 // countingVirgil counts the calls that reach Virgil.
 type countingVirgil struct {
 	groupsync.EncryptedGroups
-	creates, adds, removes, deletes, readds atomic.Int64
+	creates, adds, removes, deletes, readds, retains atomic.Int64
 }
 
 func (c *countingVirgil) Create(ctx context.Context, guid string, uids []string) (groupsync.Added, error) {
@@ -412,13 +412,18 @@ func (c *countingVirgil) Delete(ctx context.Context, guid string) error {
 	return c.EncryptedGroups.Delete(ctx, guid)
 }
 
+func (c *countingVirgil) Retain(ctx context.Context, guid string, uids []string) (int, error) {
+	c.retains.Add(1)
+	return c.EncryptedGroups.Retain(ctx, guid, uids)
+}
+
 func (c *countingVirgil) ReAdd(ctx context.Context, guid string, uids []string) error {
 	c.readds.Add(1)
 	return c.EncryptedGroups.ReAdd(ctx, guid, uids)
 }
 
 func (c *countingVirgil) total() int64 {
-	return c.creates.Load() + c.adds.Load() + c.removes.Load() + c.deletes.Load() + c.readds.Load()
+	return c.creates.Load() + c.adds.Load() + c.removes.Load() + c.deletes.Load() + c.readds.Load() + c.retains.Load()
 }
 
 var errCut = errors.New("test: connection cut")

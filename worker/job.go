@@ -171,9 +171,11 @@ func (p *Pool) apply(ctx context.Context, d *queue.Delivery, lease Lease, log ze
 		}
 		log.Debug().Interface("steps", plan.Steps).Strs("stale", plan.Stale).Str("ignored", plan.Ignored).Msg("plan")
 		executed := time.Now()
-		if err := p.execute(ctx, guid, plan, &next, log); err != nil {
+		unknown, err := p.execute(ctx, guid, plan, &next, log)
+		if err != nil {
 			return err
 		}
+		drift.Unknown = unknown
 		err = p.retry(ctx, log, "commit", func() error {
 			return p.store.Commit(ctx, Commit{JobID: job.ID, Lease: lease, GUID: guid, Version: ver, State: next, DoneTTL: p.cfg.DoneTTL})
 		})
@@ -182,7 +184,7 @@ func (p *Pool) apply(ctx context.Context, d *queue.Delivery, lease Lease, log ze
 			continue
 		}
 		if err == nil {
-			p.audit(ctx, d, plan, next, executed, log)
+			p.audit(ctx, d, plan, next, executed, drift.Unknown, log)
 			p.recordDrift(ctx, job.ID, drift, log)
 		}
 		return err
@@ -220,11 +222,19 @@ func (p *Pool) plan(ctx context.Context, st groupsync.GroupState, d *queue.Deliv
 }
 
 // execute applies plan's steps to Virgil, recording in st who is pending
-// and which card each new participant got tickets under.
-func (p *Pool) execute(ctx context.Context, guid string, plan groupsync.Plan, st *groupsync.GroupState, log zerolog.Logger) error {
+// and which card each new participant got tickets under. It returns how many
+// participants its OpRetain steps removed.
+func (p *Pool) execute(ctx context.Context, guid string, plan groupsync.Plan, st *groupsync.GroupState, log zerolog.Logger) (int, error) {
+	unknown := 0
 	for _, s := range plan.Steps {
 		var err error
 		switch s.Op {
+		case groupsync.OpRetain:
+			err = p.retry(ctx, log, "virgil retain", func() error {
+				n, err := p.v.Retain(ctx, guid, s.UIDs)
+				unknown += n
+				return err
+			})
 		case groupsync.OpCreate, groupsync.OpAdd, groupsync.OpEnsure:
 			err = p.add(ctx, guid, s, st, log)
 		case groupsync.OpRemove:
@@ -252,11 +262,11 @@ func (p *Pool) execute(ctx context.Context, guid string, plan groupsync.Plan, st
 			err = groupsync.Permanent(fmt.Errorf("worker: unknown plan step %q", s.Op))
 		}
 		if err != nil {
-			return fmt.Errorf("worker: %s %s on group %s: %w", s.Op, fmtUIDs(s.UIDs), guid, err)
+			return unknown, fmt.Errorf("worker: %s %s on group %s: %w", s.Op, fmtUIDs(s.UIDs), guid, err)
 		}
 		p.metrics.steps.WithLabelValues(string(s.Op)).Inc()
 	}
-	return nil
+	return unknown, nil
 }
 
 // fmtUIDs lists a few uids for messages, and counts the rest.

@@ -15,6 +15,7 @@ import (
 	"github.com/groupsync/groupsync/cometchat"
 	"github.com/groupsync/groupsync/cometchat/cometchattest"
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/worker"
 )
 
@@ -226,7 +227,9 @@ func TestScheduledReconcile(t *testing.T) {
 	}
 }
 
-func counterSum(tb testing.TB, reg *prometheus.Registry, name string) float64 {
+// counterSum adds up the counter name over its series that carry every
+// label given as "name=value".
+func counterSum(tb testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
 	tb.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -234,11 +237,67 @@ func counterSum(tb testing.TB, reg *prometheus.Registry, name string) float64 {
 	}
 	sum := 0.0
 	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			have := map[string]bool{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()+"="+l.GetValue()] = true
+			}
+			if !slices.ContainsFunc(labels, func(l string) bool { return !have[l] }) {
 				sum += m.GetCounter().GetValue()
 			}
 		}
 	}
 	return sum
+}
+
+// TestReconcileRemovesParticipantsTheStateNeverKnew: Redis loses its data
+// after carol was added, and no later event names her; CometChat no longer
+// lists her (her kick's webhook never came). A reconcile reads the Virgil
+// group, not only the empty state, and carol leaves; the repair is counted
+// as participant_unknown drift.
+func TestReconcileRemovesParticipantsTheStateNeverKnew(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.register("alice", "bob", "carol")
+	fake, cc := e.cometChat()
+	reg := prometheus.NewRegistry()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	audit, err := queue.OpenAudit(ctx, e.nc, queue.AuditConfig{})
+	if err != nil {
+		t.Fatalf("OpenAudit: %v", err)
+	}
+	cfg := e.poolConfig()
+	cfg.Reconciler, cfg.Meta, cfg.Registerer, cfg.Audit = cc, e.meta(), reg, audit
+	e.startPool(cfg, nil, nil, nil)
+
+	g := evt{guid: "unknown-participant", created: 1_718_000_000}
+	e.publish(job(g.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice", "bob", "carol")))
+	e.waitMembers(g.guid, "alice", "bob", "carol")
+	e.waitSettled()
+
+	e.redis.Restart()
+	fake.SetGroup(g.guid, "alice", "bob")
+	e.publish(worker.ReconcileJob(g.guid, "after-loss"))
+	e.waitSettled()
+	e.waitMembers(g.guid, "alice", "bob")
+	eventually(t, 10*time.Second, func() (bool, string) {
+		n := counterSum(t, reg, "groupsync_reconcile_drift_total", "kind="+worker.DriftUnknown)
+		return n == 1, fmt.Sprintf("%s drift counted %v, want 1 (carol)", worker.DriftUnknown, n)
+	})
+	if failed, _ := e.q.Failed(context.Background()); len(failed) != 0 {
+		t.Fatalf("dead-lettered %+v", failed)
+	}
+	// The audit trail says a participant nobody named was removed.
+	eventually(t, 10*time.Second, func() (bool, string) {
+		recs, err := audit.History(ctx, g.guid, 0)
+		for _, r := range recs {
+			if r.Action == string(groupsync.OpRetain) && r.Unknown == 1 && r.UID == "" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("no retain record with 1 unknown removed in %+v (%v)", recs, err)
+	})
 }

@@ -190,7 +190,7 @@ type ReconcileStatus struct {
 	TooLarge []string `json:"too_large,omitempty"`
 	// TooLargeCount counts them all.
 	TooLargeCount int `json:"too_large_count,omitempty"`
-	// Drift counts the repairs by kind (DriftMissing, DriftExtra,
+	// Drift counts the repairs by kind (DriftMissing, DriftExtra, DriftUnknown,
 	// DriftDeleted).
 	Drift map[string]int `json:"drift,omitempty"`
 	// Error is why the run stopped early, "" when it did not.

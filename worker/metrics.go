@@ -57,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		drift: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "groupsync", Subsystem: "reconcile", Name: "drift_total",
-			Help: "Differences from CometChat that reconcile jobs repaired, by kind: member_missing, member_extra, group_deleted.",
+			Help: "Differences from CometChat that reconcile jobs repaired, by kind: member_missing, member_extra, participant_unknown, group_deleted.",
 		}, []string{"kind"}),
 		losses: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "groupsync", Subsystem: "worker", Name: "store_losses_total",

@@ -19,6 +19,9 @@ const (
 	DriftMissing = "member_missing"
 	DriftExtra   = "member_extra"
 	DriftDeleted = "group_deleted"
+	// DriftUnknown counts Virgil participants that neither CometChat nor the
+	// stored state named (a change applied to Virgil whose state was lost).
+	DriftUnknown = "participant_unknown"
 )
 
 // scheduledPrefix starts the ids of scheduled reconcile jobs:
@@ -70,7 +73,7 @@ func scheduledRun(jobID string) (string, bool) {
 // recordDrift counts what a committed reconcile job repaired, and adds it to
 // its scheduled run's status.
 func (p *Pool) recordDrift(ctx context.Context, jobID string, drift groupsync.Drift, log zerolog.Logger) {
-	counts := map[string]int{DriftMissing: len(drift.Missing), DriftExtra: len(drift.Extra)}
+	counts := map[string]int{DriftMissing: len(drift.Missing), DriftExtra: len(drift.Extra), DriftUnknown: drift.Unknown}
 	if drift.Deleted {
 		counts[DriftDeleted] = 1
 	}
@@ -80,7 +83,8 @@ func (p *Pool) recordDrift(ctx context.Context, jobID string, drift groupsync.Dr
 		}
 	}
 	if !drift.Empty() {
-		log.Info().Strs("missing", drift.Missing).Strs("extra", drift.Extra).Bool("deleted", drift.Deleted).Msg("reconcile repaired drift from CometChat")
+		log.Info().Strs("missing", drift.Missing).Strs("extra", drift.Extra).Int("unknown", drift.Unknown).Bool("deleted", drift.Deleted).
+			Msg("reconcile repaired drift from CometChat")
 	}
 	run, ok := scheduledRun(jobID)
 	if !ok || p.cfg.Meta == nil {

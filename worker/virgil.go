@@ -103,6 +103,12 @@ func (g *VirgilGroups) Remove(ctx context.Context, guid string, uids []string) e
 	return classify("remove from", guid, err)
 }
 
+// Retain implements groupsync.Groups.
+func (g *VirgilGroups) Retain(ctx context.Context, guid string, uids []string) (int, error) {
+	gone, err := g.owner.Retain(ctx, g.ids.Group(guid), g.ids.Users(uids))
+	return len(gone), classify("retain in", guid, err)
+}
+
 // Delete implements groupsync.Groups.
 func (g *VirgilGroups) Delete(ctx context.Context, guid string) error {
 	return classify("delete", guid, g.owner.Delete(ctx, g.ids.Group(guid)))

@@ -95,6 +95,9 @@ func printHistory(e env, recs []queue.AuditRecord) error {
 		if r.Pending {
 			action += " (pending)"
 		}
+		if r.Unknown > 0 {
+			action += fmt.Sprintf(" (%d unknown removed)", r.Unknown)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.AppliedAt.UTC().Format(time.RFC3339), action,
 			dash(r.UID), r.Trigger, dash(r.By), fmtTime(r.EventAt), fmtEpoch(r.Epoch), r.JobID, r.StreamSeq, r.Worker)
 	}
