@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/groupsync/groupsync/internal/secretfile"
 	"github.com/groupsync/groupsync/redact"
 )
 
@@ -39,7 +40,8 @@ type ConnectConfig struct {
 	// Token authenticates with a NATS token (a secret).
 	Token string
 	// CredsFile is a NATS .creds file (user JWT and NKey seed), for servers
-	// run in operator mode.
+	// run in operator mode. Like NKeyFile and TLSKeyFile it must be private
+	// to its owner (see Validate).
 	CredsFile string
 	// NKeyFile is a file holding an NKey user seed ("SU…").
 	NKeyFile string
@@ -116,7 +118,9 @@ func splitURLs(list string) []string {
 
 // Validate checks c as Connect would before connecting: the server URLs,
 // that at most one way of authenticating is given, and that the files it
-// names can be opened. Its errors match ErrInvalidConfig and hold no secret.
+// names can be opened; the secret ones (CredsFile, NKeyFile, TLSKeyFile)
+// must be regular files that group and others may neither read nor write
+// (secretfile.Check: mode 0600 or 0400, a link judged by its target). Its errors match ErrInvalidConfig and hold no secret.
 func (c ConnectConfig) Validate() error {
 	_, err := c.validate()
 	return err
@@ -153,15 +157,24 @@ func (c ConnectConfig) validate() ([]string, error) {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("a TLS client certificate needs both its certificate and key files")
 	}
-	for _, f := range []struct{ what, path string }{
-		{"creds file", c.CredsFile},
-		{"nkey seed file", c.NKeyFile},
-		{"TLS CA file", c.TLSCAFile},
-		{"TLS certificate file", c.TLSCertFile},
-		{"TLS key file", c.TLSKeyFile},
+	for _, f := range []struct {
+		what, path string
+		secret     bool // refused when group or others may read or write it
+	}{
+		{"creds file", c.CredsFile, true},
+		{"nkey seed file", c.NKeyFile, true},
+		{"TLS CA file", c.TLSCAFile, false},
+		{"TLS certificate file", c.TLSCertFile, false},
+		{"TLS key file", c.TLSKeyFile, true},
 	} {
 		if f.path == "" {
 			continue
+		}
+		if f.secret {
+			if err := secretfile.Check(f.what, f.path); errors.Is(err, secretfile.ErrNotPrivate) {
+				errs = append(errs, err)
+				continue
+			}
 		}
 		fh, err := os.Open(f.path)
 		if err != nil {

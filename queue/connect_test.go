@@ -203,6 +203,60 @@ func TestConnectConfigErrors(t *testing.T) {
 	}
 }
 
+// TestConnectRefusesOpenSecretFiles: the creds, NKey seed and TLS key files
+// must be regular files that group and others can neither read nor write;
+// every such file is reported, in one error, before anything connects. The
+// CA and certificate files are public and may be 0644.
+func TestConnectRefusesOpenSecretFiles(t *testing.T) {
+	open := func(name string) string {
+		t.Helper()
+		p := writeFile(t, name, []byte("not read"))
+		if err := os.Chmod(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	creds, seed, key, ca, cert := open("user.creds"), open("user.nk"), open("client-key.pem"), open("ca.pem"), open("client.pem")
+	private := writeFile(t, "private-key.pem", []byte("not read"))
+	for _, tt := range []struct {
+		name   string
+		cfg    queue.ConnectConfig
+		refuse []string // the paths named in the error
+	}{
+		{"CredsFile", queue.ConnectConfig{CredsFile: creds}, []string{creds}},
+		{"NKeyFile", queue.ConnectConfig{NKeyFile: seed}, []string{seed}},
+		{"TLSKeyFile", queue.ConnectConfig{TLSCAFile: ca, TLSCertFile: cert, TLSKeyFile: key}, []string{key}},
+		{"Both", queue.ConnectConfig{NKeyFile: seed, TLSCertFile: cert, TLSKeyFile: key}, []string{seed, key}},
+		{"FolderAsKey", queue.ConnectConfig{TLSCertFile: cert, TLSKeyFile: t.TempDir()}, []string{"not a regular file"}},
+		{"PublicFilesOpen", queue.ConnectConfig{TLSCAFile: ca, TLSCertFile: cert, TLSKeyFile: private}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.URL = "tls://127.0.0.1:1"
+			err := tt.cfg.Validate()
+			if tt.refuse == nil {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, queue.ErrInvalidConfig) {
+				t.Fatalf("Validate() = %v, want ErrInvalidConfig", err)
+			}
+			for _, p := range tt.refuse {
+				if !strings.Contains(err.Error(), p) {
+					t.Errorf("Validate() = %v, want it to name %s", err, p)
+				}
+			}
+			if tt.name != "FolderAsKey" && strings.Count(err.Error(), "chmod 600") != len(tt.refuse) {
+				t.Errorf("Validate() = %v, want the chmod fix once per refused file", err)
+			}
+			if _, err := queue.Connect(tt.cfg); !errors.Is(err, queue.ErrInvalidConfig) {
+				t.Errorf("Connect() = %v, want ErrInvalidConfig before connecting", err)
+			}
+		})
+	}
+}
+
 // TestConnectErrorRedacted: a failed connect names the servers without the
 // user information of their URLs.
 func TestConnectErrorRedacted(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/groupsync/groupsync/internal/secretfile"
 	"github.com/groupsync/groupsync/virgil"
 )
 
@@ -46,8 +47,8 @@ func TestReadPrivateKeyFile(t *testing.T) {
 	for _, mode := range []fs.FileMode{0o644, 0o640, 0o604, 0o660, 0o602, 0o620} {
 		p := write("open.key", mode, b64)
 		_, err := virgil.ReadPrivateKeyFile(p)
-		var kme *virgil.KeyFileModeError
-		if !errors.Is(err, virgil.ErrKeyFileMode) || !errors.As(err, &kme) {
+		var me *secretfile.ModeError
+		if !errors.Is(err, virgil.ErrKeyFileMode) || !errors.As(err, &me) || me.Path != p {
 			t.Fatalf("ReadPrivateKeyFile(mode %#o) = %v, want ErrKeyFileMode", mode, err)
 		}
 		msg := err.Error()

@@ -16,10 +16,10 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 
+	"github.com/groupsync/groupsync/internal/secretfile"
 	"github.com/groupsync/groupsync/virgil/pythia"
 )
 
@@ -103,8 +103,10 @@ func (e *Emulator) pythiaSecrets() (*appPythia, error) {
 	}
 	p := filepath.Join(e.cfg.Dir, pythiaKeysFile)
 	disk := pythiaKeysDisk{Format: 1, Apps: map[string]*appPythia{}}
-	b, err := os.ReadFile(p)
+	b, err := secretfile.Read("emulator: Pythia key file", p)
 	switch {
+	case errors.Is(err, secretfile.ErrNotPrivate):
+		return nil, err
 	case err == nil:
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()

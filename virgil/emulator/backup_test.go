@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/internal/secretfile"
 	"github.com/groupsync/groupsync/virgil/emulator"
 	"github.com/groupsync/groupsync/virgil/pythia"
 )
@@ -276,4 +278,54 @@ func TestBackupExpiredToken(t *testing.T) {
 	wantError(t, f.do("alice", http.MethodPut, "/keyknox/v1", v1Body("m", "v")), 401, emulator.CodeTokenExpired)
 	wantError(t, f.do("alice", http.MethodGet, "/keyknox/v1", ""), 401, emulator.CodeTokenExpired)
 	wantError(t, f.do("alice", http.MethodPost, "/keyknox/v1/reset", ""), 401, emulator.CodeTokenExpired)
+}
+
+// TestDiskKeysMustBePrivate: the service key and the Pythia keys the
+// emulator keeps in its folder are written with mode 0600, read again on
+// the next start, and refused when group or others may read them.
+func TestDiskKeysMustBePrivate(t *testing.T) {
+	dir := t.TempDir()
+	open := func() (*emulator.Emulator, error) {
+		cfg, _ := appConfig(t, vectorNow)
+		cfg.Dir, cfg.ServiceKey = dir, nil // the service key kept in the folder
+		return emulator.New(cfg)
+	}
+	emu, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := emu.ServiceKey()
+	emu.Close()
+	for _, name := range []string{"service-key.der", "pythia-keys.json"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != 0o600 {
+			t.Errorf("%s: mode %v, want a file of mode 0600", name, fi.Mode())
+		}
+	}
+	again, err := open()
+	if err != nil {
+		t.Fatalf("second start on its own files: %v", err)
+	}
+	if !again.ServiceKey().Equal(key) {
+		t.Error("the second start made a new service key")
+	}
+	again.Close()
+	for _, name := range []string{"service-key.der", "pythia-keys.json"} {
+		p := filepath.Join(dir, name)
+		if err := os.Chmod(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if emu, err := open(); !errors.Is(err, secretfile.ErrNotPrivate) || !strings.Contains(err.Error(), "chmod 600 "+p) {
+			if emu != nil {
+				emu.Close()
+			}
+			t.Errorf("start with %s of mode 0644: %v, want it refused with the fix", name, err)
+		}
+		if err := os.Chmod(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/groupsync/groupsync/internal/secretfile"
 	"github.com/groupsync/groupsync/virgil"
 )
 
@@ -190,7 +191,10 @@ func (d *diskStore) snapshot(s *state) error {
 // stores one.
 func (d *diskStore) serviceKey() (*virgil.PrivateKey, error) {
 	p := filepath.Join(d.dir, serviceKeyFile)
-	b, err := os.ReadFile(p)
+	b, err := secretfile.Read("emulator: service key file", p)
+	if errors.Is(err, secretfile.ErrNotPrivate) {
+		return nil, err
+	}
 	if err == nil {
 		k, err := virgil.ParsePrivateKey(b)
 		if err != nil {
