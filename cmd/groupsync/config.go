@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/groupsync/groupsync/internal/secretfile"
 )
 
 // usageError is a configuration mistake: main prints it on one line and
@@ -30,7 +31,10 @@ type option struct {
 	usage  string
 	def    string
 	secret bool // value from GROUPSYNC_X or GROUPSYNC_X_FILE (or --x-file), never from a flag
-	isBool bool // a bare --x means true, as with Go's flag package
+	// secretFile: the value names a file holding a secret, refused unless
+	// private to its owner, as the files of secret options are.
+	secretFile bool
+	isBool     bool // a bare --x means true, as with Go's flag package
 }
 
 // env returns the option's environment variable, GROUPSYNC_ + the flag name
@@ -48,11 +52,11 @@ var options = map[string]option{
 	"data-dir":                     {name: "data-dir", usage: "dev and emulator: folder for embedded NATS data, keys and dev.json", def: ".groupsync"},
 	"nats-url":                     {name: "nats-url", usage: "NATS server with JetStream, or a comma-separated list of cluster nodes; may carry user:password@ or token@", def: "nats://127.0.0.1:4222"},
 	"nats-token":                   {name: "nats-token", usage: "NATS authentication token", secret: true},
-	"nats-creds-file":              {name: "nats-creds-file", usage: "NATS .creds file (user JWT and NKey seed)"},
-	"nats-nkey-file":               {name: "nats-nkey-file", usage: "file holding a NATS NKey user seed"},
+	"nats-creds-file":              {name: "nats-creds-file", usage: "NATS .creds file (user JWT and NKey seed), mode 0600", secretFile: true},
+	"nats-nkey-file":               {name: "nats-nkey-file", usage: "file holding a NATS NKey user seed, mode 0600", secretFile: true},
 	"nats-tls-ca-file":             {name: "nats-tls-ca-file", usage: "PEM file of the authorities of the NATS servers' certificates (requires TLS)"},
 	"nats-tls-cert-file":           {name: "nats-tls-cert-file", usage: "PEM client certificate for NATS (with nats-tls-key-file)"},
-	"nats-tls-key-file":            {name: "nats-tls-key-file", usage: "PEM key of the NATS client certificate"},
+	"nats-tls-key-file":            {name: "nats-tls-key-file", usage: "PEM key of the NATS client certificate, mode 0600", secretFile: true},
 	"stream-replicas":              {name: "stream-replicas", usage: "replicas of the JetStream streams and KV buckets (3 on a 3-node cluster); changed in place on start", def: "1"},
 	"job-key":                      {name: "job-key", usage: "key that signs jobs (HMAC-SHA256, at least 32 characters); serve, worker and reconcile share it", secret: true},
 	"job-key-previous":             {name: "job-key-previous", usage: "second key workers accept while the job key is rotated", secret: true},
@@ -62,7 +66,7 @@ var options = map[string]option{
 	"virgil-app-key-id":            {name: "virgil-app-key-id", usage: "Virgil App Key id"},
 	"virgil-app-key":               {name: "virgil-app-key", usage: "Virgil App Key, base64 PKCS#8", secret: true},
 	"owner-identity":               {name: "owner-identity", usage: "Virgil identity that owns every group", def: "2137f9ef75295ea"},
-	"owner-key-file":               {name: "owner-key-file", usage: "file holding the owner's private key (base64 PKCS#8)", def: "owner.key"},
+	"owner-key-file":               {name: "owner-key-file", usage: "file holding the owner's private key (base64 PKCS#8), mode 0600", def: "owner.key", secretFile: true},
 	"identity-secret":              {name: "identity-secret", usage: "key of the uid/guid to Virgil identity mapping; never change it", secret: true},
 	"webhook-username":             {name: "webhook-username", usage: "Basic auth user name CometChat sends"},
 	"webhook-password":             {name: "webhook-password", usage: "Basic auth password CometChat sends", secret: true},
@@ -164,7 +168,8 @@ func (v *flagValue) Set(s string) error {
 // IsBoolFlag tells the flag package that a bare --x means --x=true.
 func (v *flagValue) IsBoolFlag() bool { return v.isBool }
 
-// parse parses args; -h prints the usage to out.
+// parse parses args; -h prints the usage to out. Every secret file the
+// registered options name is then checked at once (checkSecretFiles).
 func (s *settings) parse(args []string, out io.Writer) error {
 	if err := s.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -173,7 +178,66 @@ func (s *settings) parse(args []string, out io.Writer) error {
 		}
 		return usagef("%v", err)
 	}
+	return s.checkSecretFiles()
+}
+
+// checkSecretFiles refuses every file that holds a secret of a registered
+// option (the --x-file flag or GROUPSYNC_X_FILE of a secret option when no
+// GROUPSYNC_X is given, the value of a secretFile option) and that group or
+// others may read or write, or that is not a regular file: one usage error
+// naming every such setting, its path and mode. Files that are missing or
+// cannot be read are left to the reader, which reports them.
+func (s *settings) checkSecretFiles() error {
+	var names []string
+	for n := range s.values {
+		names = append(names, n)
+	}
+	for n := range s.files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var refused []string
+	for _, n := range names {
+		setting, path := s.secretFile(options[n])
+		if path == "" {
+			continue
+		}
+		if err := secretfile.Check(setting, path); errors.Is(err, secretfile.ErrNotPrivate) {
+			refused = append(refused, err.Error())
+		}
+	}
+	if len(refused) > 0 {
+		return usagef("%s", strings.Join(refused, "; "))
+	}
 	return nil
+}
+
+// secretFile returns the file that holds o's secret and the setting that
+// named it (--x-file or GROUPSYNC_X_FILE, --x or GROUPSYNC_X for a
+// secretFile option), or "" when o names no file.
+func (s *settings) secretFile(o option) (setting, path string) {
+	switch {
+	case o.secret:
+		if p := s.files[o.name]; p != nil && *p != "" {
+			return "--" + o.name + "-file", *p
+		}
+		if s.getenv(o.env()) != "" {
+			return "", ""
+		}
+		return o.env() + "_FILE", s.getenv(o.env() + "_FILE")
+	case o.secretFile:
+		return s.settingName(o.name), s.mustStr(o.name)
+	}
+	return "", ""
+}
+
+// settingName names how option name was given: --name when the flag was
+// set, else its GROUPSYNC_ variable (which also stands for the default).
+func (s *settings) settingName(name string) string {
+	if s.flagSet(name) {
+		return "--" + name
+	}
+	return options[name].env()
 }
 
 func (s *settings) printUsage(out io.Writer) {
@@ -219,18 +283,17 @@ func (s *settings) flagSet(name string) bool {
 }
 
 func (s *settings) secret(o option) (string, error) {
-	file := ""
-	if p := s.files[o.name]; p != nil && *p != "" {
-		file = *p
-	} else if v := s.getenv(o.env()); v != "" {
-		return strings.TrimSpace(v), nil
-	} else {
-		file = s.getenv(o.env() + "_FILE")
+	if p := s.files[o.name]; (p == nil || *p == "") && s.getenv(o.env()) != "" {
+		return strings.TrimSpace(s.getenv(o.env())), nil
 	}
+	setting, file := s.secretFile(o)
 	if file == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(file)
+	b, err := secretfile.Read(setting, file)
+	if errors.Is(err, secretfile.ErrNotPrivate) {
+		return "", usagef("%v", err)
+	}
 	if err != nil {
 		return "", usagef("%s: read %s file: %v", o.env(), o.name, err)
 	}

@@ -28,7 +28,9 @@ import (
 // Adding a setting is three small changes and a README row:
 //
 //  1. an entry in options (config.go): its flag name, usage, default, and
-//     secret or isBool when it is one (the env var GROUPSYNC_<NAME> follows);
+//     secret, secretFile (it names a file holding a secret, refused unless
+//     mode 0600 or 0400) or isBool when it is one (the env var
+//     GROUPSYNC_<NAME> follows);
 //  2. its name in the option group below of the part that reads it (every
 //     command running that part then accepts it);
 //  3. one line in that group's parse function setting the field, usually a
@@ -604,7 +606,7 @@ func parseWorker(s *settings, ids *groupsync.Identities) (*WorkerConfig, error) 
 	if err != nil {
 		return nil, err
 	}
-	key, err := loadOwnerKey(s.mustStr("owner-key-file"))
+	key, err := loadOwnerKey(s.settingName("owner-key-file"), s.mustStr("owner-key-file"))
 	if err != nil {
 		return nil, err
 	}

@@ -224,7 +224,7 @@ func devOwnerKey(path string) (*virgil.PrivateKey, error) {
 			return nil, fmt.Errorf("dev: owner key: %w", err)
 		}
 	}
-	return loadOwnerKey(path)
+	return loadOwnerKey("dev owner key", path)
 }
 
 func printBanner(e env, info devInfo, dir string, kv bool) {

@@ -143,9 +143,11 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 		return nil
 	})
 	d.proc.stop(t)
+	checkDevFileModes(t, dir)
 
 	// A second start on the same folder keeps the group, the credentials and
-	// the queue.
+	// the queue; it reads the files the first start wrote, whose modes it
+	// checks (and would refuse if group or others could read them).
 	d2 := startDev(t, dir, true)
 	if d2.info.Webhook.Password != d.info.Webhook.Password || d2.info.Virgil.AppKey != d.info.Virgil.AppKey ||
 		d2.info.Console.Password != d.info.Console.Password || d.info.Console.Password == "" {

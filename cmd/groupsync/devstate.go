@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/groupsync/groupsync/internal/secretfile"
 	"github.com/groupsync/groupsync/virgil"
 )
 
@@ -56,10 +57,15 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// loadOrCreateDevSecrets reads dir/secrets.json or creates it.
+// loadOrCreateDevSecrets reads dir/secrets.json or creates it (mode 0600).
+// Like every secret file, it is refused when group or others may read or
+// write it.
 func loadOrCreateDevSecrets(dir string) (*devSecrets, error) {
 	path := filepath.Join(dir, "secrets.json")
-	b, err := os.ReadFile(path)
+	b, err := secretfile.Read("dev secrets", path)
+	if errors.Is(err, secretfile.ErrNotPrivate) {
+		return nil, usagef("%v", err)
+	}
 	if err == nil {
 		var s devSecrets
 		if err := json.Unmarshal(b, &s); err != nil {

@@ -130,12 +130,12 @@ func TestServeConsoleSettings(t *testing.T) {
 
 func TestLoadOwnerKeyMode(t *testing.T) {
 	_, private := appEnv(t, 0o600)
-	if _, err := loadOwnerKey(private); err != nil {
+	if _, err := loadOwnerKey("GROUPSYNC_OWNER_KEY_FILE", private); err != nil {
 		t.Errorf("loadOwnerKey(0600) = %v, want the key", err)
 	}
 	for _, mode := range []os.FileMode{0o644, 0o640, 0o660, 0o604} {
 		_, file := appEnv(t, mode)
-		_, err := loadOwnerKey(file)
+		_, err := loadOwnerKey("GROUPSYNC_OWNER_KEY_FILE", file)
 		var ue *usageError
 		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "chmod 600 "+file) {
 			t.Errorf("loadOwnerKey(%#o) = %v, want a usage error with the chmod fix", mode, err)

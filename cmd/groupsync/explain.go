@@ -85,7 +85,7 @@ func parseExplain(s *settings, limit int, log zerolog.Logger) (ExplainConfig, er
 	if v.OwnerIdentity, err = parseOwnerIdentity(s); err != nil {
 		return c, err
 	}
-	if v.OwnerKey, err = loadOwnerKey(s.mustStr("owner-key-file")); err != nil {
+	if v.OwnerKey, err = loadOwnerKey(s.settingName("owner-key-file"), s.mustStr("owner-key-file")); err != nil {
 		return c, err
 	}
 	if v.Identities, err = parseIdentities(s); err != nil {

@@ -7,10 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/groupsync/groupsync/internal/secretfile"
 	"github.com/groupsync/groupsync/virgil"
 )
 
@@ -66,15 +66,19 @@ func runOwner(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
-// loadOwnerKey reads the owner's private key file, refusing one that group
-// or others may read or write (virgil.ReadPrivateKeyFile).
-func loadOwnerKey(path string) (*virgil.PrivateKey, error) {
+// loadOwnerKey reads the owner's private key file, named by setting,
+// refusing one that group or others may read or write, or that is not a
+// regular file (virgil.ReadPrivateKeyFile); the refusal names the setting.
+func loadOwnerKey(setting, path string) (*virgil.PrivateKey, error) {
 	key, err := virgil.ReadPrivateKeyFile(path)
+	var me *secretfile.ModeError
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, usagef("owner key file %s not found: create it with `groupsync owner init`", path)
-	case errors.Is(err, virgil.ErrKeyFileMode):
-		return nil, usagef("owner key: %s", strings.TrimPrefix(err.Error(), "virgil: "))
+	case errors.As(err, &me):
+		named := *me
+		named.Name = setting
+		return nil, usagef("%v", &named)
 	case errors.Is(err, virgil.ErrInvalidKey):
 		return nil, usagef("owner key file %s: not a base64 PKCS#8 Ed25519 key", path)
 	case err != nil:
@@ -125,21 +129,21 @@ func runOwnerRotate(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	path := s.mustStr("owner-key-file")
+	path, setting := s.mustStr("owner-key-file"), s.settingName("owner-key-file")
 	newPath, oldPath := path+".new", path+".old"
 
 	// The current key; after an interruption between the two renames it is
 	// already in the .old file.
-	current, err := loadOwnerKey(path)
+	current, err := loadOwnerKey(setting, path)
 	swapped := false
 	if err != nil && !fileExists(path) && fileExists(oldPath) && fileExists(newPath) {
 		swapped = true
-		current, err = loadOwnerKey(oldPath)
+		current, err = loadOwnerKey(setting, oldPath)
 	}
 	if err != nil {
 		return err
 	}
-	next, err := newOrResumedKey(newPath)
+	next, err := newOrResumedKey(setting, newPath)
 	if err != nil {
 		return err
 	}
@@ -194,9 +198,9 @@ func runOwnerRotate(ctx context.Context, e env, args []string) error {
 
 // newOrResumedKey returns the key in path, or generates one and writes it
 // there (synced, mode 0600) before it is used anywhere.
-func newOrResumedKey(path string) (*virgil.PrivateKey, error) {
+func newOrResumedKey(setting, path string) (*virgil.PrivateKey, error) {
 	if fileExists(path) {
-		return loadOwnerKey(path)
+		return loadOwnerKey(setting, path)
 	}
 	key, err := virgil.GenerateKey()
 	if err != nil {
