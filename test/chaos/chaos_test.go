@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -121,11 +122,16 @@ func checkVerdict(t *testing.T, rep Report) {
 	}
 }
 
+// keepEnv names a folder under which the tests' cluster folders (stores and
+// process logs) are made and kept; without it they are removed at the test's
+// end unless the test failed.
+const keepEnv = "GROUPSYNC_CHAOS_KEEP"
+
 // startTestCluster builds the binary and starts a cluster of cfg in a test
 // folder (cfg's Binary, Dir and Logf are filled in); the test's end stops it.
 func startTestCluster(t *testing.T, cfg ClusterConfig) *Cluster {
 	t.Helper()
-	cfg.Dir = t.TempDir()
+	cfg.Dir = testDir(t)
 	bin, err := BuildBinary(cfg.Dir)
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +143,33 @@ func startTestCluster(t *testing.T, cfg ClusterConfig) *Cluster {
 	}
 	t.Cleanup(c.Stop)
 	return c
+}
+
+// testDir makes the cluster folder of t: under $GROUPSYNC_CHAOS_KEEP, kept,
+// or else in the system's temporary folder, removed at the end unless t
+// failed, so that the process logs of a failed run can be read.
+func testDir(t *testing.T) string {
+	t.Helper()
+	keep := os.Getenv(keepEnv)
+	if keep != "" {
+		if err := os.MkdirAll(keep, 0o755); err != nil {
+			t.Fatalf("%s: %v", keepEnv, err)
+		}
+	}
+	dir, err := os.MkdirTemp(keep, strings.ReplaceAll(t.Name(), "/", "_")+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if keep != "" || t.Failed() {
+			t.Logf("cluster folder and process logs kept in %s", dir)
+			return
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove the cluster folder: %v", err)
+		}
+	})
+	return dir
 }
 
 // stopAndScanLogs stops every process of c and fails t for each secret
