@@ -27,7 +27,8 @@ type Stamp struct {
 	// Seq is the stream sequence of the job that carried the event.
 	Seq uint64 `json:"seq,omitempty"`
 	// Recv is when groupsync last received the event (Event.Received), 0
-	// if unknown. It plays no part in After.
+	// if unknown. After orders it against a read of CometChat (Snapshot)
+	// by it: an event received before the read is older than the read.
 	Recv int64 `json:"recv,omitempty"`
 	// Untimed reports that the event carried no time: At, when set, is
 	// that of an earlier decision to the same effect, kept because the
@@ -53,17 +54,33 @@ func (s Stamp) eventAt() int64 {
 func (s Stamp) IsZero() bool { return s.At == 0 && s.Seq == 0 }
 
 // After reports whether an event stamped s happened after one stamped o.
-// An event without a time received before a snapshot was read is older than
-// the snapshot. When both times are known and differ they decide; otherwise (a time is
-// missing, or both fall in the same second) the stream sequence does. A
-// stamp is never After itself, so a duplicate of the event that decided a
-// member changes nothing.
+// An event received before a snapshot was read (Recv) is older than the
+// snapshot, whatever time it carries; one without a time received since is
+// newer. When both times are known and differ they decide; otherwise (a
+// time is missing, or both fall in the same second) the stream sequence
+// does. A stamp is never After itself, so a duplicate of the event that
+// decided a member changes nothing.
 func (s Stamp) After(o Stamp) bool {
-	if s.At == 0 && s.Recv != 0 && o.Snapshot && o.At != 0 {
-		// An event without a time received before a read of CometChat
-		// happened before it: the read already shows it. (One received in
-		// the same second may not have: it counts as later.)
-		return s.Recv >= o.At
+	// An event received before a read of CometChat happened before it,
+	// whatever time it carries (CometChat's clock may run ahead of
+	// groupsync's by up to the allowed skew): the read already shows it.
+	switch {
+	case s.Recv != 0 && o.Snapshot && !s.Snapshot && o.At != 0:
+		if s.Recv < o.At {
+			return false
+		}
+		if s.At == 0 {
+			// Received since, or in the same second (the read may not show
+			// it), and without a time to order it by: later.
+			return true
+		}
+	case o.Recv != 0 && s.Snapshot && !o.Snapshot && s.At != 0:
+		// One received in the second of the read is shown by it too when
+		// the queue stored it before the read's job: jobs of a group run in
+		// stream order, so it was applied before the read was made.
+		if o.Recv < s.At || o.Recv == s.At && o.Seq != 0 && o.Seq < s.Seq {
+			return true
+		}
 	}
 	if s.At != 0 && o.At != 0 && s.At != o.At {
 		return s.At > o.At

@@ -1,0 +1,101 @@
+package groupsync_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/groupsync/groupsync/groupsync"
+)
+
+// received returns e as the webhook receiver accepted it at recv (Unix
+// seconds on groupsync's clock).
+func received(e groupsync.Event, recv int64) groupsync.Event {
+	e.Received = recv
+	return e
+}
+
+// TestReadOfCometChatShowsEventsReceivedBeforeIt: CometChat's clock (the
+// events' times) may run ahead of groupsync's (a snapshot's time) by up to
+// the allowed skew. A read of CometChat's REST API shows every event
+// groupsync received before the read, whatever time the event carries, so
+// such an event must not outrank the read. Before, a member who joined at a
+// time ahead of groupsync's clock and then left with an event without a
+// time (the flip is checked with CometChat) stayed in the Virgil group: the
+// reconcile's removal was stale against the join.
+func TestReadOfCometChatShowsEventsReceivedBeforeIt(t *testing.T) {
+	created := received(ev(groupsync.ActionCreate, 0, "alice"), 1490)
+	remove := func(uids ...string) groupsync.Step { return groupsync.Step{Op: groupsync.OpRemove, UIDs: uids} }
+	add := func(uids ...string) groupsync.Step { return groupsync.Step{Op: groupsync.OpAdd, UIDs: uids} }
+	retain := func(uids ...string) groupsync.Step { return groupsync.Step{Op: groupsync.OpRetain, UIDs: uids} }
+	tests := []struct {
+		name   string
+		events []groupsync.Event // applied before the read, sequences 1, 2, ...
+		snap   groupsync.Snapshot
+		want   []groupsync.Step
+		in     []string
+	}{
+		// CometChat stamps the join 8 s ahead of groupsync's clock; the
+		// leave that follows carries no time (or a forged one, clamped), so
+		// its job reconciles the group instead (see below).
+		{"JoinAheadOfTheClockThenLeaveWithoutTime", []groupsync.Event{created,
+			received(ev(groupsync.ActionAdd, 1510, "bob"), 1502),
+		}, groupsync.Snapshot{GUID: guid, Exists: true, Members: []string{"alice"}, At: 1505},
+			[]groupsync.Step{add("alice"), remove("bob"), retain("alice")}, []string{"alice"}},
+		{"KickAheadOfTheClockThenReAddLost", []groupsync.Event{created,
+			received(ev(groupsync.ActionAdd, 1495, "bob"), 1495),
+			received(ev(groupsync.ActionRemove, 1510, "bob"), 1502),
+		}, groupsync.Snapshot{GUID: guid, Exists: true, Members: []string{"alice", "bob"}, At: 1505},
+			[]groupsync.Step{add("alice", "bob"), retain("alice", "bob")}, []string{"alice", "bob"}},
+		// The join was received in the second of the read, and applied
+		// before the read's job ran (a lower sequence).
+		{"EventReceivedInTheSecondOfTheRead", []groupsync.Event{created,
+			received(ev(groupsync.ActionAdd, 1510, "bob"), 1505),
+		}, groupsync.Snapshot{GUID: guid, Exists: true, Members: []string{"alice"}, At: 1505},
+			[]groupsync.Step{add("alice"), remove("bob"), retain("alice")}, []string{"alice"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, _ := applyAll(groupsync.GroupState{}, tt.events...)
+			next, plan, _ := groupsync.Reconcile(st, tt.snap, uint64(len(tt.events)+1))
+			if !slices.EqualFunc(plan.Steps, tt.want, func(a, b groupsync.Step) bool {
+				return a.Op == b.Op && slices.Equal(a.UIDs, b.UIDs)
+			}) {
+				t.Errorf("plan %+v, want %+v", plan.Steps, tt.want)
+			}
+			var in []string
+			for uid, m := range next.Members {
+				if m.In {
+					in = append(in, uid)
+				}
+			}
+			slices.Sort(in)
+			if !slices.Equal(in, tt.in) {
+				t.Errorf("members %v, want %v", in, tt.in)
+			}
+		})
+	}
+
+	// The leave of the first case is a flip the worker checks with
+	// CometChat: its job runs the reconcile above.
+	st, _ := applyAll(groupsync.GroupState{}, created, received(ev(groupsync.ActionAdd, 1510, "bob"), 1502))
+	if _, plan := groupsync.Apply(st, received(ev(groupsync.ActionRemove, 0, "bob"), 1504), 3); !slices.Equal(plan.Recheck, []string{"bob"}) {
+		t.Errorf("leave without a time after a join: recheck %v, want [bob]", plan.Recheck)
+	}
+
+	// An event received before a read but applied after it (queued behind
+	// the reconcile) is already in what the read showed.
+	st, _ = applyAll(groupsync.GroupState{}, created, received(ev(groupsync.ActionAdd, 1495, "bob"), 1495))
+	st, _, _ = groupsync.Reconcile(st, groupsync.Snapshot{GUID: guid, Exists: true, Members: []string{"alice", "bob"}, At: 1505}, 3)
+	next, plan := groupsync.Apply(st, received(ev(groupsync.ActionRemove, 1510, "bob"), 1503), 4)
+	if len(plan.Steps) != 0 || !next.Members["bob"].In {
+		t.Errorf("a kick received before the read that showed bob in: plan %+v, bob %+v; want it stale", plan, next.Members["bob"])
+	}
+	// One received after the read, or in its second (the read may not show
+	// it), is ordered by its time.
+	for _, recv := range []int64{1505, 1506} {
+		next, plan = groupsync.Apply(st, received(ev(groupsync.ActionRemove, 1510, "bob"), recv), 4)
+		if len(plan.Steps) != 1 || next.Members["bob"].In {
+			t.Errorf("a kick received at %d after a read at 1505: plan %+v, bob %+v; want bob removed", recv, plan, next.Members["bob"])
+		}
+	}
+}
