@@ -22,6 +22,7 @@ const (
 	DefaultDeadLetterMaxAge  = 30 * 24 * time.Hour
 	DefaultReplicas          = 1
 	DefaultPublishTimeout    = 5 * time.Second
+	DefaultAckTimeout        = time.Second
 	DefaultFetchWait         = 5 * time.Second
 	// DefaultMaxJobs bounds the job stream's messages: a million jobs, far
 	// more than any backlog workers can still catch up on.
@@ -123,6 +124,12 @@ type Config struct {
 	// PublishTimeout bounds Publish, Ping and the other calls to JetStream
 	// when the caller's context has no deadline (default 5 seconds).
 	PublishTimeout time.Duration
+	// AckTimeout bounds one attempt of Delivery.Ack to have JetStream
+	// confirm an acknowledgement (default 1 second); Ack sends it again
+	// after an attempt that timed out or found no consumer leader, within
+	// AckWait. Well under AckWait, so that a new consumer leader elected
+	// after a node died gets the acknowledgement soon after it answers.
+	AckTimeout time.Duration
 	// FetchWait is how long one pull request of Next waits on the server
 	// before Next asks again (default 5 seconds). It also bounds how long a
 	// message that arrives just after Next's context ended waits before it is
@@ -163,6 +170,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = DefaultAckTimeout
 	}
 	if c.FetchWait == 0 {
 		c.FetchWait = DefaultFetchWait
@@ -229,6 +239,7 @@ func (c Config) validate() error {
 		{"AckWait", c.AckWait},
 		{"DeadLetterMaxAge", c.DeadLetterMaxAge},
 		{"PublishTimeout", c.PublishTimeout},
+		{"AckTimeout", c.AckTimeout},
 	} {
 		if d.d < 0 {
 			bad("%s %v: must be positive", d.field, d.d)

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/groupsync/groupsync/groupsync"
@@ -44,6 +46,8 @@ type Delivery struct {
 
 	q   *Queue
 	msg jetstream.Msg
+	// ackAttempts counts the acknowledgements Ack sent.
+	ackAttempts int
 }
 
 // LastAttempt reports whether this is the last delivery a worker gets
@@ -54,16 +58,73 @@ func (d *Delivery) LastAttempt() bool {
 }
 
 // Ack acknowledges the job and waits for JetStream to confirm, so the job is
-// gone from the stream when Ack returns nil. ctx without a deadline gets
-// Config.PublishTimeout. Errors match ErrUnavailable when NATS cannot be
-// reached; the job is then redelivered after Config.AckWait.
+// gone from the stream when Ack returns nil.
+//
+// Each attempt waits at most Config.AckTimeout. An attempt that times out or
+// finds nobody answering (the consumer's leader died and another is being
+// elected, or the connection is moving to another server) is sent again
+// after a short jittered pause (100 ms, doubling up to 500 ms), so the new
+// leader gets the acknowledgement as soon as it answers, until JetStream
+// confirms, ctx ends, or Config.AckWait has passed since Ack began: by then
+// JetStream hands the job out again anyway. Sending it again is harmless: a
+// confirmation means the job is acknowledged, by this attempt or an earlier
+// one. AckAttempts reports how many attempts were sent.
+//
+// Errors match ErrUnavailable when NATS could not confirm; the job is then
+// redelivered after Config.AckWait, so a worker must recognise a job it
+// already finished (docs/design.md, invariant 3).
 func (d *Delivery) Ack(ctx context.Context) error {
-	ctx, cancel := d.q.withTimeout(ctx)
+	ctx, cancel := context.WithTimeout(ctx, d.q.cfg.AckWait)
 	defer cancel()
-	if err := d.msg.DoubleAck(ctx); err != nil {
-		return wrap(fmt.Sprintf("ack job %s (seq %d)", d.Job.ID, d.StreamSeq), err)
+	pause := ackRetryInitial
+	for {
+		d.ackAttempts++
+		attempt, cancelAttempt := context.WithTimeout(ctx, d.q.cfg.AckTimeout)
+		err := d.msg.DoubleAck(attempt)
+		cancelAttempt()
+		if err == nil {
+			return nil
+		}
+		op := fmt.Sprintf("ack job %s (seq %d), %d attempts", d.Job.ID, d.StreamSeq, d.ackAttempts)
+		if !retryableAck(err) || ctx.Err() != nil {
+			return wrap(op, err)
+		}
+		wait := pause/2 + rand.N(pause/2+1)
+		d.q.log.Debug().Err(err).Str("job_id", d.Job.ID).Uint64("stream_seq", d.StreamSeq).
+			Int("attempt", d.ackAttempts).Dur("retry_in", wait).
+			Msg("ack not confirmed, sending it again")
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return wrap(op, err)
+		case <-t.C:
+		}
+		pause = min(2*pause, ackRetryMax)
 	}
-	return nil
+}
+
+// Bounds of the pause between two attempts of Ack, before jitter.
+const (
+	ackRetryInitial = 100 * time.Millisecond
+	ackRetryMax     = 500 * time.Millisecond
+)
+
+// AckAttempts returns how many acknowledgements the last Ack sent: 1 when
+// JetStream confirmed the first, more when attempts timed out or found no
+// consumer leader. Call it after Ack has returned.
+func (d *Delivery) AckAttempts() int {
+	return d.ackAttempts
+}
+
+// retryableAck reports whether an acknowledgement that failed with err may
+// succeed when sent again: it timed out, nobody answered, or the connection
+// is between servers. A closed connection never recovers.
+func retryableAck(err error) bool {
+	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
+		return false
+	}
+	return isUnavailable(err)
 }
 
 // Nak hands the job back for immediate redelivery (for example on shutdown).

@@ -59,7 +59,14 @@
 // A worker settles each Delivery once: Ack on success, NakWithDelay for a
 // transient failure, DeadLetter for a permanent one. InProgress extends the
 // ack wait of a long job. A job gets Config.MaxDeliver deliveries; on the last
-// one (Delivery.LastAttempt) a failing worker dead-letters it. The consumers
+// one (Delivery.LastAttempt) a failing worker dead-letters it. Ack waits for
+// JetStream's confirmation, one attempt at most Config.AckTimeout, and sends
+// the acknowledgement again after an attempt that timed out or found nobody
+// answering, within Config.AckWait: when the node leading a partition's
+// consumer dies, the acknowledgement reaches the new leader as soon as one is
+// elected, instead of the partition waiting for a redelivery. An
+// acknowledgement never confirmed leaves the job to be redelivered, which
+// the worker then finds done. The consumers
 // allow one extra delivery that Next uses to dead-letter, by itself, a job
 // whose last delivery was never settled (its worker crashed), so no job stays
 // stuck. Next also dead-letters a message that does not decode as a job
