@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/groupsync/groupsync/groupsync"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/virgil/emulator"
@@ -233,6 +235,61 @@ func TestNATSRestart(t *testing.T) {
 		return err == nil, "publish after restart: " + errString(err)
 	})
 	e.waitMembers(g.guid, "alice", "bob")
+}
+
+// stoppingStore runs stop once, right after the first commit succeeds: NATS
+// going away between a job's completion and its ack.
+type stoppingStore struct {
+	worker.Store
+	once sync.Once
+	stop func()
+}
+
+func (s *stoppingStore) Commit(ctx context.Context, c worker.Commit) error {
+	err := s.Store.Commit(ctx, c)
+	if err == nil {
+		s.once.Do(s.stop)
+	}
+	return err
+}
+
+// TestLostAckFoundDone: NATS goes down right after a job is committed and
+// stays down past the ack wait, so its ack is sent again and again and
+// never confirmed. Once NATS is back the job is redelivered and found done:
+// acknowledged as a duplicate, with nothing applied to Virgil a second time.
+func TestLostAckFoundDone(t *testing.T) {
+	e := newEnv(t, envOptions{queue: func(c *queue.Config) { c.AckWait = 2 * time.Second }})
+	e.register("alice", "bob")
+	reg := prometheus.NewRegistry()
+	cfg := e.poolConfig()
+	cfg.Registerer = reg
+	cv := &countingVirgil{EncryptedGroups: e.groups}
+	store := &stoppingStore{Store: e.store, stop: e.nats.Shutdown}
+	e.startPool(cfg, nil, store, cv)
+	g := evt{guid: "lost-ack", created: 1_718_000_000}
+	e.publish(job(g.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice", "bob")))
+
+	eventually(t, 30*time.Second, func() (bool, string) {
+		n := counterSum(t, reg, "groupsync_worker_ack_failures_total")
+		return n == 1, fmt.Sprintf("%v acks given up, want 1", n)
+	})
+	if n := counterSum(t, reg, "groupsync_worker_ack_retries_total"); n < 1 {
+		t.Errorf("the ack was sent again %v times while NATS was down, want at least once", n)
+	}
+	calls := cv.total()
+	e.nats.Restart()
+	e.waitSettled()
+	eventually(t, 10*time.Second, func() (bool, string) {
+		missing := missingMetrics(t, reg, "groupsync_worker_jobs_total/result=duplicate")
+		return len(missing) == 0, "the redelivered job was not acknowledged as a duplicate"
+	})
+	if got := cv.total(); got != calls {
+		t.Fatalf("the redelivery made %d more Virgil calls, want none", got-calls)
+	}
+	e.waitMembers(g.guid, "alice", "bob")
+	if failed, _ := e.q.Failed(context.Background()); len(failed) != 0 {
+		t.Fatalf("failed jobs: %+v", failed)
+	}
 }
 
 // TestVirgilFaults: 5xx, 429 with Retry-After and slow answers for a while;

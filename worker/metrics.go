@@ -21,6 +21,9 @@ type metrics struct {
 	confirms *prometheus.CounterVec
 	runs     *prometheus.CounterVec
 	audits   *prometheus.CounterVec
+	// ackRetries and ackFailures count acknowledgements of finished jobs
+	// sent again, and given up on.
+	ackRetries, ackFailures prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -75,11 +78,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "groupsync", Subsystem: "worker", Name: "audit_appends_total",
 			Help: "Appends of applied changes to the audit trail, by result: appended, failed (the change is applied but missing from the trail).",
 		}, []string{"result"}),
+		ackRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "groupsync", Subsystem: "worker", Name: "ack_retries_total",
+			Help: "Acknowledgements of finished jobs sent again because an attempt timed out or found no consumer leader (a NATS leader change).",
+		}),
+		ackFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "groupsync", Subsystem: "worker", Name: "ack_failures_total",
+			Help: "Finished jobs whose acknowledgement NATS never confirmed within the ack wait: each is redelivered and found done, its partition waiting meanwhile.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.jobs, m.steps, m.checks, m.retries, m.duration, m.lag, m.inFlight, m.drift, m.losses, m.confirms, m.runs, m.audits} {
+	for _, c := range []prometheus.Collector{m.jobs, m.steps, m.checks, m.retries, m.duration, m.lag, m.inFlight, m.drift, m.losses, m.confirms, m.runs, m.audits, m.ackRetries, m.ackFailures} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

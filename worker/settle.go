@@ -19,8 +19,16 @@ func (p *Pool) settle(ctx context.Context, d *queue.Delivery, lease Lease, res r
 	defer cancel()
 	switch {
 	case err == nil && (res == resApplied || res == resDuplicate):
-		if aerr := d.Ack(bg); aerr != nil {
-			log.Warn().Err(aerr).Msg("ack failed; the job will be redelivered and found done")
+		aerr := d.Ack(bg)
+		if n := d.AckAttempts(); n > 1 {
+			p.metrics.ackRetries.Add(float64(n - 1))
+			if aerr == nil {
+				log.Info().Int("ack_attempts", n).Msg("ack confirmed after retries (NATS slow or changing leaders)")
+			}
+		}
+		if aerr != nil {
+			p.metrics.ackFailures.Inc()
+			log.Warn().Err(aerr).Int("ack_attempts", d.AckAttempts()).Msg("ack failed; the job will be redelivered and found done")
 		}
 		label := "applied"
 		if res == resDuplicate {
