@@ -55,7 +55,8 @@ func (d Drift) Empty() bool {
 // created too. The plan ends with an OpRetain of the members the new state
 // holds, so that participants nobody told the state about (a change applied
 // to Virgil whose stored state was lost) leave as well. A group the state
-// holds as deleted but CometChat has again starts afresh.
+// holds as deleted but CometChat has again starts afresh. The plan's Stale
+// lists the users a later event decided, whom the reconcile leaves alone.
 func Reconcile(state GroupState, snap Snapshot, seq uint64) (GroupState, Plan, Drift) {
 	base := state
 	if base.Lifecycle == LifecycleDeleted && snap.Exists {
@@ -88,6 +89,7 @@ func Reconcile(state GroupState, snap Snapshot, seq uint64) (GroupState, Plan, D
 	sort.Slice(add.Members, func(i, j int) bool { return add.Members[i].UID < add.Members[j].UID })
 	next, plan := Apply(base, add, seq)
 	out.Steps = append(out.Steps, plan.Steps...)
+	out.Stale = append(out.Stale, plan.Stale...)
 	for _, m := range add.Members {
 		if next.Members[m.UID].In && !base.Members[m.UID].In {
 			drift.Missing = append(drift.Missing, m.UID)
@@ -111,6 +113,7 @@ func Reconcile(state GroupState, snap Snapshot, seq uint64) (GroupState, Plan, D
 	if len(rm.Members) > 0 {
 		next, plan = Apply(next, rm, seq)
 		out.Steps = append(out.Steps, plan.Steps...)
+		out.Stale = append(out.Stale, plan.Stale...)
 		for _, s := range plan.Steps {
 			for _, uid := range s.UIDs {
 				if wasIn[uid] {

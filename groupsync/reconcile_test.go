@@ -18,6 +18,8 @@ func TestReconcilePlans(t *testing.T) {
 	add := func(uids ...string) groupsync.Step { return groupsync.Step{Op: groupsync.OpAdd, UIDs: uids} }
 	remove := func(uids ...string) groupsync.Step { return groupsync.Step{Op: groupsync.OpRemove, UIDs: uids} }
 	retain := func(uids ...string) groupsync.Step { return groupsync.Step{Op: groupsync.OpRetain, UIDs: uids} }
+	// stale marks the users a later event decided, whom the reconcile leaves alone.
+	stale := func(p groupsync.Plan, uids ...string) groupsync.Plan { p.Stale = uids; return p }
 	tests := []struct {
 		name   string
 		events []groupsync.Event // applied before the reconcile, sequences 1, 2, ...
@@ -41,9 +43,9 @@ func TestReconcilePlans(t *testing.T) {
 		{"LostAddOfKickedMember", []groupsync.Event{created, ev(groupsync.ActionRemove, 1100, "bob")}, snap(1500, "alice", "bob"),
 			steps(add("alice", "bob"), retain("alice", "bob")), groupsync.Drift{Missing: []string{"bob"}}, []string{"alice", "bob"}},
 		{"KickAfterTheSnapshotWins", []groupsync.Event{created, ev(groupsync.ActionRemove, 2000, "bob")}, snap(1500, "alice", "bob"),
-			steps(add("alice"), retain("alice")), groupsync.Drift{}, []string{"alice"}},
+			stale(steps(add("alice"), retain("alice")), "bob"), groupsync.Drift{}, []string{"alice"}},
 		{"AddAfterTheSnapshotWins", []groupsync.Event{created, ev(groupsync.ActionAdd, 2000, "carol")}, snap(1500, "alice", "bob"),
-			steps(add("alice", "bob"), retain("alice", "bob", "carol")), groupsync.Drift{}, []string{"alice", "bob", "carol"}},
+			stale(steps(add("alice", "bob"), retain("alice", "bob", "carol")), "carol"), groupsync.Drift{}, []string{"alice", "bob", "carol"}},
 		{"DuplicateMembersCountOnce", nil, snap(1500, "bob", "bob", "", "alice"),
 			steps(add("alice", "bob"), retain("alice", "bob")), groupsync.Drift{Missing: []string{"alice", "bob"}}, []string{"alice", "bob"}},
 		{"GroupGoneIsDeleted", []groupsync.Event{created}, gone,

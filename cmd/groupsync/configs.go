@@ -188,6 +188,14 @@ func join(groups ...[]string) []string {
 	return all
 }
 
+// logTimeFormat is the log lines' time: RFC 3339 with milliseconds.
+// Workers apply a group's jobs one after another, often within a second,
+// and their order across processes is what a lapse is traced by.
+const logTimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// zerolog's time format is process-wide: set once, before any logger runs.
+func init() { zerolog.TimeFieldFormat = logTimeFormat }
+
 // parseLogger builds the process's one root logger: JSON lines, or a
 // console writer for people (the default of dev and of one-shot commands).
 // Packages receive it through their Config.
@@ -207,7 +215,7 @@ func parseLogger(s *settings, w io.Writer, defaultFormat string) (zerolog.Logger
 	// user information or secret query values, whichever package wrote it.
 	w = redact.Writer(w)
 	if format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -259,5 +260,31 @@ func TestVersionAndHelp(t *testing.T) {
 		if !strings.Contains(stdout, name) {
 			t.Errorf("help does not list %s", name)
 		}
+	}
+}
+
+// TestLogTimesHaveMilliseconds: JSON log lines carry their time to the
+// millisecond, so jobs applied within one second can be ordered across
+// processes.
+func TestLogTimesHaveMilliseconds(t *testing.T) {
+	var buf bytes.Buffer
+	s := newSettings("worker", func(string) string { return "" }, "log-level", "log-format")
+	if err := s.parse([]string{"--log-format", "json"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	log, err := parseLogger(s, &buf, "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info().Msg("hello")
+	var line struct {
+		Time string `json:"time"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("log line %q: %v", buf.String(), err)
+	}
+	at, err := time.Parse(time.RFC3339Nano, line.Time)
+	if err != nil || !regexp.MustCompile(`T\d\d:\d\d:\d\d\.\d{3}`).MatchString(line.Time) || time.Since(at) > time.Minute {
+		t.Errorf("log time %q (%v): want RFC 3339 with milliseconds, now", line.Time, err)
 	}
 }

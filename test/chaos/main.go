@@ -124,7 +124,7 @@ func main() {
 			fmt.Println("failover:", f)
 		}
 		fmt.Println(rep.Summary())
-		if rep.Lost > 0 || rep.Diverged > 0 || len(leaks) > 0 {
+		if rep.Lost > 0 || rep.Unrepaired > 0 || rep.Diverged > 0 || len(leaks) > 0 {
 			code = 1
 		}
 		report = map[string]any{"chaos": rep, "secret_leaks": len(leaks), "seed": *seed, "failovers": c.Failovers()}
