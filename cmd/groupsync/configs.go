@@ -442,6 +442,41 @@ func ownerServiceKey(v VirgilConfig) (*virgil.PublicKey, error) {
 	return k, nil
 }
 
+// OwnerSettings is what every command acting as the owner reads first: the
+// Virgil service and application, the key that checks the cards' Virgil
+// signature, and the owner's identity.
+type OwnerSettings struct {
+	// Virgil is the service and the application signing JWTs.
+	Virgil VirgilConfig
+	// ServiceKey verifies the cards' Virgil signature.
+	ServiceKey *virgil.PublicKey
+	// OwnerIdentity is the Virgil identity that owns every group.
+	OwnerIdentity string
+}
+
+// parseOwnerSettings reads the Virgil settings, the service key an owner
+// requires (ownerServiceKey) and the owner identity, in that order.
+func parseOwnerSettings(s *settings) (OwnerSettings, error) {
+	var o OwnerSettings
+	var err error
+	if o.Virgil, err = parseVirgil(s); err != nil {
+		return OwnerSettings{}, err
+	}
+	if o.ServiceKey, err = ownerServiceKey(o.Virgil); err != nil {
+		return OwnerSettings{}, err
+	}
+	if o.OwnerIdentity, err = parseOwnerIdentity(s); err != nil {
+		return OwnerSettings{}, err
+	}
+	return o, nil
+}
+
+// owner acts as the owner with key, through a Virgil client of its own.
+func (o OwnerSettings) owner(key *virgil.PrivateKey) *virgil.Owner {
+	client := virgil.NewClient(o.Virgil.APIURL, o.Virgil.JWT.Source(o.OwnerIdentity))
+	return virgil.NewOwner(client, key, o.OwnerIdentity, virgil.WithServiceKey(o.ServiceKey))
+}
+
 func parseOwnerIdentity(s *settings) (string, error) {
 	identity := s.mustStr("owner-identity")
 	if err := virgil.ValidateIdentity(identity); err != nil {

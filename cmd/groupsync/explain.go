@@ -41,13 +41,11 @@ type ExplainConfig struct {
 // ExplainVirgil is the owner that explain reads Virgil as: the worker's
 // settings.
 type ExplainVirgil struct {
-	// Virgil is the service and the application signing JWTs.
-	Virgil VirgilConfig
-	// OwnerIdentity and OwnerKey are the groups' owner.
-	OwnerIdentity string
-	OwnerKey      *virgil.PrivateKey
-	// ServiceKey verifies the cards' Virgil signature.
-	ServiceKey *virgil.PublicKey
+	// OwnerSettings are the service, the application, the key that checks
+	// the cards and the owner's identity.
+	OwnerSettings
+	// OwnerKey is the owner's private key.
+	OwnerKey *virgil.PrivateKey
 	// Identities maps uids and guids to Virgil identities.
 	Identities *groupsync.Identities
 }
@@ -76,13 +74,7 @@ func parseExplain(s *settings, limit int, log zerolog.Logger) (ExplainConfig, er
 		return c, err
 	}
 	v := &ExplainVirgil{}
-	if v.Virgil, err = parseVirgil(s); err != nil {
-		return c, err
-	}
-	if v.ServiceKey, err = ownerServiceKey(v.Virgil); err != nil {
-		return c, err
-	}
-	if v.OwnerIdentity, err = parseOwnerIdentity(s); err != nil {
+	if v.OwnerSettings, err = parseOwnerSettings(s); err != nil {
 		return c, err
 	}
 	if v.OwnerKey, err = loadOwnerKey(s.settingName("owner-key-file"), s.mustStr("owner-key-file")); err != nil {
@@ -193,8 +185,7 @@ func openInspector(ctx context.Context, cfg ExplainConfig, log zerolog.Logger) (
 	closers = append(closers, func() { _ = closeStore() })
 	ic := inspect.Config{Queue: q, Audit: audit, Store: st, HistoryLimit: cfg.HistoryLimit}
 	if v := cfg.Virgil; v != nil {
-		client := virgil.NewClient(v.Virgil.APIURL, v.Virgil.JWT.Source(v.OwnerIdentity))
-		ic.Virgil = virgil.NewOwner(client, v.OwnerKey, v.OwnerIdentity, virgil.WithServiceKey(v.ServiceKey))
+		ic.Virgil = v.owner(v.OwnerKey)
 		ic.Identities = v.Identities
 	}
 	in, err := inspect.New(ic)

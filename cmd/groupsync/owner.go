@@ -26,18 +26,11 @@ func runOwner(ctx context.Context, e env, args []string) error {
 	if err := s.parse(args[1:], e.stdout); err != nil {
 		return err
 	}
-	v, err := parseVirgil(s)
+	o, err := parseOwnerSettings(s)
 	if err != nil {
 		return err
 	}
-	service, err := ownerServiceKey(v)
-	if err != nil {
-		return err
-	}
-	identity, err := parseOwnerIdentity(s)
-	if err != nil {
-		return err
-	}
+	identity := o.OwnerIdentity
 	path := s.mustStr("owner-key-file")
 	if _, err := os.Stat(path); err == nil {
 		return usagef("owner key file %s exists; owner init never overwrites a key (use it, or move it away first)", path)
@@ -53,8 +46,7 @@ func runOwner(ctx context.Context, e env, args []string) error {
 	if err := writeKeyFile(path, key); err != nil {
 		return fmt.Errorf("owner init: %w", err)
 	}
-	owner := virgil.NewOwner(virgil.NewClient(v.APIURL, v.JWT.Source(identity)), key, identity, virgil.WithServiceKey(service))
-	cardID, err := owner.EnsureCard(ctx)
+	cardID, err := o.owner(key).EnsureCard(ctx)
 	if err != nil {
 		if errors.Is(err, virgil.ErrOwnerCardMismatch) {
 			os.Remove(path)
@@ -102,19 +94,12 @@ func runOwnerRotate(ctx context.Context, e env, args []string) error {
 	if !*stopped {
 		return usagef("owner rotate: stop every worker first (they sign tickets with the key they started with), then run it with --workers-stopped")
 	}
-	v, err := parseVirgil(s)
+	o, err := parseOwnerSettings(s)
 	if err != nil {
 		return err
 	}
-	service, err := ownerServiceKey(v)
-	if err != nil {
-		return err
-	}
+	identity := o.OwnerIdentity
 	ids, err := parseIdentities(s)
-	if err != nil {
-		return err
-	}
-	identity, err := parseOwnerIdentity(s)
 	if err != nil {
 		return err
 	}
@@ -173,8 +158,7 @@ func runOwnerRotate(ctx context.Context, e env, args []string) error {
 		groups[i] = ids.Group(g)
 	}
 	fmt.Fprintf(e.stderr, "rotating the owner key of %s over %d group(s)...\n", identity, len(groups))
-	owner := virgil.NewOwner(virgil.NewClient(v.APIURL, v.JWT.Source(identity)), current, identity, virgil.WithServiceKey(service))
-	rotated, err := owner.RotateKey(ctx, next, groups)
+	rotated, err := o.owner(current).RotateKey(ctx, next, groups)
 	if err != nil {
 		return fmt.Errorf("owner rotate: interrupted (the new key is in %s; run the same command again to resume): %w", newPath, err)
 	}
