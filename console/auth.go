@@ -109,22 +109,35 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 }
 
 // credentials holds the digests of the console's credentials, so a
-// comparison takes the same time whatever the lengths given.
+// comparison takes the same time whatever the lengths given, and the CSRF
+// tokens: the one made, and those accepted.
 type credentials struct {
 	user, pass [32]byte
 	csrf       string
+	accepted   []string
 }
 
 // newCredentials derives the digests and the CSRF token of user and pass
-// under key: an HMAC of both, so it changes with the password and cannot
-// be made without the key.
-func newCredentials(user, pass string, key []byte) credentials {
+// under key, and accepts the tokens of previous too (when set).
+func newCredentials(user, pass string, key, previous []byte) credentials {
+	u, p := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(pass))
+	c := credentials{user: u, pass: p, csrf: csrfToken(u, p, key)}
+	c.accepted = append(c.accepted, c.csrf)
+	if previous != nil {
+		c.accepted = append(c.accepted, csrfToken(u, p, previous))
+	}
+	return c
+}
+
+// csrfToken is the CSRF token of the credentials' digests under key: an
+// HMAC of both, so it changes with the password and cannot be made without
+// the key.
+func csrfToken(user, pass [32]byte, key []byte) string {
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte("groupsync console csrf\x00"))
-	u, p := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(pass))
-	mac.Write(u[:])
-	mac.Write(p[:])
-	return credentials{user: u, pass: p, csrf: base64.RawURLEncoding.EncodeToString(mac.Sum(nil))}
+	mac.Write(user[:])
+	mac.Write(pass[:])
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
 // check reports whether r carries the credentials; present says whether it
@@ -147,7 +160,14 @@ func (c credentials) checkCSRF(r *http.Request) bool {
 	if token == "" {
 		token = r.PostFormValue(FieldCSRF)
 	}
-	return token != "" && subtle.ConstantTimeCompare([]byte(token), []byte(c.csrf)) == 1
+	if token == "" {
+		return false
+	}
+	ok := 0
+	for _, t := range c.accepted {
+		ok |= subtle.ConstantTimeCompare([]byte(token), []byte(t))
+	}
+	return ok == 1
 }
 
 // retryAfter is d in whole seconds, at least 1, for a Retry-After header.

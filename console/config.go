@@ -66,9 +66,18 @@ type Config struct {
 	// X-Forwarded-For is ignored and the client is the connection's peer.
 	TrustedProxies []netip.Prefix
 	// CSRFKey is the key of the CSRF tokens, at least 32 bytes (default:
-	// random, made by New). Processes serving the same console behind one
-	// address give it the same key.
+	// random, made by New, so tokens change with every restart). Processes
+	// serving the same console behind one address give it the same key, or
+	// a form one of them rendered is refused by the others; groupsync
+	// derives it from the job key, which they share. It is a secret: never
+	// logged or shown.
 	CSRFKey []byte
+	// PreviousCSRFKey, when set (at least 32 bytes, and only with
+	// CSRFKey), is a key whose tokens are accepted too but never made:
+	// while the key changes, process by process, a form rendered by a
+	// process still on one key posts to a process on the other. It is a
+	// secret: never logged or shown.
+	PreviousCSRFKey []byte
 	// RequestTimeout bounds the Backend's work for one request (default 30
 	// seconds).
 	RequestTimeout time.Duration
@@ -127,6 +136,12 @@ func (c Config) validate() error {
 	}
 	if c.CSRFKey != nil && len(c.CSRFKey) < MinCSRFKeyLen {
 		bad("CSRFKey: %d bytes, want at least %d", len(c.CSRFKey), MinCSRFKeyLen)
+	}
+	switch {
+	case c.PreviousCSRFKey != nil && c.CSRFKey == nil:
+		bad("PreviousCSRFKey is set without CSRFKey: a random key would not be shared with the processes the previous key serves")
+	case c.PreviousCSRFKey != nil && len(c.PreviousCSRFKey) < MinCSRFKeyLen:
+		bad("PreviousCSRFKey: %d bytes, want at least %d", len(c.PreviousCSRFKey), MinCSRFKeyLen)
 	}
 	if c.RequestTimeout < 0 {
 		bad("RequestTimeout %v: must be positive", c.RequestTimeout)

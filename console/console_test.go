@@ -30,6 +30,19 @@ func TestNewReportsEveryInvalidField(t *testing.T) {
 			t.Errorf("New error = %q, want it to name %s", err, want)
 		}
 	}
+	// A previous key needs a key of its own to make tokens under, and the
+	// same length.
+	for _, tc := range []struct {
+		cfg  console.Config
+		want string
+	}{
+		{console.Config{Username: "u", Password: testPass, PreviousCSRFKey: make([]byte, 32)}, "PreviousCSRFKey is set without CSRFKey"},
+		{console.Config{Username: "u", Password: testPass, CSRFKey: make([]byte, 32), PreviousCSRFKey: make([]byte, 31)}, "PreviousCSRFKey: 31 bytes"},
+	} {
+		if err := tc.cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate() = %v, want %q", err, tc.want)
+		}
+	}
 	if _, err := console.New(console.Config{}, nil); err == nil || !strings.Contains(err.Error(), "Username is required") || !strings.Contains(err.Error(), "Password is required") {
 		t.Errorf("New(zero Config) error = %v, want both credentials required", err)
 	}

@@ -34,8 +34,10 @@
 // credentials are otherwise 401. Every POST needs the CSRF token of the
 // credentials, in the form field "csrf" or the X-CSRF-Token header (403
 // without it, with a wrong one, or from another origin); it is an HMAC of
-// the credentials under a per-process key, and every authenticated answer
-// carries it in its X-CSRF-Token header. Answers carry a Content Security
+// the credentials under Config.CSRFKey (groupsync derives it from the job
+// key, so every serve of a deployment makes and takes the same token;
+// Config.PreviousCSRFKey's tokens are taken too while it changes), and
+// every authenticated answer carries it in its X-CSRF-Token header. Answers carry a Content Security
 // Policy without scripts, X-Frame-Options DENY and Cache-Control no-store.
 // Pages never show a secret: job signatures, keys, tokens and passwords are
 // left out or redacted by the Backend, and reasons pass through redact.

@@ -65,7 +65,7 @@ func New(cfg Config, b Backend) (*Server, error) {
 		cfg:      cfg,
 		backend:  b,
 		log:      cfg.Logger,
-		creds:    newCredentials(cfg.Username, cfg.Password, key),
+		creds:    newCredentials(cfg.Username, cfg.Password, key, cfg.PreviousCSRFKey),
 		failures: newFailures(cfg.FailureRate, cfg.FailureBurst, cfg.MaxTracked),
 		metrics:  m,
 		views:    v,

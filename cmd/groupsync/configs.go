@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"io"
 	"math"
 	"net/url"
@@ -763,7 +765,38 @@ func parseServe(e env, args []string) (Config, error) {
 		return cfg, err
 	}
 	cfg.Serve.Identities, cfg.Serve.Tokens = ids, webhook.VirgilTokens{Generator: cfg.Virgil.JWT}
+	if cfg.Console != nil {
+		setConsoleCSRFKeys(&cfg.Console.Console, cfg.Queue)
+	}
 	return cfg, nil
+}
+
+// consoleCSRFLabel is what the job key signs to make the web console's
+// CSRF key. Job signatures are made over job bodies, JSON objects, which
+// never equal it, so no signature a NATS reader sees is the CSRF key.
+const consoleCSRFLabel = "groupsync console csrf v1"
+
+// consoleCSRFKey derives the web console's CSRF key from a job key:
+// HMAC-SHA256 of consoleCSRFLabel under it. Every serve of a deployment
+// holds the same job key, so their consoles accept each other's tokens
+// (behind one address, a form one serve rendered posts to another) without
+// a secret of their own; the derivation is one way, so the CSRF key tells
+// nothing of the job key. Nil for no key.
+func consoleCSRFKey(jobKey queue.JobKey) []byte {
+	if len(jobKey) == 0 {
+		return nil
+	}
+	mac := hmac.New(sha256.New, jobKey)
+	mac.Write([]byte(consoleCSRFLabel))
+	return mac.Sum(nil)
+}
+
+// setConsoleCSRFKeys gives the console the CSRF keys of qc's job keys: it
+// makes tokens under the current one and accepts those of the previous
+// one too, so a job key rotation, process by process, refuses no form.
+func setConsoleCSRFKeys(c *console.Config, qc queue.Config) {
+	c.CSRFKey = consoleCSRFKey(qc.JobKey)
+	c.PreviousCSRFKey = consoleCSRFKey(qc.PreviousJobKey)
 }
 
 // parseWorkerRole parses the configuration of `groupsync worker`.

@@ -169,6 +169,8 @@ func parseDev(e env, args []string) (*devConfig, error) {
 		Console:        console.Config{Addr: consoleAddr, Username: sec.ConsoleUsername, Password: sec.ConsolePassword},
 		AnyPortIfTaken: true,
 	}
+	// As serve: forms stay valid across restarts of the same data dir.
+	setConsoleCSRFKeys(&cfg.Console.Console, cfg.Queue)
 	for _, a := range exposed {
 		cfg.Logger.Warn().Str("listen", a).Msgf("DEV MODE LISTENS BEYOND LOOPBACK (--%s): anyone who reaches %s can act as any user (X-CometChat-UID is trusted), inject Virgil faults and read groups; never do this on a shared network",
 			devInsecureFlag, a)
