@@ -8,31 +8,28 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/groupsync/groupsync/internal/httpserve"
 )
 
 // Server is the console: an http.Handler, and a server of it on
 // Config.Addr (Start, Addr, Shutdown). Create one with New. Its methods are
 // safe for concurrent use.
 type Server struct {
-	cfg      Config
-	backend  Backend
-	log      zerolog.Logger
-	creds    credentials
-	failures *failures
-	metrics  *metrics
-	views    *views
-	mux      *http.ServeMux
-	handler  http.Handler
-	origin   *http.CrossOriginProtection
-
-	mu       sync.Mutex
-	srv      *http.Server
-	addr     string
-	shutdown bool
+	cfg       Config
+	backend   Backend
+	log       zerolog.Logger
+	creds     credentials
+	failures  *failures
+	metrics   *metrics
+	views     *views
+	mux       *http.ServeMux
+	handler   http.Handler
+	origin    *http.CrossOriginProtection
+	lifecycle httpserve.Lifecycle
 }
 
 // New returns a console over b. It fills cfg's zero fields with the
@@ -62,15 +59,16 @@ func New(cfg Config, b Backend) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
-		backend:  b,
-		log:      cfg.Logger,
-		creds:    newCredentials(cfg.Username, cfg.Password, key, cfg.PreviousCSRFKey),
-		failures: newFailures(cfg.FailureRate, cfg.FailureBurst, cfg.MaxTracked),
-		metrics:  m,
-		views:    v,
-		mux:      http.NewServeMux(),
-		origin:   http.NewCrossOriginProtection(),
+		cfg:       cfg,
+		backend:   b,
+		log:       cfg.Logger,
+		creds:     newCredentials(cfg.Username, cfg.Password, key, cfg.PreviousCSRFKey),
+		failures:  newFailures(cfg.FailureRate, cfg.FailureBurst, cfg.MaxTracked),
+		metrics:   m,
+		views:     v,
+		mux:       http.NewServeMux(),
+		origin:    http.NewCrossOriginProtection(),
+		lifecycle: httpserve.Lifecycle{Name: "console"},
 	}
 	s.routes()
 	s.handler = s.outer(s.mux)
@@ -82,26 +80,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 
 // Start listens on Config.Addr and serves the console until Shutdown.
 func (s *Server) Start(ctx context.Context) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	ln, err := httpserve.Listen(ctx, "console", s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("console: listen on %s: %w", s.cfg.Addr, err)
+		return err
 	}
 	return s.Serve(ln)
 }
 
 // Serve serves the console on ln, in the background, until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.shutdown {
-		ln.Close()
-		return errors.New("console: serve after shutdown")
-	}
-	if s.srv != nil {
-		ln.Close()
-		return errors.New("console: already serving")
-	}
 	srv := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -110,37 +97,20 @@ func (s *Server) Serve(ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
-	s.srv, s.addr = srv, ln.Addr().String()
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error().Err(err).Msg("console server stopped")
-		}
-	}()
+	if err := s.lifecycle.Bind(ln, srv); err != nil {
+		ln.Close()
+		return err
+	}
+	httpserve.Go(srv, ln, func(err error) { s.log.Error().Err(err).Msg("console server stopped") })
 	return nil
 }
 
 // Addr is the address the console listens on, once started.
-func (s *Server) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
+func (s *Server) Addr() string { return s.lifecycle.Addr() }
 
 // Shutdown stops taking requests and waits for those under way until ctx
 // ends. It may be called more than once.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shutdown = true
-	srv := s.srv
-	s.mu.Unlock()
-	if srv == nil {
-		return nil
-	}
-	if err := srv.Shutdown(ctx); err != nil {
-		return fmt.Errorf("console: shutdown: %w", err)
-	}
-	return nil
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.lifecycle.Shutdown(ctx) }
 
 // reqInfo is what the handlers tell the access log and the metrics about a
 // request.

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+
+	"github.com/groupsync/groupsync/internal/httpserve"
 )
 
 // Paths served by a Server.
@@ -53,11 +55,8 @@ type Server struct {
 	// so the comparison takes the same time whatever their lengths.
 	webhookUser, webhookPass [32]byte
 	retryAfter               string
-
-	mu       sync.Mutex
-	srv      *http.Server
-	addr     string
-	shutdown bool
+	// lifecycle binds, serves and shuts down the http.Server.
+	lifecycle httpserve.Lifecycle
 }
 
 // New returns a Server that queues webhooks through enq. It fills cfg's zero
@@ -108,6 +107,7 @@ func New(cfg Config, enq Enqueuer) (*Server, error) {
 		webhookUser: digest(cfg.Username),
 		webhookPass: digest(cfg.Password),
 		retryAfter:  retryAfterSeconds(cfg.RetryAfter),
+		lifecycle:   httpserve.Lifecycle{Name: "webhook"},
 	}
 	if err := reg.Register(newReadyCollector(s)); err != nil {
 		return nil, fmt.Errorf("webhook: register metrics: %w", err)
@@ -153,21 +153,16 @@ func (s *Server) Handler() http.Handler { return s.echo }
 // It returns once the listener is bound (see Addr), or the error of binding;
 // ctx bounds the bind only. A serving failure after Start is logged.
 func (s *Server) Start(ctx context.Context) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	ln, err := httpserve.Listen(ctx, "webhook", s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("webhook: listen on %s: %w", s.cfg.Addr, err)
+		return err
 	}
 	srv, err := s.prepare(ln)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error().Err(err).Msg("http server stopped")
-		}
-	}()
+	httpserve.Go(srv, ln, func(err error) { s.log.Error().Err(err).Msg("http server stopped") })
 	return nil
 }
 
@@ -178,22 +173,14 @@ func (s *Server) Serve(ln net.Listener) error {
 	if err != nil {
 		return err
 	}
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := httpserve.Serve(srv, ln); err != nil {
 		return fmt.Errorf("webhook: serve: %w", err)
 	}
 	return nil
 }
 
 func (s *Server) prepare(ln net.Listener) (*http.Server, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.shutdown {
-		return nil, errors.New("webhook: server was shut down")
-	}
-	if s.srv != nil {
-		return nil, errors.New("webhook: server is already serving")
-	}
-	s.srv = &http.Server{
+	srv := &http.Server{
 		Handler:           s.echo,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -202,36 +189,22 @@ func (s *Server) prepare(ln net.Listener) (*http.Server, error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          log.New(s.log, "", 0),
 	}
-	s.addr = ln.Addr().String()
-	s.log.Info().Str("addr", s.addr).Msg("http server listening")
-	return s.srv, nil
+	if err := s.lifecycle.Bind(ln, srv); err != nil {
+		return nil, err
+	}
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("http server listening")
+	return srv, nil
 }
 
 // Addr returns the address the server is bound to (with the port chosen for
 // ":0"), or "" before Start or Serve.
-func (s *Server) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
+func (s *Server) Addr() string { return s.lifecycle.Addr() }
 
 // Shutdown stops accepting connections and waits, until ctx ends, for the
 // requests in flight; a webhook in flight still gets its answer once the
 // queue acknowledged it. It is idempotent; after it, Start and Serve fail.
 // It returns ctx's error when requests were still running at the deadline.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shutdown = true
-	srv := s.srv
-	s.mu.Unlock()
-	if srv == nil {
-		return nil
-	}
-	if err := srv.Shutdown(ctx); err != nil {
-		return fmt.Errorf("webhook: shutdown: %w", err)
-	}
-	return nil
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.lifecycle.Shutdown(ctx) }
 
 // errorBody is the JSON body of every error answer.
 type errorBody struct {
