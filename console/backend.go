@@ -32,6 +32,10 @@ type Backend interface {
 	// Group reports what the store, Virgil, the audit trail and the
 	// failed jobs hold about a group.
 	Group(ctx context.Context, guid string) (inspect.GroupReport, error)
+	// History returns a page of a group's audit trail: its last records
+	// below the audit sequence before (0: the newest), oldest first, with
+	// the before of the next older page (0: none).
+	History(ctx context.Context, guid string, before uint64) (inspect.HistoryPage, error)
 	// Explain says why a user is or is not a participant of a group.
 	Explain(ctx context.Context, guid, uid string) (inspect.MemberReport, error)
 }

@@ -15,7 +15,11 @@
 //     one, and POST /failed/purge drops them all once its form says
 //     confirm=yes (GET /failed/purge asks).
 //   - GET /groups/{guid} shows a group: its participants and pending members
-//     by uid, its audit trail and its failed jobs; GET
+//     by uid, the newest page of its audit trail and its failed jobs; GET
+//     /groups/{guid}?before=SEQ the next older page of the audit trail
+//     (the records below audit sequence SEQ), which the "Older changes"
+//     link of a page, and "older" in its JSON, give until the oldest
+//     record kept (anything but a whole number from 1 is a 400); GET
 //     /groups/{guid}/members/{uid} explains one member. GET /groups?guid=
 //     and GET /groups/{guid}/members?uid= are the forms' targets.
 //

@@ -333,7 +333,38 @@ func (s *Server) handleFindGroup(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "groups", page{Title: "Groups", Nav: "groups", Data: findView{}})
 }
 
+// ParamBefore is the query parameter of a group page that asks for an
+// older page of its history: the audit sequence the page ends below, as
+// the Older link and the JSON's "older" give it.
+const ParamBefore = "before"
+
+// parseBefore reads the before parameter of q: 0 when absent, else a
+// positive audit sequence; anything else is an error for a 400.
+func parseBefore(q url.Values) (uint64, error) {
+	if !q.Has(ParamBefore) {
+		return 0, nil
+	}
+	v := q.Get(ParamBefore)
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == 0 {
+		if len(v) > 40 {
+			v = v[:40] + "…"
+		}
+		return 0, fmt.Errorf("%s %q: want the audit sequence of a record, a whole number from 1 (the Older link and the JSON's \"older\" give it)", ParamBefore, v)
+	}
+	return n, nil
+}
+
 func (s *Server) handleGroup(w http.ResponseWriter, r *http.Request) {
+	before, err := parseBefore(r.URL.Query())
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	if before != 0 {
+		s.handleHistory(w, r, before)
+		return
+	}
 	g, err := s.backend.Group(r.Context(), r.PathValue("guid"))
 	if err != nil {
 		s.backendError(w, r, "read the group", err)
@@ -344,6 +375,18 @@ func (s *Server) handleGroup(w http.ResponseWriter, r *http.Request) {
 	}
 	g.Virgil.Note = redact.Text(g.Virgil.Note)
 	s.render(w, r, http.StatusOK, "group", page{Title: "Group " + g.GUID, Nav: "groups", Data: g})
+}
+
+// handleHistory answers an older page of a group's history: the records
+// below before, with a link to the next older page. It reads the audit
+// trail only, not the store or Virgil, which the group's own page shows.
+func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request, before uint64) {
+	p, err := s.backend.History(r.Context(), r.PathValue("guid"), before)
+	if err != nil {
+		s.backendError(w, r, "read the group's history", err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "history", page{Title: "History of group " + p.GUID, Nav: "groups", Data: p})
 }
 
 // handleFindMember is the target of the form that explains a member: with

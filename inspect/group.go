@@ -25,6 +25,10 @@ type GroupReport struct {
 	Virgil VirgilGroup `json:"virgil"`
 	// History is the group's last audit records, oldest first.
 	History []queue.AuditRecord `json:"history"`
+	// Older is the before of the next older page of the history
+	// (Inspector.History), 0 when History begins with the oldest record
+	// the trail kept.
+	Older uint64 `json:"older,omitempty"`
 	// Failed are the group's failed jobs, oldest first.
 	Failed []queue.FailedJob `json:"failed"`
 }
@@ -124,10 +128,60 @@ type gathered struct {
 	vstate *virgil.GroupState // nil: not read
 }
 
-func (in *Inspector) gather(ctx context.Context, guid string, limit int) (gathered, error) {
+// HistoryPage is one page of a group's audit trail.
+type HistoryPage struct {
+	// GUID is the CometChat group id.
+	GUID string `json:"guid"`
+	// Before is the audit sequence the page ends below, 0 for the newest
+	// page.
+	Before uint64 `json:"before,omitempty"`
+	// History is the page: the last Config.HistoryLimit records of the
+	// group below Before, oldest first.
+	History []queue.AuditRecord `json:"history"`
+	// Older is the Before of the next older page, 0 when this one begins
+	// with the oldest record the trail kept.
+	Older uint64 `json:"older,omitempty"`
+}
+
+// History returns a page of group guid's audit trail: the last
+// Config.HistoryLimit records below the audit sequence before (0: the
+// newest), oldest first, with the before of the next older page. Following
+// Older from before 0 gives pages that never overlap and together hold
+// every record the trail kept. A page without records is no error: the
+// group may be known elsewhere, or its records aged out.
+func (in *Inspector) History(ctx context.Context, guid string, before uint64) (HistoryPage, error) {
+	guid, err := normalGUID(guid)
+	if err != nil {
+		return HistoryPage{}, err
+	}
+	hist, older, err := in.cfg.Audit.HistoryBefore(ctx, guid, before, in.cfg.HistoryLimit)
+	if err != nil {
+		return HistoryPage{}, fmt.Errorf("inspect: group %s: read the audit trail: %w", guid, err)
+	}
+	p := HistoryPage{GUID: guid, Before: before, History: []queue.AuditRecord{}}
+	if hist != nil {
+		p.History = hist
+	}
+	if older {
+		p.Older = hist[0].Seq
+	}
+	return p, nil
+}
+
+// normalGUID is guid as groupsync keys it: trimmed and lower case; an empty
+// one matches ErrNotFound.
+func normalGUID(guid string) (string, error) {
 	guid = strings.ToLower(strings.TrimSpace(guid))
 	if guid == "" {
-		return gathered{}, fmt.Errorf("inspect: group: empty group id: %w", ErrNotFound)
+		return "", fmt.Errorf("inspect: group: empty group id: %w", ErrNotFound)
+	}
+	return guid, nil
+}
+
+func (in *Inspector) gather(ctx context.Context, guid string, limit int) (gathered, error) {
+	guid, err := normalGUID(guid)
+	if err != nil {
+		return gathered{}, err
 	}
 	g := gathered{report: GroupReport{GUID: guid, History: []queue.AuditRecord{}, Failed: []queue.FailedJob{}}}
 	r := &g.report
@@ -143,12 +197,15 @@ func (in *Inspector) gather(ctx context.Context, guid string, limit int) (gather
 		r.Store = storedGroup(st)
 		known = known || version != 0 || st.Lifecycle != groupsync.LifecycleUnknown || len(st.Members) > 0
 	}
-	hist, err := in.cfg.Audit.History(ctx, guid, limit)
+	hist, older, err := in.cfg.Audit.HistoryBefore(ctx, guid, 0, limit)
 	if err != nil {
 		return gathered{}, fmt.Errorf("inspect: group %s: read the audit trail: %w", guid, err)
 	}
 	if hist != nil {
 		r.History = hist
+	}
+	if older {
+		r.Older = hist[0].Seq
 	}
 	known = known || len(hist) > 0
 	failed, err := in.cfg.Queue.Failed(ctx)

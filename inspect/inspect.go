@@ -1,8 +1,9 @@
 // Package inspect answers operators' questions about a running groupsync:
 // what the queue holds and what the workers do (Overview), which jobs failed
 // and why (Failed, FailedJob) and what to do with them (Retry, RetryAll,
-// Purge), what groupsync and Virgil know of a group (Group), and why a user
-// is or is not a participant (Explain).
+// Purge), what groupsync and Virgil know of a group (Group) and its audit
+// trail page by page (History), and why a user is or is not a participant
+// (Explain).
 //
 // It reads the parts the other packages own (the queue and its dead
 // letters, the audit trail, the worker store, the workers' roster and
@@ -94,7 +95,7 @@ type Config struct {
 	// not configured.
 	Reconcile ReconcileStatus
 	// HistoryLimit is how many of a group's last audit records Group
-	// returns (default DefaultHistoryLimit).
+	// returns, and History per page (default DefaultHistoryLimit).
 	HistoryLimit int
 	// StaleAfter is how long after its last heartbeat a worker counts as
 	// gone (default three roster intervals, 30 s).

@@ -266,6 +266,15 @@ func setup(t *testing.T) scenario {
 	return s
 }
 
+// seqs are the audit sequences of recs.
+func seqs(recs []queue.AuditRecord) []uint64 {
+	var s []uint64
+	for _, r := range recs {
+		s = append(s, r.Seq)
+	}
+	return s
+}
+
 func TestInspect(t *testing.T) {
 	s := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -300,6 +309,17 @@ func TestInspect(t *testing.T) {
 		}
 		if len(g.History) != 5 || g.History[4].Action != "remove" || g.History[4].UID != "carol" || len(g.Failed) != 0 {
 			t.Errorf("Group(team) history %+v, failed %+v; want 5 records ending with carol's removal, no failed job", g.History, g.Failed)
+		}
+		if g.Older != 0 {
+			t.Errorf("Group(team).Older = %d with its whole history on one page", g.Older)
+		}
+		// The history before carol's removal: the first 4 records.
+		p, err := in.History(ctx, " Team", g.History[4].Seq)
+		if err != nil || p.GUID != "team" || p.Before != g.History[4].Seq || p.Older != 0 || !slices.Equal(seqs(p.History), seqs(g.History[:4])) {
+			t.Errorf("History(team, before %d) = %+v, %v; want the first 4 records, nothing older", g.History[4].Seq, p, err)
+		}
+		if _, err := in.History(ctx, " ", 0); !errors.Is(err, inspect.ErrNotFound) {
+			t.Errorf("History(no guid) = %v, want ErrNotFound", err)
 		}
 	})
 

@@ -257,6 +257,18 @@ func (a *Audit) Append(ctx context.Context, recs []AuditRecord) error {
 // limit is 0 or less), oldest first, each with its Seq. A group without
 // records has none.
 func (a *Audit) History(ctx context.Context, guid string, limit int) ([]AuditRecord, error) {
+	recs, _, err := a.HistoryBefore(ctx, guid, 0, limit)
+	return recs, err
+}
+
+// HistoryBefore returns the last limit records of guid whose Seq is below
+// before (0: no bound, as History), oldest first, each with its Seq, and
+// whether the trail holds older records of guid: then the first record's
+// Seq is the before of the next older page. Pages read so never overlap,
+// and from before 0 to the last one without older records they hold every
+// record of guid the trail kept. It reads the group's records from the
+// oldest up to before.
+func (a *Audit) HistoryBefore(ctx context.Context, guid string, before uint64, limit int) ([]AuditRecord, bool, error) {
 	if limit <= 0 {
 		limit = DefaultHistoryLimit
 	}
@@ -265,65 +277,77 @@ func (a *Audit) History(ctx context.Context, guid string, limit int) ([]AuditRec
 	subj := a.subject(guid)
 	s, err := a.js.Stream(ctx, a.cfg.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) && a.cfg.ReadOnly {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, wrap("audit history", err)
+		return nil, false, wrap("audit history", err)
 	}
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
 	if err != nil {
-		return nil, wrap("audit history", err)
+		return nil, false, wrap("audit history", err)
 	}
 	total := info.State.Subjects[subj]
 	if total == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
 	if err != nil {
-		return nil, wrap("audit history", err)
+		return nil, false, wrap("audit history", err)
 	}
 	ring := make([]AuditRecord, 0, min(uint64(limit), total))
 	var read uint64
+	// past: a record at or after before was read; older: a record was
+	// dropped from the front of the ring.
+	var past, older bool
 	for read < total {
 		// Ask for no more than remain: a fetch returns once it has as many
 		// messages as it asked for, or at its MaxWait.
 		batch, err := c.Fetch(int(min(256, total-read)), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
-			return nil, wrap("audit history", err)
+			return nil, false, wrap("audit history", err)
 		}
 		got := 0
 		done := false
 		for m := range batch.Messages() {
 			got++
 			read++
-			var r AuditRecord
-			if err := json.Unmarshal(m.Data(), &r); err != nil {
-				return nil, fmt.Errorf("queue: audit history: record of %s: %w", guid, err)
-			}
+			var seq uint64
 			md, err := m.Metadata()
 			if err == nil {
-				r.Seq = md.Sequence.Stream
+				seq = md.Sequence.Stream
 				done = md.NumPending == 0
 			}
+			if before != 0 && seq >= before {
+				// Sequences ascend: no record of the page is left. The
+				// rest of the batch is drained, not kept.
+				past = true
+				continue
+			}
+			var r AuditRecord
+			if err := json.Unmarshal(m.Data(), &r); err != nil {
+				return nil, false, fmt.Errorf("queue: audit history: record of %s: %w", guid, err)
+			}
+			r.Seq = seq
 			if len(ring) == limit {
 				copy(ring, ring[1:])
 				ring = ring[:limit-1]
+				older = true
 			}
 			ring = append(ring, r)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return nil, wrap("audit history", err)
+			return nil, false, wrap("audit history", err)
 		}
-		if done {
+		if done || past {
 			break
 		}
 		if got == 0 {
 			if ctx.Err() != nil {
-				return nil, wrap("audit history", ctx.Err())
+				return nil, false, wrap("audit history", ctx.Err())
 			}
 			// Records older than MaxAge may have gone since Info.
 			break
 		}
 	}
-	return ring, nil
+	return ring, older, nil
 }

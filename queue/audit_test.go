@@ -66,6 +66,32 @@ func TestAuditAppendAndHistory(t *testing.T) {
 	if err != nil || len(last) != 2 || last[0].UID != "u3" || last[1].UID != "u4" {
 		t.Fatalf("History limit 2 = %+v, %v; want u3, u4", last, err)
 	}
+	// Pages of 2 from the newest: u3 u4, u1 u2, u0, the last without older
+	// records; the other group's record between them is in none.
+	var pages [][]string
+	for before, older := uint64(0), true; older; {
+		var page []queue.AuditRecord
+		if page, older, err = a.HistoryBefore(ctx, "g.1 *>", before, 2); err != nil || len(page) == 0 {
+			t.Fatalf("HistoryBefore(%d) = %+v, %v", before, page, err)
+		}
+		var uids []string
+		for _, r := range page {
+			if before != 0 && r.Seq >= before {
+				t.Errorf("HistoryBefore(%d) holds seq %d", before, r.Seq)
+			}
+			uids = append(uids, r.UID)
+		}
+		pages, before = append(pages, uids), page[0].Seq
+		if len(pages) > 5 {
+			t.Fatalf("pages never end: %v", pages)
+		}
+	}
+	if fmt.Sprint(pages) != "[[u3 u4] [u1 u2] [u0]]" {
+		t.Errorf("pages of 2 = %v, want [[u3 u4] [u1 u2] [u0]]", pages)
+	}
+	if none, older, err := a.HistoryBefore(ctx, "g.1 *>", got[0].Seq, 0); err != nil || len(none) != 0 || older {
+		t.Errorf("HistoryBefore the first record = %+v, older %v, %v; want none", none, older, err)
+	}
 	if none, err := a.History(ctx, "g.3", 0); err != nil || len(none) != 0 {
 		t.Fatalf("History of a group without records = %+v, %v", none, err)
 	}

@@ -40,6 +40,9 @@ func (stubBackend) Purge(context.Context) (int, error)                  { return
 func (stubBackend) Group(context.Context, string) (inspect.GroupReport, error) {
 	return inspect.GroupReport{}, inspect.ErrNotFound
 }
+func (stubBackend) History(context.Context, string, uint64) (inspect.HistoryPage, error) {
+	return inspect.HistoryPage{}, inspect.ErrNotFound
+}
 func (stubBackend) Explain(context.Context, string, string) (inspect.MemberReport, error) {
 	return inspect.MemberReport{}, inspect.ErrNotFound
 }
