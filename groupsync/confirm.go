@@ -16,10 +16,14 @@ import (
 // dropped is recorded as out, with a removal step (the Virgil group may hold
 // them from a run of the same job that the loss interrupted; removing a
 // non-participant changes nothing), and one whose removal is dropped as in,
-// with an ensure step, so the Virgil group holds both as CometChat does; both
-// are stamped at snap.At, so later events still win. Other steps (delete,
-// re-add) are kept. It returns the confirmed state and plan, and the uids
-// whose change was dropped, sorted.
+// with an ensure step, so the Virgil group holds both as CometChat does.
+// Both are decided by the read, as a reconcile decides (Stamp.Snapshot, At
+// and Recv snap.At): an event received before the read is stale against
+// them, whatever time it carries, and one that flips them within
+// RetryHorizon of the read is rechecked (docs/convergence.md). A kept change
+// keeps its event's stamp. Other steps (delete, re-add) are kept. It returns
+// the confirmed state and plan, and the uids whose change was dropped,
+// sorted.
 func Confirm(next GroupState, plan Plan, snap Snapshot, seq uint64) (GroupState, Plan, []string) {
 	st := next.Clone()
 	if st.Members == nil {
@@ -31,7 +35,9 @@ func Confirm(next GroupState, plan Plan, snap Snapshot, seq uint64) (GroupState,
 			member[uid] = true
 		}
 	}
-	stamp := Stamp{At: snap.At, Seq: seq}
+	// The read shows every event received before it; its time is on
+	// groupsync's clock, which CometChat's may run ahead of.
+	stamp := Stamp{At: snap.At, Seq: seq, Recv: snap.At, Snapshot: true}
 	out := plan
 	out.Steps = nil
 	var dropped, ensure, remove []string

@@ -80,9 +80,11 @@ type Plan struct {
 	// that only the queue decided: one of the two events carries no time,
 	// and they arrived within RetryHorizon of each other, so a CometChat
 	// retry may have swapped them (a genuine re-add and a late retry of an
-	// add from before a kick look alike). The plan applies the event (a
-	// genuine repeat must never be lost); a worker that can read CometChat's
-	// REST API reconciles the group instead.
+	// add from before a kick look alike); or the side it leaves was read
+	// from CometChat within RetryHorizon before it arrived, and a read's
+	// time cannot order it. The plan applies the event (a genuine repeat
+	// must never be lost); a worker that can read CometChat's REST API
+	// reconciles the group instead.
 	Recheck []string `json:"recheck,omitempty"`
 }
 
@@ -370,10 +372,14 @@ func decide(st *GroupState, ev Event, seq uint64, in bool, plan Plan) ([]string,
 // stamped a and the side it leaves, stamped b, in the wrong order while their
 // stamps cannot tell: a has no time and arrived within RetryHorizon of b, or
 // b's side was confirmed by an event without a time that arrived within
-// RetryHorizon of a.
+// RetryHorizon of a, or b is a read of CometChat made within RetryHorizon
+// before a arrived. A read's time is on groupsync's clock and CometChat's may
+// run ahead of it, so a flip received soon after the read may be a retry of
+// an event the read already showed superseded, whatever time it carries (the
+// read outranked, by receipt, the later event that had decided the member).
 func swappable(a, b Stamp) bool {
 	near := func(x, y int64) bool { return x != 0 && y != 0 && x-y <= RetryHorizon && y-x <= RetryHorizon }
-	return (a.At == 0 && near(a.Recv, b.Recv)) || near(a.Recv, b.UntimedRecv)
+	return (a.At == 0 && near(a.Recv, b.Recv)) || near(a.Recv, b.UntimedRecv) || (b.Snapshot && near(a.Recv, b.Recv))
 }
 
 // planCardCheck plans a TriggerCardCheck job: finish pending adds (ensure) or

@@ -99,3 +99,44 @@ func TestReadOfCometChatShowsEventsReceivedBeforeIt(t *testing.T) {
 		}
 	}
 }
+
+// TestFlipSoonAfterAReadIsRechecked: a read of CometChat outranks the events
+// received before it, and so forgets their times: its own is on groupsync's
+// clock, behind them when CometChat's runs ahead. A retry of an event from
+// before the read, received after it, then carries a time later than the
+// read's though the read showed it superseded. bob joined at 1510 and was
+// kicked at 1512 (CometChat's clock, 7 s ahead), both received before the
+// read at 1505 that no longer lists him; CometChat retries the join (our
+// 200 was lost) at 1510. By time alone the retry outranked the read and
+// re-admitted bob, where the kick's own time had made it stale. A flip
+// received within RetryHorizon of a read is checked with CometChat.
+func TestFlipSoonAfterAReadIsRechecked(t *testing.T) {
+	created := received(ev(groupsync.ActionCreate, 0, "alice"), 1490)
+	join := received(ev(groupsync.ActionAdd, 1510, "bob"), 1500)
+	st, _ := applyAll(groupsync.GroupState{}, created, join, received(ev(groupsync.ActionRemove, 1512, "bob"), 1502))
+	st, _, _ = groupsync.Reconcile(st, groupsync.Snapshot{GUID: guid, Exists: true, Members: []string{"alice"}, At: 1505}, 4)
+	next, plan := groupsync.Apply(st, received(join, 1510), 5)
+	if !slices.Equal(plan.Recheck, []string{"bob"}) {
+		t.Fatalf("retry of bob's join after the read: recheck %v, want [bob] (plan %+v)", plan.Recheck, plan)
+	}
+	// The worker reconciles instead: bob stays out.
+	if !next.Members["bob"].In {
+		t.Errorf("the plan applies the flip (the worker replaces it): bob %+v", next.Members["bob"])
+	}
+	next, _, _ = groupsync.Reconcile(st, groupsync.Snapshot{GUID: guid, Exists: true, Members: []string{"alice"}, At: 1511}, 5)
+	if next.Members["bob"].In {
+		t.Errorf("bob in after the recheck's reconcile: %+v", next.Members["bob"])
+	}
+
+	// Past the horizon the flip happened after the read and is ordered by
+	// its time.
+	_, plan = groupsync.Apply(st, received(ev(groupsync.ActionAdd, 1700, "bob"), 1505+groupsync.RetryHorizon+1), 5)
+	if len(plan.Recheck) != 0 || len(plan.Steps) != 1 {
+		t.Errorf("join long after the read: plan %+v, want an add without a recheck", plan)
+	}
+	// An event that confirms the read's side is no flip.
+	_, plan = groupsync.Apply(st, received(ev(groupsync.ActionRemove, 1520, "bob"), 1510), 5)
+	if len(plan.Recheck) != 0 {
+		t.Errorf("kick after a read that removed bob: recheck %v, want none", plan.Recheck)
+	}
+}

@@ -301,3 +301,51 @@ func TestReconcileRemovesParticipantsTheStateNeverKnew(t *testing.T) {
 		return false, fmt.Sprintf("no retain record with 1 unknown removed in %+v (%v)", recs, err)
 	})
 }
+
+// TestLateRetryAfterConfirmIsChecked: after Redis loses its data, a retry of
+// an add from before the loss (bob, kicked since) is checked with CometChat
+// and dropped. CometChat then delivers a late retry of another add of bob
+// without a time, from before that read (bob was re-added and kicked again;
+// the add's first delivery failed), once the loss window has ended. Confirm
+// decides bob by its read, so a flip received within the retry horizon of
+// the read is checked with CometChat and bob stays out. Before, Confirm's
+// decision carried neither the read nor its receipt, the flip was ordered by
+// the queue alone, and the retry made bob a participant again.
+func TestLateRetryAfterConfirmIsChecked(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.register("alice", "bob")
+	fake, cc := e.cometChat()
+	cfg := e.poolConfig()
+	cfg.Reconciler, cfg.Meta = cc, e.meta()
+	cfg.LossWindow = time.Second
+	pool, _ := e.startPool(cfg, nil, nil, nil)
+
+	g := evt{guid: "confirm-read", created: 1_718_000_000}
+	addBob := job(g.ev(groupsync.TriggerMemberAdded, groupsync.ActionAdd, 1_718_000_100, "bob"))
+	e.publish(job(g.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice")), addBob)
+	e.waitMembers(g.guid, "alice", "bob")
+	e.publish(job(g.ev(groupsync.TriggerMemberKicked, groupsync.ActionRemove, 1_718_000_200, "bob")))
+	e.waitMembers(g.guid, "alice")
+	e.waitSettled()
+
+	fake.SetGroup(g.guid, "alice")
+	e.redis.Restart()
+	e.publishCopy(addBob) // CometChat's retry of the add, from before the loss
+	e.waitSettled()
+	e.waitMembers(g.guid, "alice")
+	if pool.LossAt().IsZero() {
+		t.Fatal("LossAt() is zero after Redis restarted empty")
+	}
+	// The loss window ends; the late retry is no longer confirmed.
+	time.Sleep(time.Until(pool.LossAt().Add(cfg.LossWindow + 100*time.Millisecond)))
+	before := fake.Requests()
+	e.publish(job(g.ev(groupsync.TriggerMemberAdded, groupsync.ActionAdd, 0, "bob")))
+	e.waitSettled()
+	e.waitMembers(g.guid, "alice")
+	if fake.Requests() == before {
+		t.Error("the flip after the read was not checked with CometChat")
+	}
+	if failed, _ := e.q.Failed(context.Background()); len(failed) != 0 {
+		t.Fatalf("dead-lettered %+v", failed)
+	}
+}
