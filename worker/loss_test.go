@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -15,56 +14,20 @@ import (
 	"github.com/groupsync/groupsync/cometchat"
 	"github.com/groupsync/groupsync/cometchat/cometchattest"
 	"github.com/groupsync/groupsync/groupsync"
+	"github.com/groupsync/groupsync/internal/membership"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/worker"
 )
 
-// ccMembership reads CometChat's REST API (here the fake) for the pool, as
-// the binary's adapter does.
-type ccMembership struct{ cc *cometchat.Client }
-
-func (m ccMembership) Members(ctx context.Context, guid string) ([]string, bool, error) {
-	members, err := m.cc.Members(ctx, guid)
-	if errors.Is(err, cometchat.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	uids := make([]string, len(members))
-	for i, mb := range members {
-		uids[i] = mb.UID
-	}
-	return uids, true, nil
-}
-
-func (m ccMembership) MemberCount(ctx context.Context, guid string) (int, bool, error) {
-	g, err := m.cc.Group(ctx, guid)
-	if errors.Is(err, cometchat.ErrNotFound) {
-		return 0, false, nil
-	}
-	return g.MembersCount, err == nil, err
-}
-
-func (m ccMembership) Groups(ctx context.Context, fn func([]worker.GroupCount) error) error {
-	return m.cc.Groups(ctx, func(page []cometchat.Group) error {
-		out := make([]worker.GroupCount, len(page))
-		for i, g := range page {
-			out[i] = worker.GroupCount{GUID: g.GUID, Members: g.MembersCount}
-		}
-		return fn(out)
-	})
-}
-
 // cometChat starts the fake CometChat REST API and a client of it.
-func (e *env) cometChat() (*cometchattest.Fake, ccMembership) {
+func (e *env) cometChat() (*cometchattest.Fake, membership.CometChat) {
 	e.tb.Helper()
 	f := cometchattest.Start(e.tb)
 	cc, err := cometchat.New(cometchat.Config{BaseURL: f.URL(), APIKey: f.APIKey})
 	if err != nil {
 		e.tb.Fatal(err)
 	}
-	return f, ccMembership{cc}
+	return f, membership.CometChat{Client: cc}
 }
 
 // meta opens the workers' Meta bucket on the env's NATS.

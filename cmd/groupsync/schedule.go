@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -14,59 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/groupsync/groupsync/cometchat"
 	"github.com/groupsync/groupsync/worker"
 )
-
-// membership adapts the CometChat REST client to what the worker reads from
-// CometChat: a group's members (worker.Reconciler), its member count alone
-// (worker.MemberCounter) and the app's groups (worker.GroupLister).
-type membership struct{ cc *cometchat.Client }
-
-var (
-	_ worker.Reconciler    = membership{}
-	_ worker.MemberCounter = membership{}
-	_ worker.GroupLister   = membership{}
-)
-
-// Members implements worker.Reconciler.
-func (m membership) Members(ctx context.Context, guid string) ([]string, bool, error) {
-	members, err := m.cc.Members(ctx, guid)
-	if errors.Is(err, cometchat.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	uids := make([]string, len(members))
-	for i, mb := range members {
-		uids[i] = mb.UID
-	}
-	return uids, true, nil
-}
-
-// MemberCount implements worker.MemberCounter.
-func (m membership) MemberCount(ctx context.Context, guid string) (int, bool, error) {
-	g, err := m.cc.Group(ctx, guid)
-	if errors.Is(err, cometchat.ErrNotFound) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, err
-	}
-	return g.MembersCount, true, nil
-}
-
-// Groups implements worker.GroupLister.
-func (m membership) Groups(ctx context.Context, fn func([]worker.GroupCount) error) error {
-	return m.cc.Groups(ctx, func(page []cometchat.Group) error {
-		out := make([]worker.GroupCount, len(page))
-		for i, g := range page {
-			out[i] = worker.GroupCount{GUID: g.GUID, Members: g.MembersCount}
-		}
-		return fn(out)
-	})
-}
 
 // openMeta opens the workers' bookkeeping in JetStream (worker.Meta), with
 // the streams' replica count (0: as it is, 1 for a new bucket).

@@ -23,6 +23,7 @@ import (
 	"github.com/groupsync/groupsync/cometchat"
 	"github.com/groupsync/groupsync/console"
 	"github.com/groupsync/groupsync/inspect"
+	"github.com/groupsync/groupsync/internal/membership"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/queue/natsembed"
 	"github.com/groupsync/groupsync/redact"
@@ -346,7 +347,7 @@ func (m *Main) openWorker(ctx context.Context, c WorkerConfig) error {
 		if err != nil {
 			return err
 		}
-		pc.Reconciler, pc.Groups = membership{cc}, membership{cc}
+		pc.Reconciler, pc.Groups = membership.CometChat{Client: cc}, membership.CometChat{Client: cc}
 	}
 	if pc.Meta, err = openMeta(ctx, m.nc, m.Config.Queue.Replicas); err != nil {
 		return err
