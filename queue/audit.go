@@ -71,8 +71,8 @@ func (c AuditConfig) withDefaults() AuditConfig {
 func (c AuditConfig) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.Stream == "" || containsAny(c.Stream, " \t\r\n.*>/\\") {
-		bad("Stream %q: a stream name cannot be empty or contain whitespace, '.', '*', '>', '/' or '\\'", c.Stream)
+	if err := checkStream(c.Stream); err != nil {
+		bad("Stream %q: %v", c.Stream, err)
 	}
 	if err := checkSubject(c.SubjectPrefix); err != nil {
 		bad("SubjectPrefix %q: %v", c.SubjectPrefix, err)
@@ -90,17 +90,6 @@ func (c AuditConfig) validate() error {
 		return invalidf("queue: audit config: %v", errors.Join(errs...))
 	}
 	return nil
-}
-
-func containsAny(s, chars string) bool {
-	for _, r := range s {
-		for _, c := range chars {
-			if r == c {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // AuditRecord is one change applied to a Virgil group, as the audit trail

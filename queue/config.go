@@ -203,8 +203,8 @@ func (c Config) validate() error {
 		{"Stream", c.Stream},
 		{"DeadLetterStream", c.DeadLetterStream},
 	} {
-		if strings.ContainsAny(s.name, " \t\r\n.*>/\\") {
-			bad("%s %q: a stream name cannot contain whitespace, '.', '*', '>', '/' or '\\'", s.field, s.name)
+		if err := checkStream(s.name); err != nil {
+			bad("%s %q: %v", s.field, s.name, err)
 		}
 	}
 	if c.Stream == c.DeadLetterStream {
@@ -269,6 +269,15 @@ func (c Config) validate() error {
 	}
 	if len(errs) > 0 {
 		return invalidf("queue: config: %v", errors.Join(errs...))
+	}
+	return nil
+}
+
+// checkStream accepts a JetStream stream name: not empty, and without
+// whitespace or the characters NATS reserves in names.
+func checkStream(name string) error {
+	if name == "" || strings.ContainsAny(name, " \t\r\n.*>/\\") {
+		return errors.New("a stream name cannot be empty or contain whitespace, '.', '*', '>', '/' or '\\'")
 	}
 	return nil
 }
