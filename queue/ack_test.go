@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/groupsync/groupsync/internal/testkit"
 	"github.com/groupsync/groupsync/queue"
 	"github.com/groupsync/groupsync/queue/natstest"
 )
@@ -106,26 +108,24 @@ func TestAckAcrossConsumerLeaderChange(t *testing.T) {
 				t.Fatalf("Ack took %d attempts, want 2 to %d", n, maxAckAttempts)
 			}
 
-			// Confirmed means applied by the new leader: the job is gone
-			// from the work-queue stream and nothing waits for an ack.
-			// (The cluster may still be electing the stream's leader, which
-			// drops requests meanwhile: ask again.)
-			var st queue.Stats
-			for i := 0; ; i++ {
+			// Confirmed means applied by the new consumer leader: nothing
+			// waits for an ack, and the work-queue stream drops the job
+			// (the stream's own leader does so once the consumer's ack
+			// reaches it, which may take a moment after an election; the
+			// cluster may also still be electing and drop requests
+			// meanwhile: ask again).
+			testkit.EventuallyErr(t, 15*time.Second, "the acked job gone from the stream", func() error {
 				sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
-				st, err = q.Stats(sctx)
-				scancel()
-				if err == nil {
-					break
+				defer scancel()
+				st, err := q.Stats(sctx)
+				if err != nil {
+					return err
 				}
-				if i == 30 {
-					t.Fatalf("Stats: %v", err)
+				if st.Jobs != 0 || st.Partitions[0].InFlight != 0 || st.Partitions[0].Pending != 0 {
+					return fmt.Errorf("after the ack: %d jobs stored, partition %+v; want none", st.Jobs, st.Partitions[0])
 				}
-				time.Sleep(500 * time.Millisecond)
-			}
-			if st.Jobs != 0 || st.Partitions[0].InFlight != 0 || st.Partitions[0].Pending != 0 {
-				t.Fatalf("after the ack: %d jobs stored, partition %+v; want none", st.Jobs, st.Partitions[0])
-			}
+				return nil
+			})
 			mustNotNext(t, q, 0, 2*time.Second)
 		})
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,10 +110,15 @@ func TestOwnerRotate(t *testing.T) {
 	stopAndScanLogs(t, c)
 }
 
-// waitChecked waits until the check finds every event applied.
+// waitChecked waits until no job is queued and the check finds every event
+// applied. The queue must be empty too: a group may show its final members
+// while jobs that change it and back are still queued (a kick, then an add).
 func waitChecked(t *testing.T, c *Cluster, events []*Event) {
 	t.Helper()
 	testkit.EventuallyErr(t, time.Minute, "events applied", func() error {
+		if msgs, _, _, err := c.QueuedJobs(context.Background()); err != nil || msgs > 0 {
+			return fmt.Errorf("%d jobs still queued (%v)", msgs, err)
+		}
 		rep, err := c.Check(context.Background(), events)
 		if err == nil && (rep.Lost != 0 || rep.Diverged != 0) {
 			err = errors.New(rep.Summary())
