@@ -47,17 +47,8 @@ func startDev(t *testing.T, dir string, binary bool, env ...string) *devInstance
 func awaitDev(t *testing.T, p *process, dir string) *devInstance {
 	t.Helper()
 	d := &devInstance{proc: p, dir: dir}
-	testkit.EventuallyErr(t, 60*time.Second, "dev.json written", func() error {
-		select {
-		case <-p.exited:
-			return fmt.Errorf("dev exited: %v\nstderr:\n%s", p.err, p.stderr.String())
-		default:
-		}
-		b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(b, &d.info)
+	testkit.AwaitJSONFile(t, 60*time.Second, "dev.json written", filepath.Join(dir, "dev.json"), &d.info, p.exited, func() string {
+		return fmt.Sprintf("dev exited: %v\nstderr:\n%s", p.err, p.stderr.String())
 	})
 	return d
 }

@@ -1,5 +1,6 @@
 // Package testkit holds the helpers the tests of every package share:
-// polling against a deadline instead of sleeping (Eventually), waiting until
+// polling against a deadline instead of sleeping (Eventually), waiting for a
+// JSON file a process under test writes (AwaitJSONFile), waiting until
 // a JetStream stream holds no message (WaitStreamEmpty), a buffer that
 // collects log output from several goroutines (Buffer), and the loader of the
 // Virgil vectors in testdata/virgil (LoadVector).
@@ -53,6 +54,26 @@ func EventuallyErr(tb testing.TB, timeout time.Duration, what string, cond func(
 		}
 		time.Sleep(pollInterval)
 	}
+}
+
+// AwaitJSONFile polls until path holds JSON that decodes into v, as a
+// process under test writes it (groupsync dev's dev.json), failing tb with
+// what and the last error after timeout. Once exited is closed, the
+// process's end is that error, as died tells it (its error and log).
+func AwaitJSONFile(tb testing.TB, timeout time.Duration, what, path string, v any, exited <-chan struct{}, died func() string) {
+	tb.Helper()
+	EventuallyErr(tb, timeout, what, func() error {
+		select {
+		case <-exited:
+			return errors.New(died())
+		default:
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(b, v)
+	})
 }
 
 // WaitStreamEmpty waits until the JetStream stream of the NATS server at

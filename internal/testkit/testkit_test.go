@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -62,6 +64,33 @@ func TestEventuallyErrFailsWithTheLastError(t *testing.T) {
 	})
 	if !strings.Contains(msg, "never") || !strings.Contains(msg, "still broken") {
 		t.Errorf("EventuallyErr failure = %q, want what and the last error", msg)
+	}
+}
+
+func TestAwaitJSONFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dev.json")
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_ = os.WriteFile(path+".tmp", []byte(`{"http_url":"http://127.0.0.1:1"}`), 0o600)
+		_ = os.Rename(path+".tmp", path)
+	}()
+	var got struct {
+		HTTPURL string `json:"http_url"`
+	}
+	msg := run(t, func(tb testing.TB) {
+		testkit.AwaitJSONFile(tb, 5*time.Second, "written", path, &got, make(chan struct{}), func() string { return "exited" })
+	})
+	if msg != "" || got.HTTPURL != "http://127.0.0.1:1" {
+		t.Errorf("AwaitJSONFile = %q, decoded %+v; want the file's value", msg, got)
+	}
+
+	exited := make(chan struct{})
+	close(exited)
+	msg = run(t, func(tb testing.TB) {
+		testkit.AwaitJSONFile(tb, 50*time.Millisecond, "never written", filepath.Join(t.TempDir(), "none.json"), &got, exited, func() string { return "the process exited: status 2" })
+	})
+	if !strings.Contains(msg, "never written") || !strings.Contains(msg, "the process exited: status 2") {
+		t.Errorf("AwaitJSONFile failure = %q, want what and the process's end", msg)
 	}
 }
 

@@ -110,17 +110,8 @@ func startDev(t *testing.T, bin string) *dev {
 		close(d.exited)
 	}()
 	t.Cleanup(func() { d.stop(t) })
-	testkit.EventuallyErr(t, 60*time.Second, "groupsync dev writes dev.json", func() error {
-		select {
-		case <-d.exited:
-			return fmt.Errorf("groupsync dev exited: %v\n%s", d.err, d.log.String())
-		default:
-		}
-		b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(b, &d.info)
+	testkit.AwaitJSONFile(t, 60*time.Second, "groupsync dev writes dev.json", filepath.Join(dir, "dev.json"), &d.info, d.exited, func() string {
+		return fmt.Sprintf("groupsync dev exited: %v\n%s", d.err, d.log.String())
 	})
 	testkit.EventuallyErr(t, 30*time.Second, "groupsync dev is ready", func() error {
 		resp, err := http.Get(d.info.HTTPURL + "/readyz")
