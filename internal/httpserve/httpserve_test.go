@@ -52,14 +52,7 @@ func TestLifecycle(t *testing.T) {
 	if err := l.Shutdown(ctx); err != nil {
 		t.Fatalf("second Shutdown = %v", err)
 	}
-	ln2, err := httpserve.Listen(ctx, "test", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln2.Close()
-	if err := l.Bind(ln2, &http.Server{}); err == nil {
-		t.Fatal("Bind after Shutdown succeeded")
-	}
+	requireBindRefused(t, l)
 }
 
 func TestShutdownBeforeBind(t *testing.T) {
@@ -67,6 +60,13 @@ func TestShutdownBeforeBind(t *testing.T) {
 	if err := l.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	requireBindRefused(t, l)
+}
+
+// requireBindRefused fails t unless l refuses to bind a server on a new
+// listener, as it must after Shutdown.
+func requireBindRefused(t *testing.T, l *httpserve.Lifecycle) {
+	t.Helper()
 	ln, err := httpserve.Listen(context.Background(), "test", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
