@@ -719,18 +719,39 @@ func (o *Owner) Remove(ctx context.Context, groupID string, members []string) er
 // already held no one else). It never adds anyone: members of keep who are
 // not participants stay out. A missing group has nobody to remove and
 // succeeds.
+//
+// The identities that still have access to the epoch before the newest and
+// are not kept are removed too: a Retain (or Remove) that stopped after the
+// new epoch, before revoking the removed members' access to the earlier
+// ones, left them there and out of the newest, so repeating Retain resumes
+// it, as repeating Remove does.
 func (o *Owner) Retain(ctx context.Context, groupID string, keep []string) ([]string, error) {
 	keep, err := o.normalize(keep)
 	if err != nil {
 		return nil, fmt.Errorf("virgil: retain in group %q: %w", groupID, err)
 	}
-	st, err := o.State(ctx, groupID)
+	path, err := SessionPath(groupID)
 	if err != nil {
 		return nil, err
 	}
+	st, _, err := o.state(ctx, groupID, path)
+	if err != nil {
+		return nil, fmt.Errorf("virgil: retain in group %q: %w", groupID, err)
+	}
+	holders := st.Participants
+	if n := len(st.Epochs); n > 1 {
+		sid, _ := SessionID(groupID)
+		prev, err := o.pull(ctx, path, sid, st.Epochs[n-2])
+		if err != nil {
+			return nil, fmt.Errorf("virgil: retain in group %q: %w", groupID, err)
+		}
+		if prev != nil {
+			holders = append(slices.Clone(holders), prev.identities...)
+		}
+	}
 	var gone []string
-	for _, p := range st.Participants {
-		if p != o.identity && !slices.Contains(keep, p) {
+	for _, p := range holders {
+		if p != o.identity && !slices.Contains(keep, p) && !slices.Contains(gone, p) {
 			gone = append(gone, p)
 		}
 	}

@@ -714,3 +714,29 @@ func TestOwnerRetain(t *testing.T) {
 		t.Errorf("Retain(invalid identity) = %v, want ErrInvalidIdentity", err)
 	}
 }
+
+// TestOwnerRetainResumesAfterCrash: a Retain that stopped after the new
+// epoch, before revoking the removed members' access to the earlier ones,
+// is finished by the next Retain, as a resumed Remove is.
+func TestOwnerRetainResumesAfterCrash(t *testing.T) {
+	ob := setupOwner(t)
+	ctx := context.Background()
+	const group = "crash-retain-group"
+	alice, bob := ob.register(t, "alice-uid"), ob.register(t, "bob-uid")
+	if _, err := ob.owner.CreateGroup(ctx, group, []string{"alice-uid", "bob-uid"}); err != nil {
+		t.Fatal(err)
+	}
+	ob.faults.setFail(func(path string, _ []byte) bool { return path == "/keyknox/v2/reset" })
+	if _, err := ob.owner.Retain(ctx, group, []string{"alice-uid"}); err == nil || !virgil.Retryable(err) {
+		t.Fatalf("Retain with failing resets = %v, want a retryable error", err)
+	}
+	ob.faults.setFail(nil)
+	if _, err := ob.owner.Retain(ctx, group, []string{"alice-uid"}); err != nil {
+		t.Fatalf("resumed Retain: %v", err)
+	}
+	expectView(t, alice, group, []string{ownerID, "alice-uid"}, 0, 1)
+	expectLoadError(t, bob, group, errNoAccess)
+	if st, _ := ob.owner.State(ctx, group); !slices.Equal(st.Epochs, []uint32{0, 1}) {
+		t.Errorf("epochs %v after resumed Retain, want [0 1]", st.Epochs)
+	}
+}
