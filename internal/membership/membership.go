@@ -15,7 +15,10 @@ import (
 )
 
 // CometChat adapts a CometChat REST client to the worker's ports. A group
-// CometChat does not know reads as absent (false), not as an error.
+// CometChat does not know reads as absent (false), not as an error; only an
+// answer that says so (404 with code ERR_GUID_NOT_FOUND) does: any other
+// 404 (an endpoint missing, a proxy's page) is an error, since an absent
+// group has its encrypted group deleted.
 type CometChat struct {
 	// Client is the REST client it reads with.
 	Client *cometchat.Client
@@ -30,7 +33,7 @@ var (
 // Members implements worker.Reconciler: the uids of the group's members.
 func (m CometChat) Members(ctx context.Context, guid string) ([]string, bool, error) {
 	members, err := m.Client.Members(ctx, guid)
-	if errors.Is(err, cometchat.ErrNotFound) {
+	if groupNotFound(err) {
 		return nil, false, nil
 	}
 	if err != nil {
@@ -46,13 +49,23 @@ func (m CometChat) Members(ctx context.Context, guid string) ([]string, bool, er
 // MemberCount implements worker.MemberCounter.
 func (m CometChat) MemberCount(ctx context.Context, guid string) (int, bool, error) {
 	g, err := m.Client.Group(ctx, guid)
-	if errors.Is(err, cometchat.ErrNotFound) {
+	if groupNotFound(err) {
 		return 0, false, nil
 	}
 	if err != nil {
 		return 0, false, err
 	}
 	return g.MembersCount, true, nil
+}
+
+// codeGroupNotFound is CometChat's error code for a group it does not have.
+const codeGroupNotFound = "ERR_GUID_NOT_FOUND"
+
+// groupNotFound reports whether err is CometChat's answer that the group
+// does not exist.
+func groupNotFound(err error) bool {
+	var ae *cometchat.APIError
+	return errors.Is(err, cometchat.ErrNotFound) && errors.As(err, &ae) && ae.Code == codeGroupNotFound
 }
 
 // Groups implements worker.GroupLister: the app's groups with their member

@@ -2,6 +2,8 @@ package membership_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"testing"
 
@@ -55,5 +57,35 @@ func TestCometChat(t *testing.T) {
 	want := []worker.GroupCount{{GUID: "g1", Members: 2}, {GUID: "g2", Members: 1}}
 	if !slices.Equal(groups, want) {
 		t.Errorf("Groups = %+v, want %+v", groups, want)
+	}
+}
+
+// TestCometChatOtherNotFoundIsAnError: a 404 that does not say the group is
+// missing (an endpoint CometChat does not have, a proxy's page) is an error,
+// not a group that no longer exists, whose encrypted group a reconcile would
+// delete.
+func TestCometChatOtherNotFoundIsAnError(t *testing.T) {
+	for _, body := range []string{
+		`{"error":{"code":"ERR_NOT_FOUND","message":"no such endpoint"}}`,
+		`<html><body>404 Not Found</body></html>`,
+		``,
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(body))
+		}))
+		cc, err := cometchat.New(cometchat.Config{BaseURL: srv.URL, APIKey: "test-api-key"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := membership.CometChat{Client: cc}
+		ctx := context.Background()
+		if uids, ok, err := m.Members(ctx, "g1"); err == nil {
+			t.Errorf("Members on a 404 %q = %v %v, nil error; want an error", body, uids, ok)
+		}
+		if n, ok, err := m.MemberCount(ctx, "g1"); err == nil {
+			t.Errorf("MemberCount on a 404 %q = %d %v, nil error; want an error", body, n, ok)
+		}
+		srv.Close()
 	}
 }
