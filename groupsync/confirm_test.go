@@ -168,11 +168,26 @@ func TestConfirmDecisionsAreReads(t *testing.T) {
 			},
 			[]string{"alice", "bob"}, []int{1}},
 		// A CometChat retry of the dropped add with its own, earlier time
-		// is stale against the read, received after it or not.
-		{"RetryOfTheDroppedAddIsStale",
+		// is stale against the read. Received within the retry horizon
+		// after the read, it cannot be told from an add made after the
+		// read on a clock behind groupsync's: checked with CometChat,
+		// which keeps bob out. Received before the read, it is shown by
+		// it.
+		{"RetryOfTheDroppedAddAfterTheReadIsRechecked",
 			received(ev(groupsync.ActionAdd, 1400, "bob"), 1490), []string{"alice"},
 			[]groupsync.Event{received(ev(groupsync.ActionAdd, 1400, "bob"), 1520)},
+			[]string{"alice"}, []int{0}},
+		{"RetryOfTheDroppedAddBeforeTheReadIsStale",
+			received(ev(groupsync.ActionAdd, 1400, "bob"), 1490), []string{"alice"},
+			[]groupsync.Event{received(ev(groupsync.ActionAdd, 1400, "bob"), 1500)},
 			[]string{"alice"}, nil},
+		// bob is re-added just after the read, on a clock 5 s behind
+		// groupsync's: by time the add was stale against the read, and
+		// bob stayed out until the next reconcile.
+		{"AddBehindTheClockAfterTheReadIsRechecked",
+			received(ev(groupsync.ActionAdd, 1400, "bob"), 1490), []string{"alice"},
+			[]groupsync.Event{received(ev(groupsync.ActionAdd, 1502, "bob"), 1508)},
+			[]string{"alice", "bob"}, []int{0}},
 		// A later incarnation of the group starts afresh.
 		{"LaterIncarnationStartsAfresh",
 			received(ev(groupsync.ActionAdd, 1400, "bob"), 1490), []string{"alice"},

@@ -83,7 +83,9 @@ type Plan struct {
 	// add from before a kick look alike); or the side it leaves was read
 	// from CometChat within RetryHorizon before it arrived, and a read's
 	// time cannot order it. The plan applies the event (a genuine repeat
-	// must never be lost); a worker that can read CometChat's REST API
+	// must never be lost), except one that a read's time alone made stale
+	// (CometChat's clock may run behind groupsync's), which it leaves stale
+	// and lists in Stale too; a worker that can read CometChat's REST API
 	// reconciles the group instead.
 	Recheck []string `json:"recheck,omitempty"`
 }
@@ -334,6 +336,12 @@ func decide(st *GroupState, ev Event, seq uint64, in bool, plan Plan) ([]string,
 		}
 		if known && !stamp.After(cur.Stamp) {
 			plan.Stale = append(plan.Stale, m.UID)
+			if cur.In != in && behindRead(stamp, cur.Stamp) {
+				// Stale against a read only by a time that CometChat's
+				// clock, running behind groupsync's, may have put before
+				// the read: left stale unless CometChat is asked.
+				plan.Recheck = append(plan.Recheck, m.UID)
+			}
 			continue
 		}
 		if known && cur.In != in && swappable(stamp, cur.Stamp) {
@@ -380,6 +388,17 @@ func decide(st *GroupState, ev Event, seq uint64, in bool, plan Plan) ([]string,
 func swappable(a, b Stamp) bool {
 	near := func(x, y int64) bool { return x != 0 && y != 0 && x-y <= RetryHorizon && y-x <= RetryHorizon }
 	return (a.At == 0 && near(a.Recv, b.Recv)) || near(a.Recv, b.UntimedRecv) || (b.Snapshot && near(a.Recv, b.Recv))
+}
+
+// behindRead reports whether an event stamped a, which a read of CometChat
+// stamped b outranks, may nonetheless have happened after the read: a was
+// received in the second of the read or after it, within RetryHorizon, and
+// is outranked only by its time. The read's time is on groupsync's clock
+// and CometChat's may run behind it, so an event that happened just after
+// the read can carry a time before it; a retry of an event from before the
+// read (CometChat retries within the horizon) looks the same.
+func behindRead(a, b Stamp) bool {
+	return b.Snapshot && !a.Snapshot && a.At != 0 && b.Recv != 0 && a.Recv >= b.Recv && a.Recv-b.Recv <= RetryHorizon
 }
 
 // planCardCheck plans a TriggerCardCheck job: finish pending adds (ensure) or

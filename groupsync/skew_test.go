@@ -140,3 +140,146 @@ func TestFlipSoonAfterAReadIsRechecked(t *testing.T) {
 		t.Errorf("kick after a read that removed bob: recheck %v, want none", plan.Recheck)
 	}
 }
+
+// TestEventBehindAReadIsRechecked: CometChat's clock may run behind
+// groupsync's, which stamps a read of CometChat. bob is kicked just after a
+// read that showed him in, and the kick's webhook, received soon after the
+// read, carries a time before it: compared by time it was stale, never
+// checked, and bob stayed in the Virgil group until the next scheduled
+// reconcile. A flip of a read's decision that only its time makes stale,
+// received within RetryHorizon after the read, is checked with CometChat:
+// the plan leaves it stale and lists it in Recheck, and the worker
+// reconciles the group instead (modelled here by a reconcile at the
+// event's arrival plus one second against CometChat's members then).
+func TestEventBehindAReadIsRechecked(t *testing.T) {
+	const read = 1505
+	created := received(ev(groupsync.ActionCreate, 0, "alice"), 1490)
+	addedBefore := received(ev(groupsync.ActionAdd, 1495, "bob"), 1495)
+	kickedBefore := received(ev(groupsync.ActionRemove, 1495, "bob"), 1495)
+	remove := func(uids ...string) []groupsync.Step {
+		return []groupsync.Step{{Op: groupsync.OpRemove, UIDs: uids}}
+	}
+	add := func(uids ...string) []groupsync.Step {
+		return []groupsync.Step{{Op: groupsync.OpAdd, UIDs: uids}}
+	}
+	bob := []string{"bob"}
+	tests := []struct {
+		name    string
+		before  groupsync.Event // bob's event before the read
+		shown   []string        // members the read shows (nil: no read)
+		event   groupsync.Event // the event after the read
+		steps   []groupsync.Step
+		stale   []string
+		recheck []string
+		truth   []string // CometChat's members when the event is rechecked
+		bobIn   bool     // bob's side in the end
+	}{
+		// CometChat's clock 5 s behind ours: the kick happened at 1507 on
+		// ours, 2 s after the read.
+		{"KickBehindTheClockAfterAReadThatShowedBobIn", addedBefore, []string{"alice", "bob"},
+			received(ev(groupsync.ActionRemove, 1502, "bob"), 1508), nil, bob, bob, []string{"alice"}, false},
+		{"AddBehindTheClockAfterAReadThatShowedBobOut", kickedBefore, []string{"alice"},
+			received(ev(groupsync.ActionAdd, 1502, "bob"), 1508), nil, bob, bob, []string{"alice", "bob"}, true},
+		// Received in the second of the read: the read may not show it.
+		{"KickBehindTheClockInTheSecondOfTheRead", addedBefore, []string{"alice", "bob"},
+			received(ev(groupsync.ActionRemove, 1502, "bob"), read), nil, bob, bob, []string{"alice"}, false},
+		// A CometChat retry of a kick from before the read (its first
+		// delivery failed; bob was re-added after it) looks the same: the
+		// recheck keeps bob as CometChat has him.
+		{"GenuineOldRetryAfterTheRead", received(ev(groupsync.ActionAdd, 1500, "bob"), 1500), []string{"alice", "bob"},
+			received(ev(groupsync.ActionRemove, 1490, "bob"), read+25), nil, bob, bob, []string{"alice", "bob"}, true},
+		{"GenuineOldRetryOfAnAddAfterTheRead", received(ev(groupsync.ActionRemove, 1500, "bob"), 1500), []string{"alice"},
+			received(ev(groupsync.ActionAdd, 1490, "bob"), read+25), nil, bob, bob, []string{"alice"}, false},
+		// Received past the horizon, it happened after the read only if
+		// CometChat's clock ran minutes behind: ordered by its time.
+		{"KickLongAfterTheReadStaysStale", addedBefore, []string{"alice", "bob"},
+			received(ev(groupsync.ActionRemove, 1502, "bob"), read+groupsync.RetryHorizon+1), nil, bob, nil, nil, true},
+		// Received before the read, it is shown by it.
+		{"KickReceivedBeforeTheReadStaysStale", addedBefore, []string{"alice", "bob"},
+			received(ev(groupsync.ActionRemove, 1502, "bob"), read-1), nil, bob, nil, nil, true},
+		// No time: received after the read it is later than the read and
+		// applied, and rechecked as a flip soon after a read (as before).
+		{"UntimedKickAfterTheRead", addedBefore, []string{"alice", "bob"},
+			received(ev(groupsync.ActionRemove, 0, "bob"), 1508), remove("bob"), nil, bob, []string{"alice"}, false},
+		{"UntimedKickBeforeTheRead", addedBefore, []string{"alice", "bob"},
+			received(ev(groupsync.ActionRemove, 0, "bob"), read-1), nil, bob, nil, nil, true},
+		// An event on the read's side is no flip.
+		{"AddBehindTheClockOnTheReadsSide", addedBefore, []string{"alice", "bob"},
+			received(ev(groupsync.ActionAdd, 1502, "bob"), 1508), nil, bob, nil, nil, true},
+		// Not against a read: an event outranks it by time, as before.
+		{"KickBehindAnEventStaysStale", received(ev(groupsync.ActionAdd, 1510, "bob"), 1506), nil,
+			received(ev(groupsync.ActionRemove, 1502, "bob"), 1508), nil, bob, nil, nil, true},
+		// A flip later than the read by time is applied, and rechecked
+		// within the horizon (TestFlipSoonAfterAReadIsRechecked), as
+		// before.
+		{"KickAfterTheReadByTimeIsApplied", addedBefore, []string{"alice", "bob"},
+			received(ev(groupsync.ActionRemove, 1507, "bob"), 1508), remove("bob"), nil, bob, []string{"alice"}, false},
+		{"AddAfterTheReadByTimeIsApplied", kickedBefore, []string{"alice"},
+			received(ev(groupsync.ActionAdd, 1507, "bob"), 1508), add("bob"), nil, bob, []string{"alice", "bob"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, _ := applyAll(groupsync.GroupState{}, created, tt.before)
+			seq := uint64(3)
+			if tt.shown != nil {
+				st, _, _ = groupsync.Reconcile(st, groupsync.Snapshot{GUID: guid, Exists: true, Members: tt.shown, At: read}, seq)
+				seq++
+			}
+			next, plan := groupsync.Apply(st, tt.event, seq)
+			if !slices.EqualFunc(plan.Steps, tt.steps, func(a, b groupsync.Step) bool {
+				return a.Op == b.Op && slices.Equal(a.UIDs, b.UIDs)
+			}) || !slices.Equal(plan.Stale, tt.stale) || !slices.Equal(plan.Recheck, tt.recheck) {
+				t.Fatalf("plan %+v; want steps %+v, stale %v, recheck %v", plan, tt.steps, tt.stale, tt.recheck)
+			}
+			if len(plan.Recheck) > 0 {
+				next, _, _ = groupsync.Reconcile(st, groupsync.Snapshot{GUID: guid, Exists: true, Members: tt.truth, At: tt.event.Received + 1}, seq)
+			}
+			if got := next.Members["bob"].In; got != tt.bobIn {
+				t.Errorf("bob in = %v, want %v", got, tt.bobIn)
+			}
+		})
+	}
+}
+
+// TestRecheckOfAnEventBehindAReadEnds: a recheck is itself a read, which
+// renews the window in which events behind it are rechecked. It must not
+// make the event, or another received before it, rechecked again and
+// again: such an event was received before the new read, which shows it.
+// Each of CometChat's deliveries of an old kick (first and two retries,
+// bob re-added since) costs at most one read, and every redelivery of a
+// delivery already rechecked is stale without one.
+func TestRecheckOfAnEventBehindAReadEnds(t *testing.T) {
+	created := received(ev(groupsync.ActionCreate, 0, "alice"), 1490)
+	st, _ := applyAll(groupsync.GroupState{}, created, received(ev(groupsync.ActionAdd, 1500, "bob"), 1500))
+	truth := groupsync.Snapshot{GUID: guid, Exists: true, Members: []string{"alice", "bob"}, At: 1505}
+	st, _, _ = groupsync.Reconcile(st, truth, 3)
+	seq := uint64(4)
+	kick := ev(groupsync.ActionRemove, 1490, "bob")
+	var delivered []groupsync.Event
+	reads := 0
+	for _, recv := range []int64{1506, 1516, 1536} {
+		d := received(kick, recv)
+		// Redeliveries of the earlier deliveries, planned after the
+		// recheck of the last one, are stale against its read.
+		for _, old := range delivered {
+			if _, p := groupsync.Apply(st, old, seq); len(p.Recheck) != 0 || len(p.Steps) != 0 {
+				t.Fatalf("delivery received at %d planned again after a read at %d: plan %+v, want stale", old.Received, recv-1, p)
+			}
+		}
+		_, p := groupsync.Apply(st, d, seq)
+		if !slices.Equal(p.Recheck, []string{"bob"}) {
+			t.Fatalf("delivery received at %d: recheck %v, want [bob]", recv, p.Recheck)
+		}
+		reads++
+		truth.At = recv + 1
+		st, p, _ = groupsync.Reconcile(st, truth, seq)
+		if len(p.Recheck) != 0 {
+			t.Fatalf("the recheck's reconcile asks for a recheck: %+v", p)
+		}
+		seq++
+		delivered = append(delivered, d)
+	}
+	if reads != 3 || !st.Members["bob"].In {
+		t.Errorf("reads %d, bob %+v; want 3 reads and bob in", reads, st.Members["bob"])
+	}
+}

@@ -202,8 +202,9 @@ func (p *Pool) plan(ctx context.Context, st groupsync.GroupState, d *queue.Deliv
 	next, plan := groupsync.Apply(st, job.Event, d.StreamSeq)
 	if len(plan.Recheck) > 0 && p.cfg.Reconciler != nil {
 		// A flip that CometChat's retries may have swapped with the event
-		// before it: CometChat knows which came last (docs/convergence.md).
-		zerolog.Ctx(ctx).Info().Strs("uids", plan.Recheck).Msg("membership flip in an order only the queue decided, checking the group with CometChat")
+		// before it, or whose time cannot order it against a read of
+		// CometChat: CometChat knows which came last (docs/convergence.md).
+		zerolog.Ctx(ctx).Info().Strs("uids", plan.Recheck).Msg("membership flip in an order the events' times cannot tell, checking the group with CometChat")
 		plan.Reconcile = true
 	}
 	if !plan.Reconcile {
