@@ -283,3 +283,34 @@ func TestRecheckOfAnEventBehindAReadEnds(t *testing.T) {
 		t.Errorf("reads %d, bob %+v; want 3 reads and bob in", reads, st.Members["bob"])
 	}
 }
+
+// TestStampAfterIsAntisymmetric: of two different stamps, at most one is
+// After the other, whatever their times, receipts, sequences and kinds
+// (events and reads of CometChat, with or without a time). Before, an
+// untimed event received in the second of a read, stored before the read's
+// job, and the read were each After the other.
+func TestStampAfterIsAntisymmetric(t *testing.T) {
+	var stamps []groupsync.Stamp
+	for _, at := range []int64{0, 999, 1000, 1001} {
+		for _, recv := range []int64{0, 999, 1000, 1001} {
+			for _, seq := range []uint64{0, 10, 20} {
+				for _, snap := range []bool{false, true} {
+					if snap && at == 0 {
+						continue // a read always has its time
+					}
+					stamps = append(stamps, groupsync.Stamp{At: at, Recv: recv, Seq: seq, Snapshot: snap})
+				}
+			}
+		}
+	}
+	for _, a := range stamps {
+		if a.After(a) {
+			t.Errorf("%+v is After itself", a)
+		}
+		for _, b := range stamps {
+			if a != b && a.After(b) && b.After(a) {
+				t.Errorf("%+v and %+v are each After the other", a, b)
+			}
+		}
+	}
+}

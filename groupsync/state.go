@@ -66,7 +66,9 @@ func (s Stamp) After(o Stamp) bool {
 	// groupsync's by up to the allowed skew): the read already shows it.
 	switch {
 	case s.Recv != 0 && o.Snapshot && !s.Snapshot && o.At != 0:
-		if s.Recv < o.At {
+		// (One received in the second of the read and stored before the
+		// read's job is shown by the read, as below.)
+		if s.Recv < o.At || s.Recv == o.At && s.Seq != 0 && s.Seq < o.Seq {
 			return false
 		}
 		if s.At == 0 {
@@ -80,6 +82,10 @@ func (s Stamp) After(o Stamp) bool {
 		// stream order, so it was applied before the read was made.
 		if o.Recv < s.At || o.Recv == s.At && o.Seq != 0 && o.Seq < s.Seq {
 			return true
+		}
+		if o.At == 0 {
+			// Received since, without a time: later, as above.
+			return false
 		}
 	}
 	if s.At != 0 && o.At != 0 && s.At != o.At {
