@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -188,6 +189,169 @@ func TestScheduledReconcile(t *testing.T) {
 	if n := fake.Requests() - before; n != 1 {
 		t.Errorf("a too-large group took %d CometChat requests, want 1 (its member count)", n)
 	}
+}
+
+// TestScheduledReconcileDeletesUnlistedGroups: "gone" is deleted in
+// CometChat and its deletion webhook never comes, so CometChat no longer
+// lists it while the store holds it as existing. A run whose listing fails
+// midway queues nothing for it and deletes nothing; the next run, with a
+// complete listing, visits it, CometChat answers that it has no such group,
+// and the Virgil group is deleted (its members can no longer load it). A
+// group past E3Kit's limit is listed, so it is not taken for a deleted one.
+func TestScheduledReconcileDeletesUnlistedGroups(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.register("alice", "bob")
+	fake, cc := e.cometChat()
+	gone := evt{guid: "gone", created: 1_718_000_000}
+	kept := evt{guid: "kept", created: 1_718_000_000}
+	large := evt{guid: "large", created: 1_718_000_000}
+	fake.SetGroup(gone.guid, "alice", "bob")
+	fake.SetGroup(kept.guid, "alice", "bob")
+	fake.SetGroup(large.guid, "alice")
+	meta := e.meta()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	cfg := e.poolConfig()
+	cfg.Reconciler = cc
+	_, stop := e.startPool(cfg, nil, nil, nil)
+	for _, g := range []evt{gone, kept, large} {
+		e.publish(job(g.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice", "bob")))
+		e.waitMembers(g.guid, "alice", "bob")
+	}
+	e.waitSettled()
+	stop()
+	if err := e.canRead(ctx, "alice", gone.guid); err != nil {
+		t.Fatalf("alice cannot read %s before its deletion: %v", gone.guid, err)
+	}
+	fake.DeleteGroup(gone.guid) // its webhook is lost
+	big := make([]string, 150)
+	for i := range big {
+		big[i] = fmt.Sprintf("user%03d", i)
+	}
+	fake.SetGroup(large.guid, big...)
+
+	// A listing that fails after its first page: the groups it did not
+	// reach are not taken for deleted ones.
+	reg := prometheus.NewRegistry()
+	cfg = e.poolConfig()
+	cfg.Reconciler, cfg.Groups, cfg.Meta, cfg.Registerer = cc, brokenLister{kept.guid}, meta, reg
+	cfg.ReconcileInterval, cfg.ReconcilePoll, cfg.ReconcileRate = time.Hour, 50*time.Millisecond, 1000
+	_, stop = e.startPool(cfg, nil, nil, nil)
+	var st worker.ReconcileStatus
+	eventually(t, 20*time.Second, func() (bool, string) {
+		var ok bool
+		var err error
+		st, ok, err = meta.LastReconcile(ctx)
+		return err == nil && ok && st.Error != "" && st.Reconciled == 1, fmt.Sprintf("status %+v (%v)", st, err)
+	})
+	e.waitSettled()
+	stop()
+	if st.Queued != 1 || st.Unlisted != 0 || st.UnlistedSkipped == "" || st.Drift[worker.DriftDeleted] != 0 {
+		t.Errorf("after a failed listing LastReconcile() = %+v, want 1 queued, none unlisted, the step skipped", st)
+	}
+	e.waitMembers(gone.guid, "alice", "bob")
+	if err := e.canRead(ctx, "alice", gone.guid); err != nil {
+		t.Errorf("alice cannot read %s after a failed listing: %v", gone.guid, err)
+	}
+	if n := counterSum(t, reg, "groupsync_reconcile_drift_total", "kind="+worker.DriftDeleted); n != 0 {
+		t.Errorf("group_deleted drift after a failed listing = %v, want 0", n)
+	}
+
+	// A complete listing: kept and large are listed, gone is not. The
+	// failed run is due at once, the next one only after the checks.
+	const interval = 3 * time.Second
+	time.Sleep(time.Until(st.StartedAt.Add(interval)))
+	reg = prometheus.NewRegistry()
+	cfg = e.poolConfig()
+	cfg.Reconciler, cfg.Groups, cfg.Meta, cfg.Registerer = cc, cc, meta, reg
+	cfg.ReconcileInterval, cfg.ReconcilePoll, cfg.ReconcileRate = interval, 50*time.Millisecond, 1000
+	_, stop = e.startPool(cfg, nil, nil, nil)
+	e.waitDeleted(gone.guid)
+	eventually(t, 20*time.Second, func() (bool, string) {
+		var ok bool
+		var err error
+		st, ok, err = meta.LastReconcile(ctx)
+		return err == nil && ok && !st.FinishedAt.IsZero() && st.Reconciled == 2, fmt.Sprintf("status %+v (%v)", st, err)
+	})
+	stop()
+	if st.Groups != 2 || st.Queued != 2 || st.Unlisted != 1 || st.UnlistedLeft != 0 || st.UnlistedSkipped != "" ||
+		!slices.Equal(st.TooLarge, []string{large.guid}) || st.Drift[worker.DriftDeleted] != 1 || st.Error != "" {
+		t.Errorf("LastReconcile() = %+v, want 2 listed, 2 queued (1 unlisted), large skipped, 1 group deleted", st)
+	}
+	if n := counterSum(t, reg, "groupsync_reconcile_drift_total", "kind="+worker.DriftDeleted); n != 1 {
+		t.Errorf("group_deleted drift = %v, want 1", n)
+	}
+	for _, uid := range []string{"alice", "bob"} {
+		if err := e.canRead(ctx, uid, gone.guid); err == nil {
+			t.Errorf("%s can still load %s after its deletion", uid, gone.guid)
+		}
+		if err := e.canRead(ctx, uid, kept.guid); err != nil {
+			t.Errorf("%s cannot read %s: %v", uid, kept.guid, err)
+		}
+	}
+	e.waitMembers(kept.guid, "alice", "bob")
+	e.waitMembers(large.guid, "alice", "bob")
+}
+
+// TestScheduledReconcileBoundsUnlistedGroups: one run visits at most
+// ReconcileUnlistedMax of the groups CometChat did not list, and counts the
+// rest in its status; the next runs visit them.
+func TestScheduledReconcileBoundsUnlistedGroups(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.register("alice")
+	_, cc := e.cometChat()
+	meta := e.meta()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := e.poolConfig()
+	cfg.Reconciler = cc
+	_, stop := e.startPool(cfg, nil, nil, nil)
+	guids := []string{"gone-1", "gone-2", "gone-3"}
+	for _, guid := range guids { // CometChat never had them: their deletion webhooks are lost
+		g := evt{guid: guid, created: 1_718_000_000}
+		e.publish(job(g.ev(groupsync.TriggerGroupCreated, groupsync.ActionCreate, 0, "alice")))
+		e.waitMembers(guid, "alice")
+	}
+	e.waitSettled()
+	stop()
+
+	cfg = e.poolConfig()
+	cfg.Reconciler, cfg.Groups, cfg.Meta = cc, cc, meta
+	cfg.ReconcileInterval, cfg.ReconcilePoll, cfg.ReconcileRate = time.Hour, 50*time.Millisecond, 1000
+	cfg.ReconcileUnlistedMax = 2
+	_, stop = e.startPool(cfg, nil, nil, nil)
+	var st worker.ReconcileStatus
+	eventually(t, 20*time.Second, func() (bool, string) {
+		var ok bool
+		var err error
+		st, ok, err = meta.LastReconcile(ctx)
+		return err == nil && ok && !st.FinishedAt.IsZero() && st.Reconciled == 2, fmt.Sprintf("status %+v (%v)", st, err)
+	})
+	e.waitSettled()
+	stop()
+	if st.Groups != 0 || st.Queued != 2 || st.Unlisted != 2 || st.UnlistedLeft != 1 || st.Drift[worker.DriftDeleted] != 2 {
+		t.Errorf("LastReconcile() = %+v, want 2 of 3 unlisted groups queued, 1 left", st)
+	}
+	left := 0
+	for _, guid := range guids {
+		if _, ok := e.view(guid); ok {
+			left++
+		}
+	}
+	if left != 1 {
+		t.Errorf("%d of the 3 groups still exist in Virgil, want 1", left)
+	}
+}
+
+// brokenLister lists one page with the group guid, then fails.
+type brokenLister struct{ guid string }
+
+func (l brokenLister) Groups(ctx context.Context, fn func([]worker.GroupCount) error) error {
+	if err := fn([]worker.GroupCount{{GUID: l.guid, Members: 2}}); err != nil {
+		return err
+	}
+	return errors.New("page 2: connection reset by peer")
 }
 
 // counterSum adds up the counter name over its series that carry every

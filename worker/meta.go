@@ -181,8 +181,19 @@ type ReconcileStatus struct {
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	// Groups counts the groups CometChat listed.
 	Groups int `json:"groups"`
-	// Queued counts the reconcile jobs queued.
+	// Queued counts the reconcile jobs queued, Unlisted included.
 	Queued int `json:"queued"`
+	// Unlisted counts the groups the store holds as not deleted that
+	// CometChat did not list, queued after a complete listing (a lost
+	// deletion webhook: their jobs find them gone and delete them).
+	Unlisted int `json:"unlisted,omitempty"`
+	// UnlistedLeft counts such groups past the run's bound
+	// (Config.ReconcileUnlistedMax), left to later runs.
+	UnlistedLeft int `json:"unlisted_left,omitempty"`
+	// UnlistedSkipped says why the run did not look for such groups at all
+	// ("" when it did): CometChat's listing was incomplete, or the store's
+	// groups could not be read.
+	UnlistedSkipped string `json:"unlisted_skipped,omitempty"`
 	// Reconciled counts the queued jobs that ran to the end.
 	Reconciled int `json:"reconciled"`
 	// TooLarge lists groups skipped for having more members than an E3Kit

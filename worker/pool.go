@@ -22,24 +22,25 @@ import (
 
 // Defaults for the zero-value fields of Config.
 const (
-	DefaultJobTimeout      = 2 * time.Minute
-	DefaultLeaseTTL        = 10 * time.Second
-	DefaultRetryInitial    = 200 * time.Millisecond
-	DefaultRetryMax        = 5 * time.Second
-	DefaultRetries         = 5
-	DefaultNakBase         = time.Second
-	DefaultNakMax          = 30 * time.Second
-	DefaultCheckInitial    = time.Second
-	DefaultCheckMax        = 2 * time.Minute
-	DefaultCheckAttempts   = 12
-	DefaultCheckPoll       = 250 * time.Millisecond
-	DefaultSweepInterval   = time.Minute
-	DefaultShutdownNak     = time.Second
-	DefaultLossWindow      = 5 * time.Minute
-	DefaultReconcileRate   = 2.0
-	DefaultReconcilePoll   = 15 * time.Second
-	maxCommitAttempts      = 5
-	maxDeadLetterReasonLen = 400
+	DefaultJobTimeout           = 2 * time.Minute
+	DefaultLeaseTTL             = 10 * time.Second
+	DefaultRetryInitial         = 200 * time.Millisecond
+	DefaultRetryMax             = 5 * time.Second
+	DefaultRetries              = 5
+	DefaultNakBase              = time.Second
+	DefaultNakMax               = 30 * time.Second
+	DefaultCheckInitial         = time.Second
+	DefaultCheckMax             = 2 * time.Minute
+	DefaultCheckAttempts        = 12
+	DefaultCheckPoll            = 250 * time.Millisecond
+	DefaultSweepInterval        = time.Minute
+	DefaultShutdownNak          = time.Second
+	DefaultLossWindow           = 5 * time.Minute
+	DefaultReconcileRate        = 2.0
+	DefaultReconcileUnlistedMax = 1000
+	DefaultReconcilePoll        = 15 * time.Second
+	maxCommitAttempts           = 5
+	maxDeadLetterReasonLen      = 400
 )
 
 // ReasonNeedsReconcile starts the dead-letter reason of an ActionReconcile
@@ -128,6 +129,11 @@ type Config struct {
 	// scheduled reconcile may cause (default 2: a quarter of the free
 	// plan's 500 per minute; paid plans allow 20,000 per minute).
 	ReconcileRate float64
+	// ReconcileUnlistedMax bounds how many groups one scheduled reconcile
+	// visits that the store holds as not deleted but CometChat did not list
+	// (a lost deletion webhook); the rest wait for later runs (default
+	// DefaultReconcileUnlistedMax).
+	ReconcileUnlistedMax int
 	// ReconcilePoll is how often workers look whether a scheduled reconcile
 	// is due (default 15 s, or a quarter of a shorter ReconcileInterval).
 	ReconcilePoll time.Duration
@@ -191,6 +197,9 @@ func (c *Config) setDefaults(partitions int, ackWait time.Duration) {
 	if c.ReconcileRate == 0 {
 		c.ReconcileRate = DefaultReconcileRate
 	}
+	if c.ReconcileUnlistedMax == 0 {
+		c.ReconcileUnlistedMax = DefaultReconcileUnlistedMax
+	}
 	if c.WorkerID == "" {
 		host, _ := os.Hostname()
 		b := make([]byte, 4)
@@ -226,6 +235,9 @@ func (c *Config) validate() error {
 	}
 	if c.ReconcileRate < 0 {
 		bad("ReconcileRate %g: must not be negative", c.ReconcileRate)
+	}
+	if c.ReconcileUnlistedMax < 0 {
+		bad("ReconcileUnlistedMax %d: must not be negative", c.ReconcileUnlistedMax)
 	}
 	if c.ReconcileInterval > 0 && (c.Reconciler == nil || c.Groups == nil || c.Meta == nil) {
 		bad("ReconcileInterval %v: a scheduled reconcile needs a Reconciler, Groups and Meta", c.ReconcileInterval)

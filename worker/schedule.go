@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -167,7 +168,9 @@ var errReconcileLeaseLost = errors.New("worker: scheduled reconcile: lease lost 
 // reconcileAll lists every group and queues a reconcile job for each, paced
 // to ReconcileRate CometChat requests per second (a page of groups costs
 // one; a group's job, two: its member count and its members). Groups past
-// E3Kit's limit are skipped and named in the status.
+// E3Kit's limit are skipped and named in the status. After a complete
+// listing, it also queues the groups the store holds as not deleted that
+// CometChat did not list (reconcileUnlisted).
 func (p *Pool) reconcileAll(ctx context.Context) error {
 	meta := p.cfg.Meta
 	run := time.Now().UTC().Format("20060102T150405.000")
@@ -210,11 +213,45 @@ func (p *Pool) reconcileAll(ctx context.Context) error {
 		}
 	}
 	renewed := time.Now()
+	// renew renews the lease when a third of it has passed.
+	renew := func() error {
+		if time.Since(renewed) <= p.reconcileLeaseTTL()/3 {
+			return nil
+		}
+		ok, err := meta.TakeLease(ctx, reconcileLease, p.cfg.WorkerID, p.reconcileLeaseTTL())
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errReconcileLeaseLost
+		}
+		renewed = time.Now()
+		return nil
+	}
+	// queue queues guid's reconcile job, paced, renewing the lease.
+	queue := func(guid string) error {
+		if err := renew(); err != nil {
+			return err
+		}
+		if err := wait(2); err != nil {
+			return err
+		}
+		job := ReconcileJob(guid, "auto-"+run)
+		if _, err := p.q.Publish(ctx, job); err != nil {
+			return fmt.Errorf("queue reconcile of %s: %w", guid, err)
+		}
+		st.Queued++
+		return nil
+	}
+	// listed holds every group CometChat listed, those past the limit too,
+	// lower-cased as webhooks' guids are stored.
+	listed := map[string]bool{}
 	err := wait(1)
 	if err == nil {
 		err = p.cfg.Groups.Groups(ctx, func(page []GroupCount) error {
 			for _, g := range page {
 				st.Groups++
+				listed[strings.ToLower(strings.TrimSpace(g.GUID))] = true
 				if g.Members > virgil.MaxParticipants-1 {
 					st.TooLargeCount++
 					if len(st.TooLarge) < 20 {
@@ -223,24 +260,9 @@ func (p *Pool) reconcileAll(ctx context.Context) error {
 					log.Warn().Str("group_id", g.GUID).Int("members", g.Members).Msg("group past E3Kit's participant limit, not reconciled")
 					continue
 				}
-				if time.Since(renewed) > p.reconcileLeaseTTL()/3 {
-					ok, err := meta.TakeLease(ctx, reconcileLease, p.cfg.WorkerID, p.reconcileLeaseTTL())
-					if err != nil {
-						return err
-					}
-					if !ok {
-						return errReconcileLeaseLost
-					}
-					renewed = time.Now()
-				}
-				if err := wait(2); err != nil {
+				if err := queue(g.GUID); err != nil {
 					return err
 				}
-				job := ReconcileJob(g.GUID, "auto-"+run)
-				if _, err := p.q.Publish(ctx, job); err != nil {
-					return fmt.Errorf("queue reconcile of %s: %w", g.GUID, err)
-				}
-				st.Queued++
 			}
 			if err := save(); err != nil {
 				log.Warn().Err(err).Msg("saving the reconcile status failed")
@@ -249,16 +271,85 @@ func (p *Pool) reconcileAll(ctx context.Context) error {
 		})
 	}
 	if err != nil {
+		// An incomplete listing would make every group it did not reach
+		// look deleted.
+		st.UnlistedSkipped = "CometChat's listing of the groups was incomplete"
+	} else {
+		err = p.reconcileUnlisted(ctx, &st, listed, renew, queue, log)
+	}
+	if err != nil {
 		st.Error = err.Error()
 		p.metrics.runs.WithLabelValues("failed").Inc()
 		log.Warn().Err(err).Int("queued", st.Queued).Msg("scheduled reconcile stopped early")
 	} else {
 		st.FinishedAt = time.Now().UTC()
 		p.metrics.runs.WithLabelValues("finished").Inc()
-		log.Info().Int("groups", st.Groups).Int("queued", st.Queued).Int("too_large", st.TooLargeCount).Msg("scheduled reconcile queued every group")
+		log.Info().Int("groups", st.Groups).Int("queued", st.Queued).Int("too_large", st.TooLargeCount).
+			Int("unlisted", st.Unlisted).Int("unlisted_left", st.UnlistedLeft).Msg("scheduled reconcile queued every group")
 	}
 	if serr := save(); serr != nil && err == nil {
 		return serr
 	}
 	return err
+}
+
+// reconcileUnlisted queues a reconcile job, with queue, for each group the
+// store holds as not deleted that CometChat did not list in this run's
+// complete listing: its deletion webhook was lost. The job reads the group
+// from CometChat and deletes it only when CometChat answers that it does
+// not have it; a group created since the listing is found and kept. At most
+// ReconcileUnlistedMax are queued per run, starting at a random one so that
+// groups CometChat does have but did not list cannot hold back the rest
+// forever. renew keeps the run's lease while the store is read. Failing to
+// list the store's groups skips the step (said in the status), not the run.
+func (p *Pool) reconcileUnlisted(ctx context.Context, st *ReconcileStatus, listed map[string]bool, renew func() error, queue func(string) error, log zerolog.Logger) error {
+	guids, err := p.store.Groups(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		st.UnlistedSkipped = "reading the store's groups failed"
+		log.Warn().Err(err).Msg("scheduled reconcile: listing the store's groups failed; groups deleted without a webhook are not looked for")
+		return nil
+	}
+	var unlisted []string
+	for _, guid := range guids {
+		if !listed[guid] {
+			unlisted = append(unlisted, guid)
+		}
+	}
+	if len(unlisted) == 0 {
+		return nil
+	}
+	start := rand.IntN(len(unlisted))
+	for i := range unlisted {
+		guid := unlisted[(start+i)%len(unlisted)]
+		if err := renew(); err != nil {
+			return err
+		}
+		state, _, err := p.store.Group(ctx, guid)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			log.Warn().Err(err).Str("group_id", guid).Msg("scheduled reconcile: reading a group the listing missed failed; it waits for the next run")
+			continue
+		}
+		if state.Lifecycle == groupsync.LifecycleDeleted {
+			continue
+		}
+		if st.Unlisted >= p.cfg.ReconcileUnlistedMax {
+			st.UnlistedLeft++
+			continue
+		}
+		log.Info().Str("group_id", guid).Msg("group held as existing that CometChat did not list; reconciling it")
+		if err := queue(guid); err != nil {
+			return err
+		}
+		st.Unlisted++
+	}
+	if st.UnlistedLeft > 0 {
+		log.Warn().Int("queued", st.Unlisted).Int("left", st.UnlistedLeft).Msg("scheduled reconcile: more groups missing from CometChat's listing than one run visits; the rest wait for later runs")
+	}
+	return nil
 }

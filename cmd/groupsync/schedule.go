@@ -76,8 +76,17 @@ func printReconcileStatus(w io.Writer, st worker.ReconcileStatus, ok, asJSON boo
 	if st.TooLargeCount > 0 {
 		tooLarge += " (" + strings.Join(st.TooLarge, " ") + ")"
 	}
-	_, err := fmt.Fprintf(w, "run:        %s\nworker:     %s\nstarted:    %s\noutcome:    %s\ngroups:     %d listed, %d queued, %d reconciled\ntoo large:  %s\ndrift:      %s\n",
-		st.Run, st.Worker, st.StartedAt.Format(time.RFC3339), outcome, st.Groups, st.Queued, st.Reconciled, tooLarge, drift)
+	// Groups the store holds as existing that CometChat did not list: their
+	// deletion webhooks were lost.
+	unlisted := fmt.Sprintf("%d queued", st.Unlisted)
+	switch {
+	case st.UnlistedSkipped != "":
+		unlisted = "not looked for: " + st.UnlistedSkipped
+	case st.UnlistedLeft > 0:
+		unlisted += fmt.Sprintf(", %d more left to later runs", st.UnlistedLeft)
+	}
+	_, err := fmt.Fprintf(w, "run:        %s\nworker:     %s\nstarted:    %s\noutcome:    %s\ngroups:     %d listed, %d queued, %d reconciled\ntoo large:  %s\nnot listed: %s\ndrift:      %s\n",
+		st.Run, st.Worker, st.StartedAt.Format(time.RFC3339), outcome, st.Groups, st.Queued, st.Reconciled, tooLarge, unlisted, drift)
 	return err
 }
 

@@ -66,3 +66,26 @@ func TestScheduledReconcileStatus(t *testing.T) {
 		return nil
 	})
 }
+
+// TestPrintReconcileStatusUnlisted: the status names the groups a run
+// queued because CometChat no longer listed them, those left to later runs,
+// and why a run did not look for them.
+func TestPrintReconcileStatusUnlisted(t *testing.T) {
+	for _, c := range []struct {
+		st   worker.ReconcileStatus
+		want string
+	}{
+		{worker.ReconcileStatus{Groups: 4, Queued: 6, Unlisted: 2}, "not listed: 2 queued\n"},
+		{worker.ReconcileStatus{Queued: 2, Unlisted: 2, UnlistedLeft: 5}, "not listed: 2 queued, 5 more left to later runs\n"},
+		{worker.ReconcileStatus{Error: "page 2 failed", UnlistedSkipped: "CometChat's listing of the groups was incomplete"},
+			"not listed: not looked for: CometChat's listing of the groups was incomplete\n"},
+	} {
+		var b strings.Builder
+		if err := printReconcileStatus(&b, c.st, true, false); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("printReconcileStatus(%+v) =\n%s\nwant a line %q", c.st, b.String(), c.want)
+		}
+	}
+}
