@@ -301,3 +301,32 @@ func TestFailedJobDetailRedactsTheBody(t *testing.T) {
 		t.Errorf("dead letters after the retry = %v, want none", ids)
 	}
 }
+
+// TestOverviewShowsUnlistedGroups: the overview names the groups the last
+// scheduled reconcile queued because CometChat no longer listed them, and
+// why a run did not look for them.
+func TestOverviewShowsUnlistedGroups(t *testing.T) {
+	b := setup(t)
+	kv, err := b.js.KeyValue(t.Context(), worker.DefaultMetaBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		st   worker.ReconcileStatus
+		want string
+	}{
+		{worker.ReconcileStatus{Run: "r1", Groups: 4, Queued: 6, Unlisted: 2, UnlistedLeft: 5}, "2 queued (held as existing, not listed by CometChat), 5 more left to later runs"},
+		{worker.ReconcileStatus{Run: "r2", Error: "page 2 failed", UnlistedSkipped: "CometChat's listing of the groups was incomplete"}, "not looked for: CometChat&#39;s listing of the groups was incomplete"},
+	} {
+		v, err := json.Marshal(c.st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(t.Context(), "reconcile.last", v); err != nil {
+			t.Fatal(err)
+		}
+		if resp := b.do(t, "GET", "/", nil); !strings.Contains(resp.body, c.want) {
+			t.Errorf("GET / with status %+v does not show %q:\n%s", c.st, c.want, resp.body)
+		}
+	}
+}
