@@ -129,13 +129,6 @@ func Reconcile(state GroupState, snap Snapshot, seq uint64) (GroupState, Plan, D
 	// Virgil may hold participants the state does not know at all: only
 	// the members the new state holds stay (a later event's add included;
 	// a later kick already removed its member).
-	var keep []string
-	for uid, m := range next.Members {
-		if m.In {
-			keep = append(keep, uid)
-		}
-	}
-	sort.Strings(keep)
-	out.Steps = append(out.Steps, Step{Op: OpRetain, UIDs: keep})
+	out.Steps = append(out.Steps, Step{Op: OpRetain, UIDs: next.Current()})
 	return next, out, drift
 }

@@ -65,10 +65,8 @@ func (s Stamp) After(o Stamp) bool {
 	// whatever time it carries (CometChat's clock may run ahead of
 	// groupsync's by up to the allowed skew): the read already shows it.
 	switch {
-	case s.Recv != 0 && o.Snapshot && !s.Snapshot && o.At != 0:
-		// (One received in the second of the read and stored before the
-		// read's job is shown by the read, as below.)
-		if s.Recv < o.At || s.Recv == o.At && s.Seq != 0 && s.Seq < o.Seq {
+	case readOf(o, s):
+		if shownBy(s, o) {
 			return false
 		}
 		if s.At == 0 {
@@ -76,11 +74,8 @@ func (s Stamp) After(o Stamp) bool {
 			// it), and without a time to order it by: later.
 			return true
 		}
-	case o.Recv != 0 && s.Snapshot && !o.Snapshot && s.At != 0:
-		// One received in the second of the read is shown by it too when
-		// the queue stored it before the read's job: jobs of a group run in
-		// stream order, so it was applied before the read was made.
-		if o.Recv < s.At || o.Recv == s.At && o.Seq != 0 && o.Seq < s.Seq {
+	case readOf(s, o):
+		if shownBy(o, s) {
 			return true
 		}
 		if o.At == 0 {
@@ -97,6 +92,17 @@ func (s Stamp) After(o Stamp) bool {
 	// Same sequence (the same job), or both unsequenced: the later time, if
 	// any, wins; equal stamps are not After each other.
 	return s.At > o.At
+}
+
+// readOf reports whether r is a read of CometChat and e an event received
+// at a known time, so that the read's time orders e's receipt.
+func readOf(r, e Stamp) bool { return r.Snapshot && !e.Snapshot && r.At != 0 && e.Recv != 0 }
+
+// shownBy reports whether the read r shows the event e: e was received before
+// the read, or in its second and stored before the read's job (jobs of a
+// group run in stream order, so it was applied before the read was made).
+func shownBy(e, r Stamp) bool {
+	return e.Recv < r.At || e.Recv == r.At && e.Seq != 0 && e.Seq < r.Seq
 }
 
 // MemberState is what groupsync knows about one user of a group.
