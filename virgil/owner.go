@@ -666,10 +666,21 @@ func (o *Owner) Remove(ctx context.Context, groupID string, members []string) er
 	if err != nil {
 		return err
 	}
+	return o.remove(ctx, groupID, path, ids, nil)
+}
+
+// remove is Remove of the normalized identities ids from the group at path;
+// read, when not nil, is the group's state as the caller just read it, used
+// instead of reading it again (an epoch written meanwhile by another writer
+// makes the push fail and the group be read again).
+func (o *Owner) remove(ctx context.Context, groupID, path string, ids []string, read *GroupState) error {
 	sid, _ := SessionID(groupID)
 	for attempt := 1; ; attempt++ {
-		st, _, err := o.state(ctx, groupID, path)
-		if err != nil {
+		var st GroupState
+		var err error
+		if read != nil && attempt == 1 {
+			st = *read
+		} else if st, _, err = o.state(ctx, groupID, path); err != nil {
 			return fmt.Errorf("virgil: remove from group %q: %w", groupID, err)
 		}
 		if !st.Exists {
@@ -758,7 +769,7 @@ func (o *Owner) Retain(ctx context.Context, groupID string, keep []string) ([]st
 	if len(gone) == 0 {
 		return nil, nil
 	}
-	if err := o.Remove(ctx, groupID, gone); err != nil {
+	if err := o.remove(ctx, groupID, path, gone, &st); err != nil {
 		if errors.Is(err, ErrGroupNotFound) {
 			return nil, nil
 		}
