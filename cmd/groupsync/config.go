@@ -282,13 +282,13 @@ func (s *settings) flagSet(name string) bool {
 	return set
 }
 
+// secret returns the value of secret option o: read from the file
+// secretFile names, else GROUPSYNC_X's (secretFile names none when it is
+// set), else "".
 func (s *settings) secret(o option) (string, error) {
-	if p := s.files[o.name]; (p == nil || *p == "") && s.getenv(o.env()) != "" {
-		return strings.TrimSpace(s.getenv(o.env())), nil
-	}
 	setting, file := s.secretFile(o)
 	if file == "" {
-		return "", nil
+		return strings.TrimSpace(s.getenv(o.env())), nil
 	}
 	b, err := secretfile.Read(setting, file)
 	if errors.Is(err, secretfile.ErrNotPrivate) {
