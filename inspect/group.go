@@ -154,18 +154,28 @@ func (in *Inspector) History(ctx context.Context, guid string, before uint64) (H
 	if err != nil {
 		return HistoryPage{}, err
 	}
-	hist, older, err := in.cfg.Audit.HistoryBefore(ctx, guid, before, in.cfg.HistoryLimit)
-	if err != nil {
-		return HistoryPage{}, fmt.Errorf("inspect: group %s: read the audit trail: %w", guid, err)
-	}
-	p := HistoryPage{GUID: guid, Before: before, History: []queue.AuditRecord{}}
-	if hist != nil {
-		p.History = hist
-	}
-	if older {
-		p.Older = hist[0].Seq
+	p := HistoryPage{GUID: guid, Before: before}
+	if p.History, p.Older, err = in.historyPage(ctx, guid, before, in.cfg.HistoryLimit); err != nil {
+		return HistoryPage{}, err
 	}
 	return p, nil
+}
+
+// historyPage reads the last limit audit records of guid below before (0:
+// the newest), oldest first and never nil, and the before of the next
+// older page (0: none).
+func (in *Inspector) historyPage(ctx context.Context, guid string, before uint64, limit int) ([]queue.AuditRecord, uint64, error) {
+	hist, older, err := in.cfg.Audit.HistoryBefore(ctx, guid, before, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("inspect: group %s: read the audit trail: %w", guid, err)
+	}
+	if hist == nil {
+		hist = []queue.AuditRecord{}
+	}
+	if older {
+		return hist, hist[0].Seq, nil
+	}
+	return hist, 0, nil
 }
 
 // normalGUID is guid as groupsync keys it: trimmed and lower case; an empty
@@ -197,17 +207,10 @@ func (in *Inspector) gather(ctx context.Context, guid string, limit int) (gather
 		r.Store = storedGroup(st)
 		known = known || version != 0 || st.Lifecycle != groupsync.LifecycleUnknown || len(st.Members) > 0
 	}
-	hist, older, err := in.cfg.Audit.HistoryBefore(ctx, guid, 0, limit)
-	if err != nil {
-		return gathered{}, fmt.Errorf("inspect: group %s: read the audit trail: %w", guid, err)
+	if r.History, r.Older, err = in.historyPage(ctx, guid, 0, limit); err != nil {
+		return gathered{}, err
 	}
-	if hist != nil {
-		r.History = hist
-	}
-	if older {
-		r.Older = hist[0].Seq
-	}
-	known = known || len(hist) > 0
+	known = known || len(r.History) > 0
 	failed, err := in.cfg.Queue.Failed(ctx)
 	if err != nil {
 		return gathered{}, fmt.Errorf("inspect: group %s: read the failed jobs: %w", guid, err)
@@ -219,7 +222,7 @@ func (in *Inspector) gather(ctx context.Context, guid string, limit int) (gather
 	}
 	known = known || len(r.Failed) > 0
 	var verr error
-	g.vstate, verr = in.readVirgil(ctx, guid, g.state, hist, &r.Virgil)
+	g.vstate, verr = in.readVirgil(ctx, guid, g.state, r.History, &r.Virgil)
 	known = known || g.vstate != nil && g.vstate.Exists
 	if !known && verr != nil {
 		// Virgil may hold the group: it cannot be called unknown.
