@@ -77,6 +77,7 @@ func (d *Delivery) Ack(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, d.q.cfg.AckWait)
 	defer cancel()
 	pause := ackRetryInitial
+	d.ackAttempts = 0
 	for {
 		d.ackAttempts++
 		attempt, cancelAttempt := context.WithTimeout(ctx, d.q.cfg.AckTimeout)
