@@ -31,6 +31,16 @@ func (e *env) cometChat() (*cometchattest.Fake, membership.CometChat) {
 	return f, membership.CometChat{Client: cc}
 }
 
+// reconcilingConfig starts the fake CometChat REST API and returns it with
+// a pool config that reconciles against it and records in the Meta bucket.
+func (e *env) reconcilingConfig() (*cometchattest.Fake, worker.Config) {
+	e.tb.Helper()
+	fake, cc := e.cometChat()
+	cfg := e.poolConfig()
+	cfg.Reconciler, cfg.Meta = cc, e.meta()
+	return fake, cfg
+}
+
 // meta opens the workers' Meta bucket on the env's NATS.
 func (e *env) meta() *worker.Meta {
 	e.tb.Helper()
@@ -54,9 +64,7 @@ func (e *env) meta() *worker.Meta {
 func TestStoreLossRetryDoesNotReadmitKickedMember(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.register("alice", "bob", "carol", "dave")
-	fake, cc := e.cometChat()
-	cfg := e.poolConfig()
-	cfg.Reconciler, cfg.Meta = cc, e.meta()
+	fake, cfg := e.reconcilingConfig()
 	pool, _ := e.startPool(cfg, nil, nil, nil)
 
 	g := evt{guid: "loss-group", created: 1_718_000_000}
@@ -441,9 +449,7 @@ func TestReconcileRemovesParticipantsTheStateNeverKnew(t *testing.T) {
 func TestLateRetryAfterConfirmIsChecked(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.register("alice", "bob")
-	fake, cc := e.cometChat()
-	cfg := e.poolConfig()
-	cfg.Reconciler, cfg.Meta = cc, e.meta()
+	fake, cfg := e.reconcilingConfig()
 	cfg.LossWindow = time.Second
 	pool, _ := e.startPool(cfg, nil, nil, nil)
 

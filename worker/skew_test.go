@@ -19,9 +19,7 @@ import (
 func TestFlipCheckedWithCometChatAfterEventAheadOfClock(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.register("alice", "bob")
-	fake, cc := e.cometChat()
-	cfg := e.poolConfig()
-	cfg.Reconciler, cfg.Meta = cc, e.meta()
+	fake, cfg := e.reconcilingConfig()
 	e.startPool(cfg, nil, nil, nil)
 
 	now := time.Now().Unix()
@@ -49,9 +47,7 @@ func TestFlipCheckedWithCometChatAfterEventAheadOfClock(t *testing.T) {
 func TestEventBehindTheClockAfterAReadIsChecked(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.register("alice", "bob")
-	fake, cc := e.cometChat()
-	cfg := e.poolConfig()
-	cfg.Reconciler, cfg.Meta = cc, e.meta()
+	fake, cfg := e.reconcilingConfig()
 	e.startPool(cfg, nil, nil, nil)
 
 	const behind = 5 // seconds CometChat's clock runs behind the worker's
