@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/groupsync/groupsync/virgil"
 )
 
 // secretFileCase is one setting that names a file holding a secret: the
@@ -28,13 +26,10 @@ type secretFileCase struct {
 // key file. TestSecretFileSettingsAreListed keeps it complete.
 func secretFileCases(t *testing.T) []secretFileCase {
 	t.Helper()
-	base, _ := appEnv(t, 0o600)
+	base, ownerFile := appEnv(t, 0o600)
 	serve := serveEnv(base)
-	appKey, err := virgil.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	owner, err := virgil.GenerateKey()
+	appKey := getenvOf(base)("GROUPSYNC_VIRGIL_APP_KEY")
+	owner, err := os.ReadFile(ownerFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,13 +51,13 @@ func secretFileCases(t *testing.T) []secretFileCase {
 		{"GROUPSYNC_NATS_TLS_KEY_FILE", "serve", append(slices.Clone(serve), "GROUPSYNC_NATS_TLS_CERT_FILE="+cert), "-----BEGIN EC PRIVATE KEY-----"},
 		{"GROUPSYNC_JOB_KEY_FILE", "serve", unset(serve, "GROUPSYNC_JOB_KEY"), strings.Repeat("j", 64)},
 		{"GROUPSYNC_JOB_KEY_PREVIOUS_FILE", "serve", serve, strings.Repeat("p", 64)},
-		{"GROUPSYNC_VIRGIL_APP_KEY_FILE", "serve", unset(serve, "GROUPSYNC_VIRGIL_APP_KEY"), appKey.MarshalPKCS8Base64()},
+		{"GROUPSYNC_VIRGIL_APP_KEY_FILE", "serve", unset(serve, "GROUPSYNC_VIRGIL_APP_KEY"), appKey},
 		{"GROUPSYNC_IDENTITY_SECRET_FILE", "serve", unset(serve, "GROUPSYNC_IDENTITY_SECRET"), "an identity secret from a file"},
 		{"GROUPSYNC_WEBHOOK_PASSWORD_FILE", "serve", unset(serve, "GROUPSYNC_WEBHOOK_PASSWORD"), "a webhook password"},
 		{"GROUPSYNC_COMETCHAT_API_KEY_FILE", "serve", serve, "a-cometchat-api-key"},
 		{"GROUPSYNC_CONSOLE_PASSWORD_FILE", "serve", append(slices.Clone(serve), "GROUPSYNC_CONSOLE_ADDR=127.0.0.1:0", "GROUPSYNC_CONSOLE_USERNAME=ops"), "a console password"},
-		{"GROUPSYNC_EMULATOR_SERVICE_KEY_FILE", "emulator", base, appKey.MarshalPKCS8Base64()},
-		{"GROUPSYNC_OWNER_KEY_FILE", "worker", base, owner.MarshalPKCS8Base64()},
+		{"GROUPSYNC_EMULATOR_SERVICE_KEY_FILE", "emulator", base, appKey},
+		{"GROUPSYNC_OWNER_KEY_FILE", "worker", base, strings.TrimSpace(string(owner))},
 	}
 }
 
